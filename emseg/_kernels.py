@@ -1,0 +1,285 @@
+"""Compiled kernels for the Gaussian E-step, k-means seeding and row deduplication.
+
+Each kernel walks the rows once, in fixed-size chunks spread over the cores, and keeps
+no per-row temporaries beyond one row's worth: the E-step kernels return sufficient
+statistics (one set per chunk of fixed size, summed afterwards, so results do not
+depend on the number of threads).
+
+Conventions shared with :mod:`emseg.mixture`:
+
+- ``prec_chol[k]`` is the upper-triangular factor ``U`` with precision ``U @ U.T``
+  (scikit-learn's ``precisions_cholesky_``), so ``|| (x - mu) @ U ||^2`` is the
+  Mahalanobis distance; for diagonal models it is the vector ``1 / sigma``.
+- ``log_norm[k] = log(weight_k) + log|U_k| - D/2 log(2 pi)``.
+- Statistics are centred on the current means: ``sx[k] = sum r (x - mu_k)`` and
+  ``sxx[k] = sum r (x - mu_k)(x - mu_k)^T``, accumulated in float64.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+CHUNK = 4096
+
+
+@njit(cache=True)
+def n_chunks(n_rows):
+    return max(1, (n_rows + CHUNK - 1) // CHUNK)
+
+
+@njit(cache=True, inline="always")
+def _row_weight(weights, n):
+    if weights.shape[0] == 0:
+        return 1.0
+    return weights[n]
+
+
+@njit(cache=True, inline="always")
+def _normalise_row(lp, K):
+    """Turn the log-probabilities ``lp`` into responsibilities in place; return logsumexp."""
+    top = lp[0]
+    for k in range(1, K):
+        if lp[k] > top:
+            top = lp[k]
+    total = 0.0
+    for k in range(K):
+        e = np.exp(lp[k] - top)
+        lp[k] = e
+        total += e
+    for k in range(K):
+        lp[k] /= total
+    return top + np.log(total)
+
+
+@njit(cache=True, inline="always")
+def _maha_full(X, n, means, prec_chol, k, y, D):
+    for d in range(D):
+        y[d] = X[n, d] - means[k, d]
+    q = 0.0
+    for j in range(D):
+        s = 0.0
+        for i in range(j + 1):
+            s += y[i] * prec_chol[k, i, j]
+        q += s * s
+    return q
+
+
+@njit(cache=True, inline="always")
+def _maha_diag(X, n, means, prec_diag, k, y, D):
+    q = 0.0
+    for d in range(D):
+        v = X[n, d] - means[k, d]
+        y[d] = v
+        s = v * prec_diag[k, d]
+        q += s * s
+    return q
+
+
+@njit(parallel=True, cache=True)
+def estep_full(X, weights, log_norm, means, prec_chol):
+    """Sufficient statistics for full (and tied) covariances.
+
+    Returns ``(nk, sx, sxx, loglik)`` where ``loglik`` is the weighted sum of the rows'
+    log-likelihoods; ``sxx`` holds only its upper triangle (mirror it afterwards).
+    """
+    N, D = X.shape
+    K = means.shape[0]
+    C = n_chunks(N)
+    nk = np.zeros((C, K))
+    sx = np.zeros((C, K, D))
+    sxx = np.zeros((C, K, D, D))
+    ll = np.zeros(C)
+    for c in prange(C):
+        y = np.empty((K, D))
+        lp = np.empty(K)
+        acc_n = np.zeros(K)
+        acc_x = np.zeros((K, D))
+        acc_xx = np.zeros((K, D, D))
+        acc_ll = 0.0
+        for n in range(c * CHUNK, min(N, (c + 1) * CHUNK)):
+            for k in range(K):
+                lp[k] = log_norm[k] - 0.5 * _maha_full(X, n, means, prec_chol, k, y[k], D)
+            lse = _normalise_row(lp, K)
+            w = _row_weight(weights, n)
+            acc_ll += w * lse
+            for k in range(K):
+                r = w * lp[k]
+                acc_n[k] += r
+                for i in range(D):
+                    ri = r * y[k, i]
+                    acc_x[k, i] += ri
+                    for j in range(i, D):
+                        acc_xx[k, i, j] += ri * y[k, j]
+        nk[c] = acc_n
+        sx[c] = acc_x
+        sxx[c] = acc_xx
+        ll[c] = acc_ll
+    return nk.sum(0), sx.sum(0), sxx.sum(0), ll.sum()
+
+
+@njit(parallel=True, cache=True)
+def estep_diag(X, weights, log_norm, means, prec_diag):
+    """Sufficient statistics for diagonal (and spherical) covariances: ``sxx`` is (K, D)."""
+    N, D = X.shape
+    K = means.shape[0]
+    C = n_chunks(N)
+    nk = np.zeros((C, K))
+    sx = np.zeros((C, K, D))
+    sxx = np.zeros((C, K, D))
+    ll = np.zeros(C)
+    for c in prange(C):
+        y = np.empty((K, D))
+        lp = np.empty(K)
+        acc_n = np.zeros(K)
+        acc_x = np.zeros((K, D))
+        acc_xx = np.zeros((K, D))
+        acc_ll = 0.0
+        for n in range(c * CHUNK, min(N, (c + 1) * CHUNK)):
+            for k in range(K):
+                lp[k] = log_norm[k] - 0.5 * _maha_diag(X, n, means, prec_diag, k, y[k], D)
+            lse = _normalise_row(lp, K)
+            w = _row_weight(weights, n)
+            acc_ll += w * lse
+            for k in range(K):
+                r = w * lp[k]
+                acc_n[k] += r
+                for i in range(D):
+                    ri = r * y[k, i]
+                    acc_x[k, i] += ri
+                    acc_xx[k, i] += ri * y[k, i]
+        nk[c] = acc_n
+        sx[c] = acc_x
+        sxx[c] = acc_xx
+        ll[c] = acc_ll
+    return nk.sum(0), sx.sum(0), sxx.sum(0), ll.sum()
+
+
+@njit(parallel=True, cache=True)
+def log_prob_full(X, log_norm, means, prec_chol):
+    """Weighted log-probabilities ``log w_k + log N(x | k)``, shape (N, K)."""
+    N, D = X.shape
+    K = means.shape[0]
+    out = np.empty((N, K))
+    for c in prange(n_chunks(N)):
+        y = np.empty(D)
+        for n in range(c * CHUNK, min(N, (c + 1) * CHUNK)):
+            for k in range(K):
+                out[n, k] = log_norm[k] - 0.5 * _maha_full(X, n, means, prec_chol, k, y, D)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def log_prob_diag(X, log_norm, means, prec_diag):
+    N, D = X.shape
+    K = means.shape[0]
+    out = np.empty((N, K))
+    for c in prange(n_chunks(N)):
+        y = np.empty(D)
+        for n in range(c * CHUNK, min(N, (c + 1) * CHUNK)):
+            for k in range(K):
+                out[n, k] = log_norm[k] - 0.5 * _maha_diag(X, n, means, prec_diag, k, y, D)
+    return out
+
+
+# --- k-means ---------------------------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def nearest_centre(X, centres):
+    """Index of and squared distance to the nearest centre, per row."""
+    N, D = X.shape
+    K = centres.shape[0]
+    labels = np.empty(N, dtype=np.int64)
+    dist = np.empty(N)
+    for c in prange(n_chunks(N)):
+        for n in range(c * CHUNK, min(N, (c + 1) * CHUNK)):
+            best = np.inf
+            arg = 0
+            for k in range(K):
+                s = 0.0
+                for d in range(D):
+                    v = X[n, d] - centres[k, d]
+                    s += v * v
+                if s < best:
+                    best = s
+                    arg = k
+            labels[n] = arg
+            dist[n] = best
+    return labels, dist
+
+
+@njit(parallel=True, cache=True)
+def sq_dist_to(X, point):
+    N, D = X.shape
+    out = np.empty(N)
+    for n in prange(N):
+        s = 0.0
+        for d in range(D):
+            v = X[n, d] - point[d]
+            s += v * v
+        out[n] = s
+    return out
+
+
+@njit(cache=True)
+def weighted_centres(X, weights, labels, K):
+    """Weighted mean of the rows of each label, and each label's total weight."""
+    N, D = X.shape
+    sums = np.zeros((K, D))
+    tot = np.zeros(K)
+    for n in range(N):
+        w = _row_weight(weights, n)
+        k = labels[n]
+        tot[k] += w
+        for d in range(D):
+            sums[k, d] += w * X[n, d]
+    return sums, tot
+
+
+# --- distinct rows -------------------------------------------------------------------
+
+
+@njit(cache=True)
+def distinct_rows(bits, weights, cap):
+    """Find the distinct rows of ``bits`` (the rows' bit patterns as unsigned integers).
+
+    Returns ``(first, total)``: the index of each distinct row's first occurrence and the
+    summed weight of its copies, or two empty arrays when there are more than ``cap``
+    distinct rows (the data do not compress, and the caller fits them as they are).
+    """
+    N, D = bits.shape
+    size = 1
+    while size < 2 * cap + 2:
+        size *= 2
+    mask = size - 1
+    table = np.full(size, -1, dtype=np.int64)
+    first = np.empty(cap + 1, dtype=np.int64)
+    total = np.zeros(cap + 1)
+    count = 0
+    for n in range(N):
+        h = np.uint64(1469598103934665603)
+        for d in range(D):
+            h ^= np.uint64(bits[n, d])
+            h *= np.uint64(1099511628211)
+            h ^= h >> np.uint64(29)
+        slot = np.int64(h & np.uint64(mask))
+        while True:
+            u = table[slot]
+            if u < 0:
+                if count == cap:
+                    return np.empty(0, dtype=np.int64), np.empty(0)
+                table[slot] = count
+                first[count] = n
+                total[count] = _row_weight(weights, n)
+                count += 1
+                break
+            same = True
+            m = first[u]
+            for d in range(D):
+                if bits[m, d] != bits[n, d]:
+                    same = False
+                    break
+            if same:
+                total[u] += _row_weight(weights, n)
+                break
+            slot = (slot + 1) & mask
+    return first[:count].copy(), total[:count].copy()

@@ -1,0 +1,725 @@
+"""Gaussian mixture models fitted by EM, in scikit-learn's conventions.
+
+The model is the same as :class:`sklearn.mixture.GaussianMixture` (from the same
+starting parameters both reach the same estimates), computed differently:
+
+- The E-step is one compiled pass over the rows that returns sufficient statistics
+  (weight, centred first and second moments per component) and never builds an
+  N x K x D array. Statistics from chunks, images or workers simply add up.
+- Rows repeated in the data (an image's grey levels, quantised sensors) are merged
+  into one weighted row before fitting; the weighted fit is the same maximum-likelihood
+  fit, on far fewer rows.
+- Rows with missing values (NaN) are fitted by EM on their observed coordinates
+  (Ghahramani & Jordan 1994): each missingness pattern is factorised once.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg
+from scipy.special import logsumexp
+
+from . import _kernels as kern
+from ._errors import EmptyComponentWarning, EmsegError
+from ._kmeans import kmeans_plusplus, lloyd
+from ._validation import (
+    as_generator,
+    check_choice,
+    check_data,
+    check_float,
+    check_int,
+    check_sample_weight,
+)
+from .em import run_em
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+INIT_METHODS = ("kmeans++", "kmeans", "random", "random_from_data")
+_LOG_2PI = np.log(2 * np.pi)
+_EMPTY = np.empty(0)
+_PATTERN_CHUNK = 65536
+
+
+@dataclass
+class GaussianStats:
+    """Sufficient statistics of one E-step, centred on ``shift`` (the means used).
+
+    ``sxx`` is (K, D, D) for full and tied models, (K, D) for diag and spherical.
+    Statistics computed under the same parameters add up with ``+``.
+    """
+
+    nk: np.ndarray
+    sx: np.ndarray
+    sxx: np.ndarray
+    shift: np.ndarray
+    loglik: float
+    weight: float
+
+    def __add__(self, other):
+        return GaussianStats(
+            self.nk + other.nk,
+            self.sx + other.sx,
+            self.sxx + other.sxx,
+            self.shift,
+            self.loglik + other.loglik,
+            self.weight + other.weight,
+        )
+
+
+@dataclass
+class _Pattern:
+    """The rows that share one pattern of missing values."""
+
+    observed: np.ndarray  # bool (D,)
+    X: np.ndarray
+    w: np.ndarray  # float64 (n,)
+
+
+@dataclass
+class _TrainingData:
+    X: np.ndarray  # complete rows (distinct rows when merged)
+    w: np.ndarray  # their weights, or an empty array for unit weights
+    patterns: list
+    total_weight: float
+
+    def init_view(self):
+        """Rows and weights to start from: missing values filled with column means."""
+        if not self.patterns:
+            return self.X, self.w
+        rows = [self.X] + [p.X for p in self.patterns]
+        weights = [_unit(self.w, self.X.shape[0])] + [p.w for p in self.patterns]
+        X = np.concatenate(rows).astype(np.float64)
+        w = np.concatenate(weights)
+        mask = np.isnan(X)
+        col_mean = np.nansum(np.where(mask, 0, X) * w[:, None], 0) / (
+            (~mask * w[:, None]).sum(0)
+        )
+        X[mask] = np.take(col_mean, np.nonzero(mask)[1])
+        return np.ascontiguousarray(X), w
+
+
+def _unit(w, n):
+    return np.ones(n) if w.shape[0] == 0 else w
+
+
+class GaussianMixture:
+    """Gaussian mixture fitted by Expectation-Maximization.
+
+    Parameters follow :class:`sklearn.mixture.GaussianMixture`. After ``fit``:
+    ``weights_``, ``means_``, ``covariances_``, ``precisions_cholesky_``,
+    ``converged_``, ``n_iter_``, ``lower_bound_`` (weighted mean log-likelihood per
+    sample of the parameters the last M-step started from) and ``history_`` (that
+    value for every iteration). Components are ordered by the mean of their first
+    feature, ascending.
+
+    ``callback(iteration, lower_bound)`` is called after every EM iteration.
+    """
+
+    # Merge repeated rows into weighted ones before fitting (exact; off only in tests
+    # that exercise the plain per-row path).
+    _merge_repeated_rows = True
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans++",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        callback=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.callback = callback
+
+    # --- fitting -----------------------------------------------------------------
+
+    def fit(self, X, sample_weight=None):
+        """Fit the mixture to the rows of ``X`` (NaN marks a missing value)."""
+        X = check_data(X)
+        w = check_sample_weight(sample_weight, X.shape[0])
+        self._check_parameters(X.shape[1])
+        data = self._prepare(X, w)
+        warm = self.warm_start and hasattr(self, "converged_")
+        if warm and self.means_.shape[1] != X.shape[1]:
+            raise EmsegError(
+                f"warm_start: the model has {self.means_.shape[1]} features, X has "
+                f"{X.shape[1]}; refit with warm_start=False"
+            )
+        self._fit_data = data
+        try:
+            result = run_em(
+                self,
+                data,
+                n_init=self.n_init,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                rng=as_generator(self.random_state),
+                start_bound=self.lower_bound_ if warm else None,
+                callback=self.callback,
+            )
+        finally:
+            del self._fit_data
+        self._sort_components()
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.lower_bound_ = float(result.lower_bound)
+        self.history_ = np.asarray(result.history, dtype=np.float64)
+        return self
+
+    def fit_predict(self, X, sample_weight=None):
+        """Fit, then label each row with its most probable component."""
+        return self.fit(X, sample_weight).predict(X)
+
+    def _check_parameters(self, n_features):
+        check_int(self.n_components, "n_components", 1)
+        check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        check_float(self.tol, "tol")
+        check_float(self.reg_covar, "reg_covar")
+        check_int(self.max_iter, "max_iter", 0)
+        check_int(self.n_init, "n_init", 1)
+        check_choice(self.init_params, "init_params", INIT_METHODS)
+        if self.callback is not None and not callable(self.callback):
+            raise EmsegError(f"callback must be callable, got {self.callback!r}")
+        K, D = self.n_components, n_features
+        if self.weights_init is not None:
+            wi = _check_init(self.weights_init, "weights_init", (K,))
+            if (wi < 0).any() or abs(wi.sum() - 1) > 1e-6:
+                raise EmsegError(
+                    "weights_init must be non-negative and sum to 1, got sum "
+                    f"{wi.sum():g}"
+                )
+        if self.means_init is not None:
+            _check_init(self.means_init, "means_init", (K, D))
+        if self.precisions_init is not None:
+            shape = {
+                "full": (K, D, D),
+                "tied": (D, D),
+                "diag": (K, D),
+                "spherical": (K,),
+            }[self.covariance_type]
+            _check_init(self.precisions_init, "precisions_init", shape)
+
+    def _prepare(self, X, w):
+        """Split rows into complete ones (merged when repeated) and missingness groups."""
+        K, D = self.n_components, X.shape[1]
+        if w is not None and (w == 0).any():
+            keep = w > 0
+            X, w = X[keep], w[keep]
+        missing = np.isnan(X)
+        incomplete = missing.any(axis=1)
+        patterns = []
+        if incomplete.any():
+            empty_cols = np.flatnonzero(missing.all(axis=0))
+            if empty_cols.size:
+                raise EmsegError(
+                    f"X column {int(empty_cols[0])} has no observed value; drop that column"
+                )
+            some = incomplete & ~missing.all(axis=1)  # rows with nothing observed carry no information
+            keys, inverse = np.unique(
+                np.packbits(missing[some], axis=1), axis=0, return_inverse=True
+            )
+            Xs = X[some]
+            ws = np.ones(Xs.shape[0]) if w is None else w[some]
+            inverse = inverse.ravel()
+            for g in range(keys.shape[0]):
+                rows = np.flatnonzero(inverse == g)
+                observed = ~missing[some][rows[0]]
+                patterns.append(_Pattern(observed, Xs[rows], ws[rows]))
+            X = np.ascontiguousarray(X[~incomplete])
+            w = None if w is None else w[~incomplete]
+        n_rows = X.shape[0]
+        n_pattern_rows = sum(p.X.shape[0] for p in patterns)
+        if n_rows + n_pattern_rows == 0:
+            raise EmsegError("X has no row with an observed value")
+        if self._merge_repeated_rows or n_rows <= K:
+            first, total = _distinct_rows(X, w, cap=max(n_rows // 4, K))
+        else:
+            first = total = _EMPTY
+        distinct = first.shape[0] if first.shape[0] else n_rows
+        if distinct + n_pattern_rows < K:
+            raise EmsegError(
+                f"X has only {distinct} distinct rows, cannot fit n_components={K}; "
+                "lower n_components"
+            )
+        if first.shape[0] and self._merge_repeated_rows:
+            X, w = np.ascontiguousarray(X[first]), total
+        weight = float(n_rows if w is None else w.sum()) + sum(float(p.w.sum()) for p in patterns)
+        return _TrainingData(X, _EMPTY if w is None else w, patterns, weight)
+
+    # --- the EM protocol (see emseg.em) ----------------------------------------------
+
+    def _initialize(self, data, rng):
+        K = self.n_components
+        supplied = (self.weights_init, self.means_init, self.precisions_init)
+        if all(p is not None for p in supplied):
+            self._set_initial(self.weights_init, self.means_init, self.precisions_init)
+            return
+        X, w = data.init_view()
+        if self.means_init is not None:
+            centres = np.asarray(self.means_init, dtype=np.float64)
+            stats = _stats_from_labels(X, w, kern.nearest_centre(X, centres)[0], centres)
+        elif self.init_params == "random":
+            stats = _stats_from_random(X, w, K, rng)
+        else:
+            if self.init_params == "random_from_data":
+                p = _unit(w, X.shape[0])
+                centres = X[rng.choice(X.shape[0], K, replace=False, p=p / p.sum())]
+                centres = centres.astype(np.float64)
+            else:
+                centres = kmeans_plusplus(X, w, K, rng)
+            if self.init_params == "kmeans":
+                centres, labels = lloyd(X, w, centres)
+            else:
+                labels = kern.nearest_centre(X, centres)[0]
+            stats = _stats_from_labels(X, w, labels, centres)
+        self._m_step(stats)
+        self._set_initial(self.weights_init, self.means_init, self.precisions_init)
+
+    def _set_initial(self, weights, means, precisions):
+        """Overwrite the starting parameters the caller supplied (copies, never views)."""
+        if weights is not None:
+            self.weights_ = np.array(weights, dtype=np.float64)
+        if means is not None:
+            self.means_ = np.array(means, dtype=np.float64)
+        if precisions is not None:
+            prec = np.array(precisions, dtype=np.float64)
+            self.precisions_cholesky_ = _cholesky_of_precisions(prec, self.covariance_type)
+            self.covariances_ = _covariances_from_chol(
+                self.precisions_cholesky_, self.covariance_type
+            )
+
+    def _e_step(self, data):
+        stats = self._complete_stats(data.X, data.w)
+        for p in data.patterns:
+            stats = stats + self._pattern_stats(p)
+        return stats, stats.loglik / data.total_weight
+
+    def _complete_stats(self, X, w):
+        K, D = self.means_.shape
+        kind, log_norm, means, prec = self._kernel_params()
+        if X.shape[0] == 0:
+            sxx = np.zeros((K, D, D) if kind == "full" else (K, D))
+            return GaussianStats(np.zeros(K), np.zeros((K, D)), sxx, means, 0.0, 0.0)
+        if kind == "full":
+            nk, sx, sxx, ll = kern.estep_full(X, w, log_norm, means, prec)
+            sxx = np.triu(sxx) + np.triu(sxx, 1).transpose(0, 2, 1)
+        else:
+            nk, sx, sxx, ll = kern.estep_diag(X, w, log_norm, means, prec)
+        weight = X.shape[0] if w.shape[0] == 0 else w.sum()
+        return GaussianStats(nk, sx, sxx, means, float(ll), float(weight))
+
+    def _pattern_stats(self, pattern):
+        K, D = self.means_.shape
+        full = self.covariance_type in ("full", "tied")
+        parts = _PatternParts(self, pattern.observed)
+        nk, sx = np.zeros(K), np.zeros((K, D))
+        sxx = np.zeros((K, D, D))
+        ll = 0.0
+        for start in range(0, pattern.X.shape[0], _PATTERN_CHUNK):
+            Xc = pattern.X[start : start + _PATTERN_CHUNK]
+            wc = pattern.w[start : start + _PATTERN_CHUNK]
+            lp, centred = parts.log_prob(Xc)
+            lse = logsumexp(lp, axis=1)
+            resp = np.exp(lp - lse[:, None]) * wc[:, None]
+            ll += float(wc @ lse)
+            for k in range(K):
+                y = parts.complete(centred[k], k)
+                rk = resp[:, k]
+                nk[k] += rk.sum()
+                sx[k] += rk @ y
+                sxx[k] += (y * rk[:, None]).T @ y
+        for k in range(K):
+            sxx[k][np.ix_(parts.m, parts.m)] += nk[k] * parts.cond_cov[k]
+        if not full:
+            sxx = np.einsum("kii->ki", sxx).copy()
+        return GaussianStats(nk, sx, sxx, self.means_, ll, float(pattern.w.sum()))
+
+    def _m_step(self, stats):
+        nk, total = stats.nk, stats.nk.sum()
+        empty = nk <= 1e-10 * total
+        safe = np.where(empty, 1.0, nk)
+        shift = stats.sx / safe[:, None]
+        means = stats.shift + shift
+        reg = self.reg_covar
+        D = means.shape[1]
+        ctype = self.covariance_type
+        if ctype in ("full", "tied"):
+            scatter = stats.sxx - nk[:, None, None] * shift[:, :, None] * shift[:, None, :]
+            if ctype == "full":
+                cov = scatter / safe[:, None, None]
+                cov[:, np.arange(D), np.arange(D)] += reg
+            else:
+                cov = scatter.sum(0) / total
+                cov.flat[:: D + 1] += reg
+        else:
+            sxx = stats.sxx if stats.sxx.ndim == 2 else np.einsum("kii->ki", stats.sxx)
+            var = sxx / safe[:, None] - shift**2 + reg
+            cov = var if ctype == "diag" else var.mean(1)
+        weights = nk / total
+        if empty.any():
+            weights, means, cov = self._reseed(empty, weights, means, cov)
+        self.weights_ = weights
+        self.means_ = means
+        self.covariances_ = cov
+        self.precisions_cholesky_ = _cholesky_of_covariances(cov, ctype)
+
+    def _reseed(self, empty, weights, means, cov):
+        """Move each emptied component onto the worst-explained row, with a warning."""
+        import warnings
+
+        data = getattr(self, "_fit_data", None)
+        X = data.init_view()[0] if data is not None else means[~empty]
+        score = self.score_samples(X) if hasattr(self, "precisions_cholesky_") else np.zeros(len(X))
+        order = np.argsort(score)
+        full_cov = self.covariance_type in ("full", "diag", "spherical")
+        for i, k in enumerate(np.flatnonzero(empty)):
+            means[k] = X[order[min(i, len(order) - 1)]]
+            weights[k] = 1.0 / len(weights)
+            if full_cov:
+                cov[k] = cov[~empty].mean(0) if (~empty).any() else cov[k]
+        warnings.warn(
+            f"{int(empty.sum())} mixture component(s) lost all their weight and were "
+            "re-seeded on poorly fitted rows; consider fewer components",
+            EmptyComponentWarning,
+            stacklevel=5,
+        )
+        return weights / weights.sum(), means, cov
+
+    def _get_params(self):
+        return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+
+    def _set_params(self, params):
+        self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
+
+    def _sort_components(self):
+        order = np.argsort(self.means_[:, 0], kind="stable")
+        self.weights_ = self.weights_[order]
+        self.means_ = self.means_[order]
+        if self.covariance_type != "tied":
+            self.covariances_ = self.covariances_[order]
+            self.precisions_cholesky_ = self.precisions_cholesky_[order]
+
+    def _kernel_params(self):
+        """Parameters in the layout the compiled kernels take."""
+        K, D = self.means_.shape
+        pc = self.precisions_cholesky_
+        ctype = self.covariance_type
+        if ctype == "full":
+            log_det = np.log(np.diagonal(pc, axis1=1, axis2=2)).sum(1)
+            prec, kind = pc, "full"
+        elif ctype == "tied":
+            log_det = np.full(K, np.log(np.diag(pc)).sum())
+            prec, kind = np.broadcast_to(pc, (K, D, D)), "full"
+        elif ctype == "diag":
+            log_det = np.log(pc).sum(1)
+            prec, kind = pc, "diag"
+        else:
+            log_det = D * np.log(pc)
+            prec, kind = np.broadcast_to(pc[:, None], (K, D)), "diag"
+        with np.errstate(divide="ignore"):
+            log_norm = np.log(self.weights_) + log_det - 0.5 * D * _LOG_2PI
+        means = np.ascontiguousarray(self.means_, dtype=np.float64)
+        return kind, log_norm, means, np.ascontiguousarray(prec, dtype=np.float64)
+
+    # --- using a fitted model -------------------------------------------------------
+
+    def _check_fitted(self, X):
+        if not hasattr(self, "precisions_cholesky_"):
+            raise EmsegError("this GaussianMixture is not fitted yet; call fit(X) first")
+        X = check_data(X)
+        if X.shape[1] != self.means_.shape[1]:
+            raise EmsegError(
+                f"X has {X.shape[1]} features but the model was fitted with "
+                f"{self.means_.shape[1]}"
+            )
+        return X
+
+    def _weighted_log_prob(self, X):
+        """``log w_k + log p(x_obs | k)`` for every row, (N, K); NaN rows use their marginal."""
+        kind, log_norm, means, prec = self._kernel_params()
+        missing = np.isnan(X)
+        incomplete = missing.any(axis=1)
+        kernel = kern.log_prob_full if kind == "full" else kern.log_prob_diag
+        if not incomplete.any():
+            return kernel(X, log_norm, means, prec)
+        out = np.empty((X.shape[0], self.n_components_))
+        complete = ~incomplete
+        if complete.any():
+            out[complete] = kernel(np.ascontiguousarray(X[complete]), log_norm, means, prec)
+        for rows, observed in _group_patterns(missing, incomplete):
+            out[rows] = _PatternParts(self, observed).log_prob(X[rows])[0]
+        return out
+
+    @property
+    def n_components_(self):
+        return self.means_.shape[0]
+
+    def score_samples(self, X):
+        """Log-likelihood of each row (of its observed values, when some are NaN)."""
+        return logsumexp(self._weighted_log_prob(self._check_fitted(X)), axis=1)
+
+    def score(self, X, sample_weight=None):
+        """Weighted mean log-likelihood of the rows."""
+        X = self._check_fitted(X)
+        w = check_sample_weight(sample_weight, X.shape[0])
+        return float(np.average(self.score_samples(X), weights=w))
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each row, (N, K)."""
+        lp = self._weighted_log_prob(self._check_fitted(X))
+        return np.exp(lp - logsumexp(lp, axis=1)[:, None])
+
+    def predict(self, X):
+        """Most probable component of each row."""
+        return self._weighted_log_prob(self._check_fitted(X)).argmax(axis=1)
+
+    def _n_parameters(self):
+        K, D = self.means_.shape
+        cov = {
+            "full": K * D * (D + 1) / 2,
+            "tied": D * (D + 1) / 2,
+            "diag": K * D,
+            "spherical": K,
+        }[self.covariance_type]
+        return int(cov + K * D + K - 1)
+
+    def bic(self, X):
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        n = self._check_fitted(X).shape[0]
+        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X):
+        """Akaike information criterion on ``X`` (lower is better)."""
+        n = self._check_fitted(X).shape[0]
+        return -2 * self.score(X) * n + 2 * self._n_parameters()
+
+    @property
+    def precisions_(self):
+        pc = self.precisions_cholesky_
+        if self.covariance_type == "full":
+            return pc @ pc.transpose(0, 2, 1)
+        if self.covariance_type == "tied":
+            return pc @ pc.T
+        return pc**2
+
+    def sample(self, n_samples=1):
+        """Draw ``n_samples`` rows; returns ``(X, labels)``."""
+        self._check_fitted(self.means_)
+        check_int(n_samples, "n_samples", 1)
+        rng = as_generator(self.random_state)
+        counts = rng.multinomial(n_samples, self.weights_)
+        cov = _full_covariances(self)
+        X = np.concatenate(
+            [rng.multivariate_normal(m, c, int(n)) for m, c, n in zip(self.means_, cov, counts)]
+        )
+        labels = np.repeat(np.arange(self.n_components_), counts)
+        return X, labels
+
+    def impute(self, X):
+        """A copy of ``X`` with each NaN replaced by its expected value under the model.
+
+        The expectation is the posterior-weighted conditional mean of the missing block
+        given the observed values (responsibilities from the observed values' marginal).
+        """
+        X = self._check_fitted(X)
+        out = np.array(X, dtype=np.float64)
+        missing = np.isnan(out)
+        incomplete = missing.any(axis=1)
+        for rows, observed in _group_patterns(missing, incomplete):
+            parts = _PatternParts(self, observed)
+            for start in range(0, rows.size, _PATTERN_CHUNK):
+                idx = rows[start : start + _PATTERN_CHUNK]
+                lp, centred = parts.log_prob(out[idx])
+                resp = np.exp(lp - logsumexp(lp, axis=1)[:, None])
+                fill = np.zeros((idx.size, parts.m.size))
+                for k in range(self.n_components_):
+                    cond = self.means_[k, parts.m] + centred[k] @ parts.regress[k].T
+                    fill += resp[:, k, None] * cond
+                block = out[idx]
+                block[:, parts.m] = fill
+                out[idx] = block
+        return out
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _check_init(value, name, shape):
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != shape:
+        raise EmsegError(f"{name} must have shape {shape}, got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise EmsegError(f"{name} contains NaN or infinity")
+    return arr
+
+
+def _distinct_rows(X, w, cap):
+    bits = X.view(np.uint64 if X.dtype == np.float64 else np.uint32)
+    return kern.distinct_rows(bits, _EMPTY if w is None else w, cap)
+
+
+def _group_patterns(missing, incomplete):
+    """Yield (row indices, observed mask) for each pattern of missing values."""
+    idx = np.flatnonzero(incomplete)
+    keys, inverse = np.unique(np.packbits(missing[idx], axis=1), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    for g in range(keys.shape[0]):
+        rows = idx[inverse == g]
+        yield rows, ~missing[rows[0]]
+
+
+def _full_covariances(gm):
+    K, D = gm.means_.shape
+    cov = gm.covariances_
+    if gm.covariance_type == "full":
+        return cov
+    if gm.covariance_type == "tied":
+        return np.broadcast_to(cov, (K, D, D))
+    if gm.covariance_type == "diag":
+        return np.einsum("kd,de->kde", cov, np.eye(D))
+    return cov[:, None, None] * np.eye(D)
+
+
+class _PatternParts:
+    """Per-component factorisations for one pattern of observed coordinates."""
+
+    def __init__(self, gm, observed):
+        self.o = np.flatnonzero(observed)
+        self.m = np.flatnonzero(~observed)
+        self.means = gm.means_
+        with np.errstate(divide="ignore"):
+            self.log_weights = np.log(gm.weights_)
+        cov = _full_covariances(gm)
+        o, m = self.o, self.m
+        self.chol, self.log_det, self.regress, self.cond_cov = [], [], [], []
+        for S in cov:
+            if o.size:
+                L = linalg.cholesky(S[np.ix_(o, o)], lower=True)
+                A = linalg.cho_solve((L, True), S[np.ix_(o, m)]).T
+            else:
+                L = np.zeros((0, 0))
+                A = np.zeros((m.size, 0))
+            self.chol.append(L)
+            self.log_det.append(2 * np.log(np.diag(L)).sum())
+            self.regress.append(A)
+            self.cond_cov.append(S[np.ix_(m, m)] - A @ S[np.ix_(o, m)])
+
+    def log_prob(self, X):
+        """Weighted log-probabilities of the observed block, and the centred observed
+        values per component."""
+        xo = np.asarray(X[:, self.o], dtype=np.float64)
+        K = len(self.chol)
+        lp = np.empty((X.shape[0], K))
+        centred = []
+        for k in range(K):
+            y = xo - self.means[k, self.o]
+            if self.o.size:
+                z = linalg.solve_triangular(self.chol[k], y.T, lower=True)
+                maha = np.einsum("ij,ij->j", z, z)
+            else:
+                maha = np.zeros(X.shape[0])
+            lp[:, k] = self.log_weights[k] - 0.5 * (
+                self.o.size * _LOG_2PI + self.log_det[k] + maha
+            )
+            centred.append(y)
+        return lp, centred
+
+    def complete(self, y_obs, k):
+        """Expected ``x - mean_k`` for the full row: observed part and its regression."""
+        y = np.empty((y_obs.shape[0], self.o.size + self.m.size))
+        y[:, self.o] = y_obs
+        y[:, self.m] = y_obs @ self.regress[k].T
+        return y
+
+
+def _cholesky_of_covariances(cov, ctype):
+    """Upper-triangular precision factors, as scikit-learn stores them."""
+    fix = "increase reg_covar or use fewer components"
+    if ctype in ("diag", "spherical"):
+        if (cov <= 0).any() or not np.isfinite(cov).all():
+            raise EmsegError(f"a fitted variance is not positive; {fix}")
+        return 1.0 / np.sqrt(cov)
+    covs = cov[None] if ctype == "tied" else cov
+    out = np.empty_like(covs)
+    for k, S in enumerate(covs):
+        try:
+            L = linalg.cholesky(S, lower=True)
+        except (linalg.LinAlgError, ValueError):
+            raise EmsegError(f"a fitted covariance is singular; {fix}") from None
+        out[k] = linalg.solve_triangular(L, np.eye(S.shape[0]), lower=True).T
+    return out[0] if ctype == "tied" else out
+
+
+def _cholesky_of_precisions(prec, ctype):
+    if ctype in ("diag", "spherical"):
+        if (prec <= 0).any():
+            raise EmsegError("precisions_init must be positive")
+        return np.sqrt(prec)
+    precs = prec[None] if ctype == "tied" else prec
+    out = np.empty_like(precs)
+    for k, P in enumerate(precs):
+        try:
+            # the upper factor U with P = U U^T, by Cholesky of P with rows and columns reversed
+            out[k] = np.flipud(np.fliplr(linalg.cholesky(np.flipud(np.fliplr(P)), lower=True)))
+        except (linalg.LinAlgError, ValueError):
+            raise EmsegError("precisions_init must be symmetric positive definite") from None
+    return out[0] if ctype == "tied" else out
+
+
+def _covariances_from_chol(pc, ctype):
+    if ctype in ("diag", "spherical"):
+        return 1.0 / pc**2
+    if ctype == "tied":
+        return np.linalg.inv(pc @ pc.T)
+    return np.linalg.inv(pc @ pc.transpose(0, 2, 1))
+
+
+def _stats_from_labels(X, w, labels, centres):
+    """Statistics of a hard assignment (for starting EM), centred on ``centres``."""
+    K, D = centres.shape
+    w = _unit(w, X.shape[0])
+    nk = np.zeros(K)
+    sx = np.zeros((K, D))
+    sxx = np.zeros((K, D, D))
+    for k in range(K):
+        rows = labels == k
+        y = X[rows] - centres[k]
+        wk = w[rows]
+        nk[k] = wk.sum()
+        sx[k] = wk @ y
+        sxx[k] = (y * wk[:, None]).T @ y
+    return GaussianStats(nk, sx, sxx, centres, 0.0, float(w.sum()))
+
+
+def _stats_from_random(X, w, K, rng):
+    """Statistics of random soft responsibilities (``init_params="random"``)."""
+    w = _unit(w, X.shape[0])
+    resp = rng.uniform(size=(X.shape[0], K))
+    resp /= resp.sum(1, keepdims=True)
+    resp *= w[:, None]
+    nk = resp.sum(0)
+    centres = (resp.T @ X) / nk[:, None]
+    D = X.shape[1]
+    sxx = np.empty((K, D, D))
+    for k in range(K):
+        y = X - centres[k]
+        sxx[k] = (y * resp[:, k, None]).T @ y
+    return GaussianStats(nk, np.zeros((K, D)), sxx, centres, 0.0, float(w.sum()))
