@@ -74,12 +74,30 @@ def _maha_diag(X, n, means, prec_diag, k, y, D):
     return q
 
 
+@njit(cache=True, inline="always")
+def _centred_log_prob(X, start, B, log_norm, means, prec_chol, Y, lp):
+    """Fill ``Y[k] = X[rows] - mu_k`` and ``lp[:, k]`` for a block of rows; the
+    Mahalanobis products go through BLAS (one small matrix product per component)."""
+    D = X.shape[1]
+    for k in range(means.shape[0]):
+        for n in range(B):
+            for d in range(D):
+                Y[k, n, d] = X[start + n, d] - means[k, d]
+        Z = np.dot(Y[k], prec_chol[k])
+        for n in range(B):
+            q = 0.0
+            for d in range(D):
+                q += Z[n, d] * Z[n, d]
+            lp[n, k] = log_norm[k] - 0.5 * q
+
+
 @njit(parallel=True, cache=True)
 def estep_full(X, weights, log_norm, means, prec_chol):
     """Sufficient statistics for full (and tied) covariances.
 
     Returns ``(nk, sx, sxx, loglik)`` where ``loglik`` is the weighted sum of the rows'
-    log-likelihoods; ``sxx`` holds only its upper triangle (mirror it afterwards).
+    log-likelihoods. Works a block of rows at a time: the centred rows of every
+    component stay in cache, and the second moments are one BLAS product per block.
     """
     N, D = X.shape
     K = means.shape[0]
@@ -89,29 +107,27 @@ def estep_full(X, weights, log_norm, means, prec_chol):
     sxx = np.zeros((C, K, D, D))
     ll = np.zeros(C)
     for c in prange(C):
-        y = np.empty((K, D))
-        lp = np.empty(K)
-        acc_n = np.zeros(K)
-        acc_x = np.zeros((K, D))
-        acc_xx = np.zeros((K, D, D))
+        start = c * CHUNK
+        B = min(N, start + CHUNK) - start
+        Y = np.empty((K, B, D))
+        lp = np.empty((B, K))
+        _centred_log_prob(X, start, B, log_norm, means, prec_chol, Y, lp)
         acc_ll = 0.0
-        for n in range(c * CHUNK, min(N, (c + 1) * CHUNK)):
+        for n in range(B):
+            w = _row_weight(weights, start + n)
+            acc_ll += w * _normalise_row(lp[n], K)
             for k in range(K):
-                lp[k] = log_norm[k] - 0.5 * _maha_full(X, n, means, prec_chol, k, y[k], D)
-            lse = _normalise_row(lp, K)
-            w = _row_weight(weights, n)
-            acc_ll += w * lse
-            for k in range(K):
-                r = w * lp[k]
-                acc_n[k] += r
-                for i in range(D):
-                    ri = r * y[k, i]
-                    acc_x[k, i] += ri
-                    for j in range(i, D):
-                        acc_xx[k, i, j] += ri * y[k, j]
-        nk[c] = acc_n
-        sx[c] = acc_x
-        sxx[c] = acc_xx
+                lp[n, k] *= w
+        weighted = np.empty((B, D))
+        for k in range(K):
+            for n in range(B):
+                r = lp[n, k]
+                nk[c, k] += r
+                for d in range(D):
+                    v = r * Y[k, n, d]
+                    weighted[n, d] = v
+                    sx[c, k, d] += v
+            sxx[c, k] = np.dot(weighted.T, Y[k])
         ll[c] = acc_ll
     return nk.sum(0), sx.sum(0), sxx.sum(0), ll.sum()
 
@@ -160,10 +176,12 @@ def log_prob_full(X, log_norm, means, prec_chol):
     K = means.shape[0]
     out = np.empty((N, K))
     for c in prange(n_chunks(N)):
-        y = np.empty(D)
-        for n in range(c * CHUNK, min(N, (c + 1) * CHUNK)):
-            for k in range(K):
-                out[n, k] = log_norm[k] - 0.5 * _maha_full(X, n, means, prec_chol, k, y, D)
+        start = c * CHUNK
+        B = min(N, start + CHUNK) - start
+        Y = np.empty((K, B, D))
+        lp = np.empty((B, K))
+        _centred_log_prob(X, start, B, log_norm, means, prec_chol, Y, lp)
+        out[start : start + B] = lp
     return out
 
 

@@ -320,7 +320,7 @@ class GaussianMixture:
             return GaussianStats(np.zeros(K), np.zeros((K, D)), sxx, means, 0.0, 0.0)
         if kind == "full":
             nk, sx, sxx, ll = kern.estep_full(X, w, log_norm, means, prec)
-            sxx = np.triu(sxx) + np.triu(sxx, 1).transpose(0, 2, 1)
+            sxx = 0.5 * (sxx + sxx.transpose(0, 2, 1))
         else:
             nk, sx, sxx, ll = kern.estep_diag(X, w, log_norm, means, prec)
         weight = X.shape[0] if w.shape[0] == 0 else w.sum()
