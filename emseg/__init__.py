@@ -12,11 +12,15 @@ __all__ = [
     "EmptyComponentWarning",
     "EmsegError",
     "GaussianMixture",
+    "Segmentation",
     "__version__",
+    "segment",
 ]
 
 _LAZY = {
     "GaussianMixture": "emseg.mixture",
+    "Segmentation": "emseg.segmentation",
+    "segment": "emseg.segmentation",
 }
 
 

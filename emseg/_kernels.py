@@ -256,6 +256,24 @@ def weighted_centres(X, weights, labels, K):
 # --- distinct rows -------------------------------------------------------------------
 
 
+@njit(cache=True, inline="always")
+def _row_hash(bits, n, D):
+    h = np.uint64(1469598103934665603)
+    for d in range(D):
+        h ^= np.uint64(bits[n, d])
+        h *= np.uint64(1099511628211)
+        h ^= h >> np.uint64(29)
+    return h
+
+
+@njit(cache=True, inline="always")
+def _same_row(bits, m, n, D):
+    for d in range(D):
+        if bits[m, d] != bits[n, d]:
+            return False
+    return True
+
+
 @njit(cache=True)
 def distinct_rows(bits, weights, cap):
     """Find the distinct rows of ``bits`` (the rows' bit patterns as unsigned integers).
@@ -274,12 +292,7 @@ def distinct_rows(bits, weights, cap):
     total = np.zeros(cap + 1)
     count = 0
     for n in range(N):
-        h = np.uint64(1469598103934665603)
-        for d in range(D):
-            h ^= np.uint64(bits[n, d])
-            h *= np.uint64(1099511628211)
-            h ^= h >> np.uint64(29)
-        slot = np.int64(h & np.uint64(mask))
+        slot = np.int64(_row_hash(bits, n, D) & np.uint64(mask))
         while True:
             u = table[slot]
             if u < 0:
@@ -290,14 +303,46 @@ def distinct_rows(bits, weights, cap):
                 total[count] = _row_weight(weights, n)
                 count += 1
                 break
-            same = True
-            m = first[u]
-            for d in range(D):
-                if bits[m, d] != bits[n, d]:
-                    same = False
-                    break
-            if same:
+            if _same_row(bits, first[u], n, D):
                 total[u] += _row_weight(weights, n)
                 break
             slot = (slot + 1) & mask
     return first[:count].copy(), total[:count].copy()
+
+
+@njit(cache=True)
+def distinct_rows_inverse(bits):
+    """All distinct rows: ``(first, counts, inverse)`` with ``inverse[n]`` the index of
+    row ``n``'s distinct row (in order of first occurrence)."""
+    N, D = bits.shape
+    size = 16
+    table = np.full(size, -1, dtype=np.int64)
+    first = np.empty(N, dtype=np.int64)
+    counts = np.zeros(N)
+    inverse = np.empty(N, dtype=np.int64)
+    count = 0
+    for n in range(N):
+        if 2 * (count + 1) > size:  # keep the table at most half full
+            size *= 4
+            table = np.full(size, -1, dtype=np.int64)
+            for u in range(count):
+                slot = np.int64(_row_hash(bits, first[u], D) & np.uint64(size - 1))
+                while table[slot] >= 0:
+                    slot = (slot + 1) & (size - 1)
+                table[slot] = u
+        slot = np.int64(_row_hash(bits, n, D) & np.uint64(size - 1))
+        while True:
+            u = table[slot]
+            if u < 0:
+                table[slot] = count
+                first[count] = n
+                counts[count] = 1.0
+                inverse[n] = count
+                count += 1
+                break
+            if _same_row(bits, first[u], n, D):
+                counts[u] += 1.0
+                inverse[n] = u
+                break
+            slot = (slot + 1) & (size - 1)
+    return first[:count].copy(), counts[:count].copy(), inverse

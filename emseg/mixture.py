@@ -410,7 +410,10 @@ class GaussianMixture:
         self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
 
     def _sort_components(self):
-        order = np.argsort(self.means_[:, 0], kind="stable")
+        self._reorder(np.argsort(self.means_[:, 0], kind="stable"))
+
+    def _reorder(self, order):
+        """Permute the components (``order[i]`` becomes component ``i``)."""
         self.weights_ = self.weights_[order]
         self.means_ = self.means_[order]
         if self.covariance_type != "tied":

@@ -1,0 +1,178 @@
+"""Turn pixels into feature vectors, and find an image's distinct pixel values.
+
+Features are a fixed function of the pixel value (and, with ``spatial > 0``, of its
+position), in units that do not depend on the image's dtype: uint8 values are divided
+by 255, uint16 by 65535, floats are taken as they are (skimage's convention, so a
+uint8 image and its ``img_as_float`` copy give the same features). The recipe is a
+:class:`FeatureSpec`, stored with a model so the same model can label other images.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ._errors import EmsegError
+
+COLOR_SPACES = ("auto", "gray", "rgb", "lab", "hsv")
+# Rec. 709 luma weights, as skimage.color.rgb2gray uses.
+_LUMA = np.array([0.2125, 0.7154, 0.0721])
+_NAMES = {
+    "gray": ("intensity",),
+    "rgb": ("red", "green", "blue"),
+    "lab": ("L/100", "a/100", "b/100"),
+    "hsv": ("hue", "saturation", "value"),
+}
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How pixels become features.
+
+    ``color_space`` is one of gray, rgb, lab, hsv; ``spatial`` the weight of the pixel
+    coordinates (divided by the image's longest side), 0 for none.
+    """
+
+    color_space: str
+    spatial: float = 0.0
+
+    @property
+    def names(self):
+        return _NAMES[self.color_space]
+
+    @property
+    def value_only(self):
+        """True when the features depend on the pixel value alone (histogram fitting)."""
+        return self.spatial == 0
+
+    def to_dict(self):
+        return asdict(self) | {
+            "names": list(self.names),
+            "value_scale": "uint8 / 255, uint16 / 65535, float as is",
+            "lab_scale": "L, a and b divided by 100",
+            "spatial_scale": "pixel index / longest side, times spatial",
+        }
+
+
+def split_channels(pixels, channel_axis="auto"):
+    """Return ``(values, is_color, alpha)`` for an image array.
+
+    ``values`` has the spatial shape plus a trailing channel axis of 1 (grey) or 3
+    (colour); ``alpha`` is the alpha channel or None. With ``channel_axis="auto"`` a
+    last axis of 3 or 4 on a 3-D array, or any 4-D array, holds colour channels;
+    ``channel_axis=None`` forces a grey image or volume.
+    """
+    arr = np.asarray(pixels)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise EmsegError(f"image must be numeric, got dtype {arr.dtype}")
+    if channel_axis == "auto":
+        colored = arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))
+    elif channel_axis is None:
+        colored = False
+    else:
+        arr = np.moveaxis(arr, channel_axis, -1)
+        colored = True
+    if colored:
+        channels = arr.shape[-1]
+        if channels not in (1, 2, 3, 4):
+            raise EmsegError(f"image has {channels} channels; expected grey, RGB or RGBA")
+        alpha = arr[..., -1] if channels in (2, 4) else None
+        values = arr[..., :3] if channels >= 3 else arr[..., :1]
+        return values, channels >= 3, alpha
+    if arr.ndim not in (2, 3):
+        raise EmsegError(f"image must be 2-D or 3-D, got shape {arr.shape}")
+    return arr[..., None], False, None
+
+
+def resolve_color_space(color_space, is_color):
+    if color_space not in COLOR_SPACES:
+        raise EmsegError(
+            f"color_space must be one of {', '.join(COLOR_SPACES)}; got {color_space!r}"
+        )
+    if color_space == "auto":
+        return "lab" if is_color else "gray"
+    return color_space
+
+
+def unit_scale(values):
+    """Pixel values as float64 in the dtype-independent scale described above."""
+    if values.dtype == np.uint8:
+        return values.astype(np.float64) / 255.0
+    if values.dtype == np.uint16:
+        return values.astype(np.float64) / 65535.0
+    if np.issubdtype(values.dtype, np.integer):
+        info = np.iinfo(values.dtype)
+        return values.astype(np.float64) / info.max
+    return values.astype(np.float64)
+
+
+def luminance(values):
+    """Luminance of (M, 1) or (M, 3) pixel values, in unit scale."""
+    v = unit_scale(values)
+    return v[:, 0] if v.shape[1] == 1 else v @ _LUMA
+
+
+def value_features(values, color_space):
+    """Features of (M, C) pixel values (C = 1 or 3) for a value-only colour space."""
+    v = unit_scale(values)
+    if color_space == "gray":
+        return v if v.shape[1] == 1 else (v @ _LUMA)[:, None]
+    if v.shape[1] == 1:
+        v = np.repeat(v, 3, axis=1)
+    if color_space == "rgb":
+        return v
+    import cv2
+
+    rgb = np.clip(v, 0.0, 1.0).astype(np.float32)[None]
+    if color_space == "lab":
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[0].astype(np.float64) / 100.0
+    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[0].astype(np.float64)
+    hsv[:, 0] /= 360.0
+    return hsv
+
+
+def spatial_features(shape, weight):
+    """(N, ndim) pixel coordinates divided by the longest side, times ``weight``."""
+    grids = np.indices(shape, dtype=np.float64).reshape(len(shape), -1).T
+    return grids * (weight / max(max(shape) - 1, 1))
+
+
+def distinct_values(values):
+    """Distinct rows of (N, C) pixel values.
+
+    Returns ``(unique, counts, inverse)`` with ``unique[inverse] == values``. 8-bit and
+    16-bit grey and 8-bit colour use a bincount over the packed value (no sort);
+    anything else a hash of each row's bits.
+    """
+    N, C = values.shape
+    if values.dtype in (np.uint8, np.uint16) and (C == 1 or values.dtype == np.uint8):
+        if C == 1:
+            packed = values[:, 0].astype(np.intp)
+            bins = 256 if values.dtype == np.uint8 else 65536
+        else:
+            packed = (
+                (values[:, 0].astype(np.int32) << 16)
+                | (values[:, 1].astype(np.int32) << 8)
+                | values[:, 2]
+            )
+            bins = 1 << 24
+        counts = np.bincount(packed, minlength=bins)
+        present = np.flatnonzero(counts)
+        index = np.zeros(bins, dtype=np.int32)
+        index[present] = np.arange(present.size, dtype=np.int32)
+        if C == 1:
+            unique = present.astype(values.dtype)[:, None]
+        else:
+            unique = np.stack([present >> 16, (present >> 8) & 255, present & 255], 1)
+            unique = unique.astype(np.uint8)
+        return unique, counts[present].astype(np.float64), index[packed]
+    from . import _kernels
+
+    view = np.ascontiguousarray(values)
+    if view.dtype.itemsize in (1, 2, 4, 8):
+        bits = view.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[view.dtype.itemsize])
+    else:
+        bits = view.astype(np.float64).view(np.uint64)
+    first, counts, inverse = _kernels.distinct_rows_inverse(bits)
+    return view[first], counts, inverse
