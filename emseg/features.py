@@ -141,7 +141,8 @@ def spatial_features(shape, weight):
 def distinct_values(values):
     """Distinct rows of (N, C) pixel values.
 
-    Returns ``(unique, counts, inverse)`` with ``unique[inverse] == values``. 8-bit and
+    Returns ``(unique, counts, inverse)`` with ``unique[inverse] == values``, the rows
+    of ``unique`` in ascending (lexicographic) order. 8-bit and
     16-bit grey and 8-bit colour use a bincount over the packed value (no sort);
     anything else a hash of each row's bits.
     """
@@ -175,4 +176,9 @@ def distinct_values(values):
     else:
         bits = view.astype(np.float64).view(np.uint64)
     first, counts, inverse = _kernels.distinct_rows_inverse(bits)
-    return view[first], counts, inverse
+    unique = view[first]
+    # sorted like the bincount path, so that one image in any dtype is fitted alike
+    order = np.lexsort(unique.T[::-1])
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return unique[order], counts[order], rank[inverse]
