@@ -250,7 +250,7 @@ class GaussianMixture:
         if n_rows + n_pattern_rows == 0:
             raise EmsegError("X has no row with an observed value")
         if self._merge_repeated_rows or n_rows <= K:
-            first, total = _distinct_rows(X, w, cap=max(n_rows // 4, K))
+            first, total = _merge_repeated(X, w, K)
         else:
             first = total = _EMPTY
         distinct = first.shape[0] if first.shape[0] else n_rows
@@ -572,6 +572,20 @@ def _check_init(value, name, shape):
     if not np.isfinite(arr).all():
         raise EmsegError(f"{name} contains NaN or infinity")
     return arr
+
+
+def _merge_repeated(X, w, K, probe=65536):
+    """Distinct rows and their summed weights, or empty arrays when the rows repeat too
+    little (under 4 copies each on average) for merging to pay.
+
+    A look at the first ``probe`` rows settles most cases before the whole pass.
+    """
+    n = X.shape[0]
+    if n > probe:
+        first, _ = _distinct_rows(X[:probe], None if w is None else w[:probe], probe // 4)
+        if not first.shape[0]:
+            return _EMPTY, _EMPTY
+    return _distinct_rows(X, w, cap=max(n // 4, K))
 
 
 def _distinct_rows(X, w, cap):
