@@ -107,6 +107,19 @@ def _fail(message):
     click.echo(f"emseg: error: {message}", err=True)
 
 
+def _output_folder(path, debug):
+    """The output folder, created if missing; exit 1 with one line if it cannot be."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if debug:
+            raise
+        _fail(f"cannot create output folder {out}: {exc.strerror or exc}")
+        sys.exit(1)
+    return out
+
+
 def _per_input(debug):
     """Run one input's work; turn its failure into a one-line message. True if it worked."""
 
@@ -161,7 +174,7 @@ def run(images, mask_path, posteriors, max_pixels, output_dir, overwrite, quiet,
     darkest; 255 outside the mask), photo_overlay.png, photo_segments.png and
     photo_report.json, in OUTPUT_DIR.
     """
-    out = Path(output_dir)
+    out = _output_folder(output_dir, debug)
     seen = {}
     failed = 0
     work = _per_input(debug)(_run_one)

@@ -1,0 +1,189 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from emseg.cli import main
+
+
+def noisy_image(seed=0, shape=(60, 80)):
+    rng = np.random.default_rng(seed)
+    truth = np.zeros(shape, int)
+    truth[:, shape[1] // 3 :] = 1
+    truth[:, 2 * shape[1] // 3 :] = 2
+    values = np.array([40, 120, 200])[truth] + rng.normal(0, 15, shape)
+    return np.clip(values, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(noisy_image()).save(path)
+    return path
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def outputs(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_run_writes_all_outputs(photo, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run("run", photo, "-k", 3, "-o", out, "--posteriors")
+    assert result.exit_code == 0, result.output
+    assert outputs(out) == [
+        "photo_labels.png",
+        "photo_overlay.png",
+        "photo_posteriors.tif",
+        "photo_report.json",
+        "photo_segments.png",
+    ]
+    labels = np.asarray(Image.open(out / "photo_labels.png"))
+    assert labels.dtype == np.uint8 and set(np.unique(labels)) == {0, 1, 2}
+    overlay = np.asarray(Image.open(out / "photo_overlay.png"))
+    assert overlay.shape == (60, 80, 3)
+    report = json.loads((out / "photo_report.json").read_text())
+    assert report["k"] == 3
+    assert report["iterations"] == len(report["log_likelihood_history"])
+    assert abs(sum(c["fraction"] for c in report["classes"]) - 1) < 1e-9
+    means = [c["mean_value"][0] for c in report["classes"]]
+    assert means == sorted(means)
+    assert "photo.png: K=3" in result.output
+
+
+def test_outputs_byte_identical_across_runs(photo, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    assert run("run", photo, "-k", 3, "-o", a, "--posteriors", "-q").exit_code == 0
+    assert run("run", photo, "-k", 3, "-o", b, "--posteriors", "-q").exit_code == 0
+    for name in outputs(a):
+        if name.endswith(".json"):
+            ra, rb = (json.loads((d / name).read_text()) for d in (a, b))
+            for r in (ra, rb):
+                r.pop("timings_seconds")
+                r.pop("outputs")
+            assert ra == rb
+        else:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_existing_output_needs_overwrite(photo, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run("run", photo, "-o", out).exit_code == 0
+    before = (out / "photo_labels.png").read_bytes()
+    result = run("run", photo, "-o", out, "-k", 2)
+    assert result.exit_code == 1
+    assert "photo_labels.png" in result.output and "--overwrite" in result.output
+    assert (out / "photo_labels.png").read_bytes() == before
+    assert run("run", photo, "-o", out, "-k", 2, "--overwrite").exit_code == 0
+    assert (out / "photo_labels.png").read_bytes() != before
+
+
+@pytest.mark.parametrize("k", ["0", "-1", "abc", "2.5"])
+def test_bad_k_is_a_usage_error(photo, tmp_path, k):
+    result = run("run", photo, "-k", k, "-o", tmp_path)
+    assert result.exit_code == 2
+    assert "-k" in result.output or "classes" in result.output
+
+
+def make_bad_inputs(tmp_path):
+    bad = {}
+    bad["missing"] = tmp_path / "nope.png"
+    bad["directory"] = tmp_path / "folder.png"
+    bad["directory"].mkdir()
+    bad["empty"] = tmp_path / "empty.png"
+    bad["empty"].write_bytes(b"")
+    bad["text"] = tmp_path / "notes.png"
+    bad["text"].write_text("this is not an image\n")
+    good = tmp_path / "trunc_src.png"
+    Image.fromarray(noisy_image(3, (200, 200))).save(good)
+    bad["truncated"] = tmp_path / "truncated.png"
+    bad["truncated"].write_bytes(good.read_bytes()[:400])
+    good.unlink()
+    bad["tiny"] = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((1, 1), np.uint8)).save(bad["tiny"])
+    bad["constant"] = tmp_path / "constant.png"
+    Image.fromarray(np.full((20, 20), 9, np.uint8)).save(bad["constant"])
+    return bad
+
+
+def test_each_bad_input_gets_one_line_and_others_go_on(photo, tmp_path):
+    bad = make_bad_inputs(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run("run", *bad.values(), photo, "-k", 4, "-o", out)
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("emseg: error:")]
+    assert len(errors) == len(bad)
+    for path, line in zip(bad.values(), errors):
+        assert path.name in line
+    assert "Traceback" not in result.output
+    assert "lower k" in errors[-1]  # the constant image names the fix
+    # the good image was still segmented, and no partial or temporary file was left
+    assert outputs(out) == [
+        "photo_labels.png",
+        "photo_overlay.png",
+        "photo_report.json",
+        "photo_segments.png",
+    ]
+
+
+def test_mask_inside_only_and_of_wrong_size(photo, tmp_path):
+    mask = np.zeros((60, 80), np.uint8)
+    mask[10:50, 10:70] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run("run", photo, "--mask", tmp_path / "mask.png", "-o", out).exit_code == 0
+    labels = np.asarray(Image.open(out / "photo_labels.png"))
+    assert np.all(labels[mask == 0] == 255) and np.all(labels[mask > 0] < 3)
+    Image.fromarray(np.ones((10, 10), np.uint8)).save(tmp_path / "small.png")
+    result = run("run", photo, "--mask", tmp_path / "small.png", "-o", out, "--overwrite")
+    assert result.exit_code == 1 and "small.png" in result.output
+
+
+def test_output_folder_created_or_refused(photo, tmp_path):
+    assert run("run", photo, "-o", tmp_path / "new" / "sub").exit_code == 0
+    assert (tmp_path / "new" / "sub" / "photo_labels.png").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run("run", photo, "-o", blocker / "sub")
+    assert result.exit_code == 1
+    assert "output folder" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_auto_k_and_options(photo, tmp_path):
+    result = run(
+        "run", photo, "-k", "auto", "--k-max", 4, "-o", tmp_path, "--color-space", "rgb",
+        "--covariance", "diag", "--spatial", "0.1", "--max-iter", 50, "--tol", "1e-4", "-v",
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "photo_report.json").read_text())
+    assert [row["k"] for row in report["bic_table"]] == [2, 3, 4]
+    assert "BIC" in result.output
+
+
+def test_real_process_no_traceback_and_exit_codes(tmp_path):
+    missing = tmp_path / "missing.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "emseg", "run", str(missing), "-o", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "missing.png" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "emseg", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "emseg" in proc.stdout
