@@ -1,0 +1,880 @@
+"""Reading images and masks, and writing results atomically.
+
+This is the first and the last stage of the pipeline: it turns files into arrays and
+arrays into files, and fits nothing. Every problem with an input or output file is an
+:class:`~emseg.EmsegError` with a one-line message that names the file, the problem
+and the fix; no Pillow or tifffile exception escapes.
+
+Reading
+    :func:`read_image` reads PNG, JPEG and BMP through Pillow (EXIF orientation
+    applied) and TIFF through tifffile (a multi-page TIFF is a 3-D stack). Pixels keep
+    their dtype (uint8, uint16 or float32); an alpha channel becomes ``Image.valid``.
+    :func:`read_mask` reads a mask for an image.
+
+Writing
+    :func:`write_png`, :func:`write_tiff_stack` and :func:`write_json` write through
+    :func:`atomic_output`: a temporary file in the target folder, renamed over the
+    target only once it is complete, so a crash never leaves half a file. They refuse
+    to replace an existing file unless ``overwrite=True``, and write the same bytes for
+    the same data (no timestamps). :func:`check_writable` checks a list of outputs up
+    front, so a command can refuse before it writes anything.
+"""
+
+import contextlib
+import json
+import logging
+import math
+import os
+import secrets
+import threading
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._errors import EmsegError
+
+__all__ = [
+    "Image",
+    "atomic_output",
+    "check_writable",
+    "read_image",
+    "read_mask",
+    "write_json",
+    "write_png",
+    "write_tiff_stack",
+]
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_PILLOW_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "BMP": "BMP", "DIB": "BMP"}
+_SUPPORTED = "PNG, JPEG, BMP or TIFF"
+
+# Pillow's decompression-bomb limit is a module global; read_image(max_pixels=N)
+# changes it for one call, so the change and its restoration are serialised.
+_PILLOW_LIMIT_LOCK = threading.RLock()
+
+
+@dataclass(eq=False)
+class Image:
+    """An image as read from a file.
+
+    Attributes
+    ----------
+    pixels : ndarray
+        uint8, uint16 or float32, in the file's own dtype. Shape ``(H, W)`` grey,
+        ``(H, W, 3)`` RGB, or for a multi-page TIFF ``(Z, H, W)`` / ``(Z, H, W, 3)``.
+        Never has an alpha channel: alpha becomes ``valid``.
+    valid : ndarray of bool or None
+        Spatial shape (``pixels.shape`` without the colour axis); False where the
+        alpha channel is 0. None when every pixel is valid (no alpha, or no
+        transparent pixel).
+    path : str
+        The file the image was read from.
+    is_stack : bool
+        True for a multi-page TIFF read as a 3-D stack. Needed to tell an RGB image
+        ``(H, W, 3)`` from a grey stack of three-pixel-wide pages ``(Z, H, 3)``.
+    """
+
+    pixels: np.ndarray
+    valid: np.ndarray | None
+    path: str
+    is_stack: bool = False
+
+    @property
+    def is_color(self):
+        """True for RGB pixels (the last axis holds the three channels)."""
+        return self.pixels.ndim == (4 if self.is_stack else 3)
+
+    @property
+    def spatial_shape(self):
+        """``pixels.shape`` without the colour axis: (H, W) or (Z, H, W)."""
+        return self.pixels.shape[:-1] if self.is_color else self.pixels.shape
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_image(path, *, max_pixels=None):
+    """Read a PNG, JPEG, BMP or TIFF file into an :class:`Image`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    max_pixels : int, optional
+        Largest image (width x height; all pages together for a TIFF stack) to
+        accept. By default Pillow's decompression-bomb limit
+        (``PIL.Image.MAX_IMAGE_PIXELS``, about 89 million pixels) applies; pass a
+        larger number to read a larger image you trust. The global Pillow setting is
+        restored afterwards.
+
+    Raises
+    ------
+    EmsegError
+        If the file is missing, empty, not an image, corrupt or truncated, in an
+        unsupported format or pixel mode, too large, or smaller than 2 pixels.
+    """
+    path = os.fspath(path)
+    limit = _pixel_limit(max_pixels)
+    _check_input_file(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+    except OSError as exc:
+        raise EmsegError(f"cannot read {path}: {_reason(exc)}; check its permissions") from None
+    if head[:4] in _TIFF_MAGIC:
+        pixels, alpha, is_stack = _read_tiff(path, limit)
+    else:
+        pixels, alpha = _read_pillow(path, head, limit)
+        is_stack = False
+    return _finish(path, pixels, alpha, is_stack)
+
+
+def read_mask(path, shape):
+    """Read a mask for an image of spatial shape ``shape``: True inside.
+
+    A pixel is inside where any colour channel is non-zero (and, if the mask has an
+    alpha channel, the pixel is not fully transparent). A 2-D mask for a 3-D stack
+    ``(Z, H, W)`` applies to every slice.
+
+    Raises
+    ------
+    EmsegError
+        If the file cannot be read (as :func:`read_image`), its size differs from
+        ``shape``, or it selects no pixel.
+    """
+    shape = tuple(int(n) for n in shape)
+    image = read_image(path)
+    inside = image.pixels.any(axis=-1) if image.is_color else image.pixels != 0
+    if image.valid is not None:
+        inside &= image.valid
+    if inside.shape != shape:
+        if inside.ndim == 2 and len(shape) == 3 and inside.shape == shape[1:]:
+            inside = np.broadcast_to(inside, shape).copy()
+        else:
+            raise EmsegError(
+                f"mask {image.path} is {_describe_size(inside.shape)} but the image is "
+                f"{_describe_size(shape)}; use a mask of the same size as the image"
+            )
+    if not inside.any():
+        raise EmsegError(
+            f"mask {image.path} selects no pixel (all zero); "
+            "mark the region to segment with non-zero values"
+        )
+    return inside
+
+
+def _pixel_limit(max_pixels):
+    """The pixel limit for one read: ``max_pixels`` or Pillow's global (None: none)."""
+    if max_pixels is None:
+        from PIL import Image as PILImage
+
+        return PILImage.MAX_IMAGE_PIXELS
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)):
+        raise EmsegError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    if max_pixels < 1:
+        raise EmsegError(f"max_pixels must be a positive integer, got {max_pixels}")
+    return int(max_pixels)
+
+
+def _check_input_file(path):
+    if not os.path.exists(path):
+        raise EmsegError(f"{path} does not exist; check the path")
+    if os.path.isdir(path):
+        raise EmsegError(f"{path} is a folder, not an image file; pass an image file")
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise EmsegError(f"cannot read {path}: {_reason(exc)}") from None
+    if size == 0:
+        raise EmsegError(f"{path} is empty (0 bytes); re-export or re-copy the image")
+
+
+def _check_size(path, n_pixels, size_text, limit):
+    if limit is not None and n_pixels > limit:
+        raise EmsegError(
+            f"{path} is {size_text} = {n_pixels:,} pixels, above the limit of "
+            f"{limit:,} that guards against decompression bombs; if you trust this "
+            f"file, pass --max-pixels {n_pixels} (or more)"
+        )
+
+
+def _finish(path, pixels, alpha, is_stack):
+    """Common checks on decoded pixels; turn alpha into ``valid``."""
+    spatial = pixels.shape[:-1] if pixels.ndim == (4 if is_stack else 3) else pixels.shape
+    if math.prod(spatial) < 2:
+        raise EmsegError(
+            f"{path} is {_describe_size(spatial)}, too small to segment; "
+            "an image needs at least 2 pixels"
+        )
+    valid = None
+    if alpha is not None:
+        valid = alpha != 0
+        if not valid.any():
+            raise EmsegError(
+                f"{path} is fully transparent (alpha 0 everywhere), nothing to segment; "
+                "remove the alpha channel or fix its values"
+            )
+        if valid.all():
+            valid = None
+    return Image(pixels=pixels, valid=valid, path=path, is_stack=is_stack)
+
+
+# Pillow ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(limit):
+    """Set Pillow's decompression-bomb limit to ``limit`` for the block, then restore."""
+    from PIL import Image as PILImage
+
+    with _PILLOW_LIMIT_LOCK:
+        saved = PILImage.MAX_IMAGE_PIXELS
+        PILImage.MAX_IMAGE_PIXELS = limit
+        try:
+            yield
+        finally:
+            PILImage.MAX_IMAGE_PIXELS = saved
+
+
+def _read_pillow(path, head, limit):
+    from PIL import Image as PILImage
+    from PIL import ImageOps
+
+    with _pillow_pixel_limit(limit), warnings.catch_warnings():
+        # read_image checks the size itself and raises; no warning on the way
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        try:
+            im = PILImage.open(path)
+        except PILImage.DecompressionBombError as exc:
+            width, height = _pillow_header_size(path)
+            _check_size(path, width * height, f"{width}x{height}", limit)
+            raise EmsegError(  # pragma: no cover - _check_size raises whenever Pillow does
+                f"{path} is above the pixel limit that guards against decompression "
+                f"bombs ({_reason(exc)}); if you trust this file, pass --max-pixels"
+            ) from None
+        except PILImage.UnidentifiedImageError:
+            raise EmsegError(
+                f"{path} is not an image in a format emseg reads; use {_SUPPORTED}"
+            ) from None
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise EmsegError(
+                f"{path} could not be opened as an image ({_reason(exc)}); "
+                "the file may be corrupt: re-export it"
+            ) from None
+        with im:
+            fmt = _PILLOW_FORMATS.get(im.format)
+            if fmt is None:
+                raise EmsegError(
+                    f"{path} is a {im.format} image, which emseg does not read; "
+                    f"convert it to {_SUPPORTED}"
+                )
+            width, height = im.size
+            _check_size(path, width * height, f"{width}x{height}", limit)
+            if fmt == "PNG" and _png_is_16bit_color(head):
+                # Pillow silently drops 16-bit colour PNGs to 8 bits; OpenCV does not.
+                return _read_png16_color(path, im, colour_type=head[25])
+            try:
+                im.load()
+            except PILImage.DecompressionBombError as exc:
+                raise EmsegError(
+                    f"{path} is above the pixel limit that guards against decompression "
+                    f"bombs ({_reason(exc)}); if you trust this file, pass --max-pixels"
+                ) from None
+            except MemoryError:
+                raise
+            except Exception as exc:
+                raise EmsegError(
+                    f"{path} could not be decoded ({_reason(exc)}); the file is "
+                    "corrupt or truncated: re-export or re-copy it"
+                ) from None
+            try:
+                oriented = ImageOps.exif_transpose(im)
+            except MemoryError:
+                raise
+            except Exception as exc:  # a broken EXIF block; the pixels are fine
+                warnings.warn(
+                    f"{path}: EXIF orientation could not be read ({_reason(exc)}); "
+                    "using the image as stored",
+                    stacklevel=3,
+                )
+                oriented = im
+            return _pillow_pixels(oriented, path)
+
+
+def _pillow_header_size(path):
+    """(width, height) from the header, with Pillow's limit off (only to report it)."""
+    from PIL import Image as PILImage
+
+    with _pillow_pixel_limit(None):
+        try:
+            with PILImage.open(path) as im:
+                return im.size
+        except Exception:  # pragma: no cover - it opened a moment ago
+            return 0, 0
+
+
+def _pillow_pixels(im, path):
+    """Pixels and alpha (or None) of a loaded Pillow image, by mode."""
+    mode = im.mode
+    if mode in ("L", "RGB") and "transparency" in im.info:
+        mode, im = _convert(im, "LA" if mode == "L" else "RGBA", path)
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in im.info
+        mode, im = _convert(im, "RGBA" if has_alpha else "RGB", path)
+    elif mode in ("CMYK", "YCbCr", "RGBX", "RGBa"):
+        mode, im = _convert(im, "RGBA" if mode == "RGBa" else "RGB", path)
+    elif mode == "La":
+        mode, im = _convert(im, "LA", path)
+
+    if mode == "1":
+        return np.asarray(im, dtype=bool).astype(np.uint8) * np.uint8(255), None
+    if mode in ("L", "RGB"):
+        return np.asarray(im, dtype=np.uint8).copy(), None
+    if mode in ("LA", "RGBA"):
+        arr = np.asarray(im, dtype=np.uint8)
+        pixels = arr[..., 0].copy() if mode == "LA" else arr[..., :3].copy()
+        return pixels, arr[..., -1].copy()
+    if mode.startswith("I;16"):
+        return np.asarray(im).astype(np.uint16), None
+    if mode == "I":
+        arr = np.asarray(im)
+        if arr.size and (arr.min() < 0 or arr.max() > np.iinfo(np.uint16).max):
+            return arr.astype(np.float32), None
+        return arr.astype(np.uint16), None
+    if mode == "F":
+        return np.asarray(im, dtype=np.float32).copy(), None
+    raise EmsegError(
+        f"{path} has pixel mode {mode}, which emseg does not read; "
+        "convert it to 8- or 16-bit grey or RGB"
+    )
+
+
+def _convert(im, mode, path):
+    try:
+        return mode, im.convert(mode)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise EmsegError(
+            f"{path}: could not convert pixel mode {im.mode} to {mode} ({_reason(exc)}); "
+            "convert the image to grey or RGB"
+        ) from None
+
+
+def _png_is_16bit_color(head):
+    """True for a 16-bit grey+alpha, RGB or RGBA PNG (IHDR bit depth and colour type)."""
+    if not head.startswith(_PNG_MAGIC) or head[12:16] != b"IHDR" or len(head) < 26:
+        return False
+    return head[24] == 16 and head[25] in (2, 4, 6)
+
+
+def _read_png16_color(path, im, colour_type):
+    """Read a 16-bit colour PNG with OpenCV; ``im`` (Pillow, header read) gives EXIF."""
+    import cv2
+
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+        problem = _png_problem(data.tobytes())
+        if problem is not None:  # libpng would print to stderr; refuse first
+            raise EmsegError(
+                f"{path} could not be decoded ({problem}); the file is corrupt or "
+                "truncated: re-export or re-copy it"
+            )
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # no stderr
+        try:
+            arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
+    except (EmsegError, MemoryError):
+        raise
+    except Exception as exc:
+        arr, reason = None, _reason(exc)
+    else:
+        reason = "OpenCV could not decode it"
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
+        raise EmsegError(
+            f"{path} could not be decoded ({reason}); the file is corrupt or "
+            "truncated: re-export or re-copy it"
+        )
+    if colour_type == 4:  # grey + alpha: OpenCV expands the grey to three channels
+        pixels, alpha = arr[..., 0], arr[..., 3]
+    elif arr.shape[2] == 4:
+        pixels, alpha = arr[..., 2::-1], arr[..., 3]
+    else:
+        pixels, alpha = arr[..., ::-1], None
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block; use the image as stored
+        orientation = 1
+    pixels = np.ascontiguousarray(_orient(pixels, orientation))
+    if alpha is not None:
+        alpha = np.ascontiguousarray(_orient(alpha, orientation))
+    return pixels, alpha
+
+
+def _png_problem(data):
+    """What is structurally wrong with PNG bytes (bad CRC, truncation), or None."""
+    pos, idat = 8, []
+    while True:
+        if pos + 12 > len(data):
+            return "truncated: no IEND chunk"
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        tag = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            return f"truncated inside a {tag.decode('latin-1')!r} chunk"
+        body = data[pos + 4 : end - 4]
+        if zlib.crc32(body) != int.from_bytes(data[end - 4 : end], "big"):
+            return f"bad checksum in a {tag.decode('latin-1')!r} chunk"
+        if tag == b"IDAT":
+            idat.append(body[4:])
+        if tag == b"IEND":
+            break
+        pos = end
+    inflate = zlib.decompressobj()
+    try:
+        for chunk in idat:
+            inflate.decompress(chunk, 0)
+    except zlib.error as exc:
+        return f"broken image data: {exc}"
+    return None if inflate.eof else "image data ends early"
+
+
+def _orient(arr, orientation):
+    """Apply an EXIF orientation (1-8) to an array, as ``ImageOps.exif_transpose`` does."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    op = ops.get(orientation)
+    return arr if op is None else op(arr)
+
+
+# TIFF --------------------------------------------------------------------------------
+
+
+def _read_tiff(path, limit):
+    import tifffile
+
+    try:
+        with _tifffile_log_as_warnings(path), tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise EmsegError(f"{path} is a TIFF file with no image in it; re-export it")
+            series = tif.series[0]
+            page = series.keyframe
+            axes, shape = series.axes, series.shape
+            photometric = int(page.photometric)
+            colormap = page.colormap
+            _check_tiff_layout(path, axes, shape, photometric, limit)
+            data = series.asarray()
+    except EmsegError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise EmsegError(
+            f"{path} could not be read as a TIFF ({_reason(exc)}); the file is corrupt, "
+            "truncated or in a TIFF variant emseg does not read: re-export it"
+        ) from None
+    return _tiff_pixels(path, data, axes, photometric, colormap)
+
+
+class _Collect(logging.Filter):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def filter(self, record):
+        self.messages.append(record.getMessage())
+        return False  # nothing reaches the log handlers
+
+
+@contextlib.contextmanager
+def _tifffile_log_as_warnings(path):
+    """Keep tifffile's log messages off stderr; after a good read, warn with the first."""
+    logger = logging.getLogger("tifffile")
+    collect = _Collect()
+    logger.addFilter(collect)
+    try:
+        yield
+    finally:
+        logger.removeFilter(collect)
+    if collect.messages:  # reached only when the read succeeded
+        warnings.warn(
+            f"{path}: tifffile reported a problem while reading it "
+            f"({_reason(collect.messages[0])}); check the result",
+            stacklevel=4,
+        )
+
+
+def _tiff_layout(axes, shape):
+    """Sizes of the sample axis and of the non-singleton extra (stack) axes."""
+    samples = shape[axes.index("S")] if "S" in axes else 1
+    extra = [n for a, n in zip(axes, shape) if a not in "YXS" and n > 1]
+    return samples, extra
+
+
+def _check_tiff_layout(path, axes, shape, photometric, limit):
+    if "Y" not in axes or "X" not in axes:
+        raise EmsegError(
+            f"{path} has TIFF axes {axes} without both Y and X; re-export it as an image"
+        )
+    samples, extra = _tiff_layout(axes, shape)
+    if len(extra) > 1:
+        raise EmsegError(
+            f"{path} has TIFF axes {axes} with shape {tuple(shape)}: more than one stack "
+            "axis; export a single 2-D image or one 3-D stack"
+        )
+    if samples not in (1, 2, 3, 4):
+        raise EmsegError(
+            f"{path} has {samples} samples per pixel; emseg reads grey, grey+alpha, RGB "
+            "or RGBA: export those channels"
+        )
+    if photometric not in (0, 1, 2, 3, 6):  # MINISWHITE, MINISBLACK, RGB, PALETTE, YCBCR
+        raise EmsegError(
+            f"{path} has TIFF photometric interpretation {photometric}, which emseg "
+            "does not read; convert it to grey or RGB"
+        )
+    height, width = shape[axes.index("Y")], shape[axes.index("X")]
+    n_pixels = height * width * (extra[0] if extra else 1)
+    size_text = f"{width}x{height}" + (f"x{extra[0]}" if extra else "")
+    _check_size(path, n_pixels, size_text, limit)
+
+
+def _tiff_pixels(path, data, axes, photometric, colormap):
+    """Reorder to (Z, H, W, C), split alpha off, and settle the dtype."""
+    # stack axis first, then Y and X, then the samples; singleton axes dropped
+    order = [i for i, a in enumerate(axes) if a not in "YXS"]
+    order += [axes.index("Y"), axes.index("X")]
+    if "S" in axes:
+        order.append(axes.index("S"))
+    data = np.transpose(data, order)
+    letters = [axes[i] for i in order]
+    keep = tuple(slice(None) if a in "YX" or n > 1 else 0 for a, n in zip(letters, data.shape))
+    data = data[keep]
+    is_stack = any(a not in "YXS" and n > 1 for a, n in zip(letters, data.shape))
+    samples = data.shape[-1] if data.ndim == (4 if is_stack else 3) else 1
+
+    if photometric == 3:  # PALETTE: indices into a (3, N) uint16 colour map
+        if colormap is None or samples != 1:
+            raise EmsegError(f"{path} is a palette TIFF without a colour map; re-export it")
+        colormap = np.asarray(colormap)
+        if colormap.max() <= 255:
+            colormap = colormap.astype(np.uint8)
+        elif not (colormap % 257).any():
+            colormap = (colormap // 257).astype(np.uint8)
+        index = np.clip(data.astype(np.intp), 0, colormap.shape[1] - 1)
+        rgb = np.moveaxis(colormap[:, index], 0, -1)
+        return np.ascontiguousarray(rgb), None, is_stack
+    alpha = None
+    if samples in (2, 4):
+        alpha = np.ascontiguousarray(data[..., -1])
+        data = data[..., 0] if samples == 2 else data[..., :3]
+    data = _tiff_dtype(path, data)
+    if photometric == 0:  # MINISWHITE: 0 is white
+        data = _invert(data)
+    return np.ascontiguousarray(data), alpha, is_stack
+
+
+def _tiff_dtype(path, data):
+    """uint8 / uint16 / float32, converting other dtypes without losing values."""
+    dt = data.dtype
+    if dt == bool:
+        return data.astype(np.uint8) * np.uint8(255)
+    if dt in (np.uint8, np.uint16, np.float32):
+        return data
+    if np.issubdtype(dt, np.floating):
+        return data.astype(np.float32)
+    if np.issubdtype(dt, np.integer):
+        if data.size and data.min() >= 0 and data.max() <= 255 and dt.itemsize == 1:
+            return data.astype(np.uint8)
+        if data.size and data.min() >= 0 and data.max() <= np.iinfo(np.uint16).max:
+            return data.astype(np.uint16)
+        return data.astype(np.float32)
+    raise EmsegError(
+        f"{path} has pixels of type {dt}, which emseg does not read; "
+        "export 8- or 16-bit integers or 32-bit floats"
+    )
+
+
+def _invert(data):
+    if data.dtype.kind == "u":
+        return np.iinfo(data.dtype).max - data
+    return data.max() - data
+
+
+def _describe_size(shape):
+    """'640x480 pixels' (width x height), or '640x480x12' for a stack."""
+    shape = tuple(shape)
+    if len(shape) == 2:
+        return f"{shape[1]}x{shape[0]} pixels"
+    if len(shape) == 3:
+        return f"{shape[2]}x{shape[1]} pixels x {shape[0]} slices"
+    return f"shape {shape}"
+
+
+def _reason(exc):
+    """An exception's message on one line, not too long."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def check_writable(paths, overwrite=False):
+    """Check that every path in ``paths`` can be written, before writing any.
+
+    Raises
+    ------
+    EmsegError
+        If a path exists (and ``overwrite`` is False) or is a folder, its folder is
+        missing or not writable, or two outputs are the same file.
+    """
+    seen = {}
+    for path in paths:
+        path = os.fspath(path)
+        key = os.path.normcase(os.path.abspath(path))
+        if key in seen:
+            raise EmsegError(
+                f"{path} is given twice as an output; choose different output names"
+            )
+        seen[key] = path
+        _check_target(path, overwrite)
+
+
+def _check_target(path, overwrite):
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.exists(folder):
+        raise EmsegError(
+            f"cannot write {path}: folder {folder} does not exist; create it first"
+        )
+    if not os.path.isdir(folder):
+        raise EmsegError(
+            f"cannot write {path}: {folder} is a file, not a folder; choose another output path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise EmsegError(
+            f"cannot write {path}: folder {folder} is not writable; "
+            "choose another output folder"
+        )
+    if os.path.isdir(path):
+        raise EmsegError(f"cannot write {path}: it is a folder; choose a file name")
+    if os.path.lexists(path) and not overwrite:
+        raise EmsegError(f"{path} exists; pass --overwrite to replace it")
+
+
+@contextlib.contextmanager
+def atomic_output(path, overwrite=False):
+    """Yield a temporary path to write; on success it becomes ``path``.
+
+    The temporary file is created (empty) in the target's folder, named
+    ``.<name>.<random>.tmp``. When the block ends normally it is renamed over
+    ``path`` with :func:`os.replace`; when the block raises, it is deleted and the
+    exception propagates. With ``overwrite=False`` an existing ``path`` is refused
+    both before the block and at the rename.
+
+    Raises
+    ------
+    EmsegError
+        If ``path`` exists and ``overwrite`` is False, or its folder is missing or not
+        writable.
+    """
+    path = os.fspath(path)
+    _check_target(path, overwrite)
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = _create_temp(path, folder)
+    try:
+        yield tmp
+        _commit(tmp, path, overwrite)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _create_temp(path, folder):
+    base = os.path.basename(path)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp")
+        try:
+            # os.open honours the umask, so the final file gets the usual permissions
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise EmsegError(
+                f"cannot write {path}: could not create a file in folder {folder} "
+                f"({_reason(exc)}); choose another output folder"
+            ) from None
+        os.close(fd)
+        return tmp
+    raise EmsegError(  # pragma: no cover - 100 random name collisions
+        f"cannot write {path}: could not find a free temporary name in {folder}"
+    )
+
+
+def _commit(tmp, path, overwrite):
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    # os.link refuses an existing target atomically; fall back where links are
+    # unsupported (some network and FAT file systems)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise EmsegError(f"{path} exists; pass --overwrite to replace it") from None
+    except OSError:
+        if os.path.lexists(path):
+            raise EmsegError(f"{path} exists; pass --overwrite to replace it") from None
+        os.replace(tmp, path)
+    else:
+        os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _writing(path, overwrite):
+    """atomic_output, with OS errors while writing reported as EmsegError."""
+    try:
+        with atomic_output(path, overwrite) as tmp:
+            yield tmp
+    except OSError as exc:
+        raise EmsegError(f"could not write {path}: {_reason(exc)}") from None
+
+
+def write_png(path, array, *, overwrite=False):
+    """Write a uint8 or uint16, grey ``(H, W)`` or RGB ``(H, W, 3)`` array as a PNG.
+
+    The bytes depend only on the pixels (no timestamp or other metadata).
+    """
+    path = os.fspath(path)
+    arr = np.asarray(array)
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise EmsegError(
+            f"cannot write {path}: PNG pixels must be uint8 or uint16, got {arr.dtype}; "
+            "convert them first (render.to_display, render.label_image)"
+        )
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise EmsegError(
+            f"cannot write {path}: a PNG needs shape (H, W) or (H, W, 3), got {arr.shape}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise EmsegError(f"cannot write {path}: the image is empty (shape {arr.shape})")
+    arr = np.ascontiguousarray(arr)
+    with _writing(path, overwrite) as tmp:
+        if arr.ndim == 3 and arr.dtype == np.uint16:
+            # Pillow has no 16-bit RGB mode; OpenCV writes it (channels in BGR order)
+            import cv2
+
+            ok, buf = cv2.imencode(
+                ".png", np.ascontiguousarray(arr[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 6]
+            )
+            if not ok:  # pragma: no cover - OpenCV encodes any uint16 RGB array
+                raise OSError("OpenCV could not encode the image")
+            with open(tmp, "wb") as f:
+                f.write(buf.tobytes())
+        else:
+            from PIL import Image as PILImage
+
+            # uint8 -> L or RGB, uint16 grey -> I;16; no metadata chunks are written
+            PILImage.fromarray(arr).save(tmp, format="PNG")
+
+
+def write_tiff_stack(path, pages, *, overwrite=False):
+    """Write ``pages`` (``(k, H, W)``, or one ``(H, W)`` page) as a float32 multi-page TIFF.
+
+    Each leading index is one page (a ``(k, Z, H, W)`` array gives k*Z pages, with its
+    shape recorded for tifffile). Uncompressed; no timestamp, so the bytes depend only
+    on the data.
+    """
+    path = os.fspath(path)
+    try:
+        arr = np.asarray(pages, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise EmsegError(
+            f"cannot write {path}: pages are not a numeric array ({_reason(exc)})"
+        ) from None
+    if arr.ndim < 2 or 0 in arr.shape:
+        raise EmsegError(
+            f"cannot write {path}: TIFF pages need shape (k, H, W) or (H, W), got {arr.shape}"
+        )
+    import tifffile
+
+    with _writing(path, overwrite) as tmp:
+        tifffile.imwrite(
+            tmp,
+            np.ascontiguousarray(arr),
+            photometric="minisblack",  # never read three pages as one RGB image
+            software=False,
+            datetime=None,
+        )
+
+
+def write_json(path, obj, *, overwrite=False):
+    """Write ``obj`` as JSON: indent 2, sorted keys, a newline at the end.
+
+    numpy scalars and arrays become numbers and lists; NaN and infinity become
+    ``null`` (JSON has no such numbers); tuples become lists; paths become strings.
+    """
+    path = os.fspath(path)
+    text = json.dumps(
+        _json_safe(obj, path, "the top level"),
+        indent=2,
+        sort_keys=True,
+        allow_nan=False,
+        ensure_ascii=False,
+    )
+    with _writing(path, overwrite) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text + "\n")
+
+
+def _json_safe(obj, path, where):
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    elif isinstance(obj, np.generic):
+        obj = obj.item()
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {
+            _json_key(k, path, where): _json_safe(v, path, f"{where}[{k!r}]")
+            for k, v in obj.items()
+        }
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v, path, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise EmsegError(
+        f"cannot write {path}: {type(obj).__name__} value at {where} is not "
+        "JSON-serialisable; convert it to a number, string, list or dict"
+    )
+
+
+def _json_key(key, path, where):
+    if isinstance(key, np.generic):
+        key = key.item()
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool) or key is None:
+        return json.dumps(key)
+    if isinstance(key, (int, float)):
+        return str(key)
+    raise EmsegError(
+        f"cannot write {path}: dict key {key!r} at {where} is not a string or number; "
+        "use string keys"
+    )

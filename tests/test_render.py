@@ -1,0 +1,250 @@
+"""Tests for emseg.render: small arrays with known answers."""
+
+import numpy as np
+import pytest
+
+from emseg import EmsegError
+from emseg import render
+
+
+@pytest.fixture
+def halves():
+    """A 6 x 8 image: left half dark grey, right half light; labels 0 / 1, one background pixel."""
+    pixels = np.full((6, 8), 200, np.uint8)
+    pixels[:, :4] = 40
+    labels = np.zeros((6, 8), np.int64)
+    labels[:, 4:] = 1
+    labels[0, 0] = -1
+    return pixels, labels
+
+
+# ------------------------------------------------------------------------- palette
+
+
+def test_palette_shape_dtype_and_determinism():
+    for k in (0, 1, 5, 12, 13, 40):
+        colors = render.palette(k)
+        assert colors.shape == (k, 3) and colors.dtype == np.uint8
+        np.testing.assert_array_equal(colors, render.palette(k))
+    # a longer palette starts with the shorter one: class i keeps its colour
+    np.testing.assert_array_equal(render.palette(40)[:7], render.palette(7))
+
+
+def test_palette_first_twelve_are_well_separated():
+    colors = render.palette(12).astype(float)
+    dist = np.sqrt(((colors[:, None] - colors[None]) ** 2).sum(-1))
+    np.fill_diagonal(dist, np.inf)
+    assert dist.min() > 60
+
+
+def test_palette_large_k_has_no_repeats():
+    colors = render.palette(300)
+    assert len(np.unique(colors, axis=0)) == 300
+    # neighbours in the generated part are still easy to tell apart
+    steps = np.abs(np.diff(colors[12:].astype(int), axis=0)).sum(-1)
+    assert steps.min() > 40
+
+
+def test_palette_rejects_bad_k():
+    for k in (-1, 2.5, "3", True):
+        with pytest.raises(EmsegError, match="k must be"):
+            render.palette(k)
+
+
+# ---------------------------------------------------------------------- to_display
+
+
+def test_to_display_uint8_grey_and_rgb_unchanged():
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    out = render.to_display(grey)
+    assert out.shape == (3, 4, 3) and out.dtype == np.uint8
+    for c in range(3):
+        np.testing.assert_array_equal(out[..., c], grey)
+    rgb = np.random.default_rng(0).integers(0, 256, (3, 4, 3), dtype=np.uint8)
+    out = render.to_display(rgb)
+    np.testing.assert_array_equal(out, rgb)
+    assert out is not rgb
+
+
+def test_to_display_uint16_stretches_by_percentiles():
+    arr = np.linspace(1000, 2000, 1001).astype(np.uint16).reshape(7, 143)
+    out = render.to_display(arr)
+    assert out.dtype == np.uint8 and out.shape == (7, 143, 3)
+    assert out.min() == 0 and out.max() == 255
+    # one hot pixel does not flatten the rest: percentiles, not min/max
+    arr = arr.copy()
+    arr[0, 0] = 65535
+    out = render.to_display(arr)
+    assert out[3, 70, 0] in range(120, 136)  # the middle value stays mid-grey
+
+
+def test_to_display_float_nan_constant_and_valid():
+    arr = np.array([[0.0, 1.0], [np.nan, 0.5]], np.float32)
+    out = render.to_display(arr)
+    assert out[1, 0, 0] == 0 and out[0, 1, 0] > out[1, 1, 0] > out[0, 0, 0]
+    assert (render.to_display(np.full((2, 3), 7.5)) == 128).all()
+    # percentiles over valid pixels only: a huge invalid value does not matter
+    arr = np.array([[0.0, 1.0], [1e9, 0.5]])
+    valid = np.array([[True, True], [False, True]])
+    out = render.to_display(arr, valid=valid)
+    assert out[0, 1, 0] == 255 and out[0, 0, 0] == 0
+
+
+def test_to_display_rgb_uint16_keeps_channel_balance():
+    arr = np.zeros((4, 4, 3), np.uint16)
+    arr[..., 0] = 4000  # red twice as bright as green
+    arr[..., 1] = 2000
+    arr[0, 0] = 0
+    out = render.to_display(arr)
+    assert out[2, 2, 0] > out[2, 2, 1] > out[2, 2, 2]
+
+
+def test_to_display_input_not_modified():
+    arr = np.arange(20, dtype=np.uint16).reshape(4, 5)
+    before = arr.copy()
+    render.to_display(arr)
+    np.testing.assert_array_equal(arr, before)
+
+
+def test_to_display_rejects_stacks():
+    with pytest.raises(EmsegError, match="one slice"):
+        render.to_display(np.zeros((2, 3, 4), np.uint8))
+
+
+# --------------------------------------------------------------------- label_image
+
+
+def test_label_image_values_and_background(halves):
+    _, labels = halves
+    out = render.label_image(labels, 2)
+    assert out.dtype == np.uint8 and out.shape == labels.shape
+    assert out[0, 0] == 255 and out[1, 0] == 0 and out[1, 7] == 1
+
+
+def test_label_image_uint16_above_255_classes():
+    labels = np.array([[0, 299], [-1, 255]])
+    out = render.label_image(labels, 300)
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, [[0, 299], [65535, 255]])
+    assert render.label_image(np.array([[0, 254]]), 255).dtype == np.uint8
+
+
+def test_label_image_rejects_out_of_range():
+    with pytest.raises(EmsegError, match="0..1"):
+        render.label_image(np.array([[0, 2]]), 2)
+    with pytest.raises(EmsegError, match="integers"):
+        render.label_image(np.array([[0.0, 1.0]]), 2)
+
+
+# ---------------------------------------------------------------------- boundaries
+
+
+def test_boundaries_one_pixel_on_the_higher_side(halves):
+    _, labels = halves
+    edge = render.boundaries(labels)
+    assert edge.dtype == bool and edge.shape == labels.shape
+    expected = np.zeros_like(edge)
+    expected[:, 4] = True  # the first column of class 1
+    expected[0, 1] = expected[1, 0] = True  # class 0 around the background pixel
+    np.testing.assert_array_equal(edge, expected)
+    assert not render.boundaries(np.zeros((4, 4), int)).any()
+    # the order of the labels does not matter: swap them and the line moves one pixel
+    swapped = np.where(labels >= 0, 1 - labels, -1)
+    assert render.boundaries(swapped)[:, 3].all() and not render.boundaries(swapped)[:, 4].any()
+
+
+def test_boundaries_in_plane_for_stacks():
+    labels = np.zeros((2, 4, 4), int)
+    labels[1] = 1  # a change between slices only: no in-plane boundary
+    assert not render.boundaries(labels).any()
+    labels[0, :, 2:] = 1
+    assert render.boundaries(labels)[0].any() and not render.boundaries(labels)[1].any()
+
+
+# ------------------------------------------------------------------------- overlay
+
+
+def test_overlay_shape_dtype_and_background_untouched(halves):
+    pixels, labels = halves
+    out = render.overlay(pixels, labels, 2)
+    assert out.shape == (6, 8, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0, 0], render.to_display(pixels)[0, 0])
+    # labelled pixels away from the edge are the blend with their class colour
+    colors = render.palette(2).astype(float)
+    np.testing.assert_array_equal(out[3, 1], np.rint(0.55 * 40 + 0.45 * colors[0]))
+    np.testing.assert_array_equal(out[3, 6], np.rint(0.55 * 200 + 0.45 * colors[1]))
+
+
+def test_overlay_background_untouched_everywhere():
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    labels = rng.integers(-1, 4, (20, 30))
+    out = render.overlay(pixels, labels, 4)
+    np.testing.assert_array_equal(out[labels == -1], pixels[labels == -1])
+    assert (out[labels >= 0] != pixels[labels >= 0]).any(axis=-1).mean() > 0.9
+
+
+def test_overlay_boundaries_contrast(halves):
+    pixels, labels = halves
+    out = render.overlay(pixels, labels, 2)
+    plain = render.overlay(pixels, labels, 2, draw_boundaries=False)
+    edge = render.boundaries(labels) & (labels >= 0)
+    assert edge.any()
+    assert set(map(tuple, out[edge])) <= {(0, 0, 0), (255, 255, 255)}
+    np.testing.assert_array_equal(out[~edge], plain[~edge])
+
+
+def test_overlay_alpha_zero_without_boundaries_is_the_image(halves):
+    pixels, labels = halves
+    out = render.overlay(pixels, labels, 2, alpha=0.0, draw_boundaries=False)
+    np.testing.assert_array_equal(out, render.to_display(pixels))
+
+
+def test_overlay_checks_arguments(halves):
+    pixels, labels = halves
+    with pytest.raises(EmsegError, match="alpha"):
+        render.overlay(pixels, labels, 2, alpha=1.5)
+    with pytest.raises(EmsegError, match="shape"):
+        render.overlay(pixels, labels[:, :4], 2)
+    with pytest.raises(EmsegError, match="0..0"):
+        render.overlay(pixels, labels, 1)
+
+
+def test_overlay_does_not_modify_inputs(halves):
+    pixels, labels = halves
+    p0, l0 = pixels.copy(), labels.copy()
+    render.overlay(pixels, labels, 2)
+    np.testing.assert_array_equal(pixels, p0)
+    np.testing.assert_array_equal(labels, l0)
+
+
+# ------------------------------------------------------------------------ segments
+
+
+def test_segments(halves):
+    _, labels = halves
+    class_colors = np.array([[10, 20, 30], [200, 100, 50]], np.uint8)
+    out = render.segments(labels, class_colors)
+    assert out.shape == (6, 8, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0, 0], (0, 0, 0))
+    np.testing.assert_array_equal(out[2, 1], (10, 20, 30))
+    np.testing.assert_array_equal(out[2, 6], (200, 100, 50))
+    with pytest.raises(EmsegError, match="uint8"):
+        render.segments(labels, class_colors.astype(float))
+    with pytest.raises(EmsegError, match=r"\(k, 3\)"):
+        render.segments(labels, class_colors[:, :2])
+
+
+# ----------------------------------------------------------------- posterior_pages
+
+
+def test_posterior_pages():
+    post = np.random.default_rng(0).random((4, 5, 3))
+    post[0, 0] = np.nan
+    pages = render.posterior_pages(post)
+    assert pages.shape == (3, 4, 5) and pages.dtype == np.float32
+    assert pages.flags.c_contiguous
+    np.testing.assert_array_equal(pages[2], post[..., 2].astype(np.float32))
+    assert np.isnan(pages[:, 0, 0]).all()
+    with pytest.raises(EmsegError, match=r"\(H, W, k\)"):
+        render.posterior_pages(np.zeros((4, 5)))
