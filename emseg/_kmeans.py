@@ -23,8 +23,9 @@ def kmeans_plusplus(X, w, K, rng):
     closest = kern.sq_dist_to(X, centres[0])
     for _ in range(1, K):
         mass = np.cumsum(weights * closest)
-        if mass[-1] <= 0:  # every remaining row coincides with a centre
-            break
+        if mass[-1] <= 0:  # every row coincides with a centre: repeat one (EM re-seeds it)
+            centres.append(centres[-1].copy())
+            continue
         picks = np.searchsorted(mass, rng.uniform(0, mass[-1], trials), side="right")
         picks = np.minimum(picks, N - 1)
         best_cost, best_dist, best_row = np.inf, None, None

@@ -253,8 +253,8 @@ class GaussianMixture:
             first, total = _merge_repeated(X, w, K)
         else:
             first = total = _EMPTY
-        distinct = first.shape[0] if first.shape[0] else n_rows
-        if distinct + n_pattern_rows < K:
+        distinct = _count_distinct(X, patterns, first, K)
+        if distinct < K:
             raise EmsegError(
                 f"X has only {distinct} distinct rows, cannot fit n_components={K}; "
                 "lower n_components"
@@ -382,16 +382,25 @@ class GaussianMixture:
         self.precisions_cholesky_ = _cholesky_of_covariances(cov, ctype)
 
     def _reseed(self, empty, weights, means, cov):
-        """Move each emptied component onto the worst-explained row, with a warning."""
+        """Move each emptied component onto the row farthest from every other mean (greedy
+        farthest-point, so two emptied components never land on one row), with a warning.
+
+        The rule looks only at the data and the new means, never at a previous fit.
+        """
         import warnings
 
         data = getattr(self, "_fit_data", None)
         X = data.init_view()[0] if data is not None else means[~empty]
-        score = self.score_samples(X) if hasattr(self, "precisions_cholesky_") else np.zeros(len(X))
-        order = np.argsort(score)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if (~empty).any():
+            dist = kern.nearest_centre(X, np.ascontiguousarray(means[~empty]))[1]
+        else:
+            dist = np.zeros(X.shape[0])
         full_cov = self.covariance_type in ("full", "diag", "spherical")
-        for i, k in enumerate(np.flatnonzero(empty)):
-            means[k] = X[order[min(i, len(order) - 1)]]
+        for k in np.flatnonzero(empty):
+            row = int(np.argmax(dist))
+            means[k] = X[row]
+            dist = np.minimum(dist, kern.sq_dist_to(X, X[row]))
             weights[k] = 1.0 / len(weights)
             if full_cov:
                 cov[k] = cov[~empty].mean(0) if (~empty).any() else cov[k]
@@ -525,7 +534,8 @@ class GaussianMixture:
 
     def sample(self, n_samples=1):
         """Draw ``n_samples`` rows; returns ``(X, labels)``."""
-        self._check_fitted(self.means_)
+        if not hasattr(self, "precisions_cholesky_"):
+            raise EmsegError("this GaussianMixture is not fitted yet; call fit(X) first")
         check_int(n_samples, "n_samples", 1)
         rng = as_generator(self.random_state)
         counts = rng.multinomial(n_samples, self.weights_)
@@ -586,6 +596,24 @@ def _merge_repeated(X, w, K, probe=65536):
         if not first.shape[0]:
             return _EMPTY, _EMPTY
     return _distinct_rows(X, w, cap=max(n // 4, K))
+
+
+def _count_distinct(X, patterns, first, K):
+    """The number of distinct rows (counting rows with NaN by their observed values), or
+    K when there are at least K: all the fit needs to know."""
+    if not patterns and first.shape[0]:
+        return min(first.shape[0], K)
+    rows = [X] + [p.X for p in patterns]
+    if patterns:
+        rows = [np.where(np.isnan(r), np.nan, r) for r in rows]  # one NaN bit pattern
+        dtype = np.result_type(*rows)
+        rows = np.ascontiguousarray(np.concatenate([r.astype(dtype) for r in rows]))
+    else:
+        rows = rows[0]
+    found, _ = _distinct_rows(rows, None, cap=K - 1) if K > 1 else (_EMPTY, None)
+    if K > 1 and found.shape[0] == 0 and rows.shape[0] > 0:
+        return K
+    return found.shape[0] if K > 1 else min(rows.shape[0], 1)
 
 
 def _distinct_rows(X, w, cap):
