@@ -174,7 +174,10 @@ def run(images, mask_path, posteriors, max_pixels, output_dir, overwrite, quiet,
     darkest; 255 outside the mask), photo_overlay.png, photo_segments.png and
     photo_report.json, in OUTPUT_DIR.
     """
+    from .pipeline import RunOptions
+
     out = _output_folder(output_dir, debug)
+    options = RunOptions(mask_path=mask_path, posteriors=posteriors, max_pixels=max_pixels, **model)
     seen = {}
     failed = 0
     work = _per_input(debug)(_run_one)
@@ -185,129 +188,23 @@ def run(images, mask_path, posteriors, max_pixels, output_dir, overwrite, quiet,
             failed += 1
             continue
         seen[stem] = path
-        ok = work(
-            path, out, mask_path=mask_path, posteriors=posteriors, max_pixels=max_pixels,
-            overwrite=overwrite, quiet=quiet, verbose=verbose, model=model,
-        )
+        ok = work(path, out, options=options, overwrite=overwrite, quiet=quiet, verbose=verbose)
         failed += not ok
     if failed:
         sys.exit(1)
 
 
-def _run_one(path, out, *, mask_path, posteriors, max_pixels, overwrite, quiet, verbose, model):
-    from . import io, render
-    from .segmentation import segment
+def _run_one(path, out, *, options, overwrite, quiet, verbose):
+    from .pipeline import segment_file
 
-    start = time.perf_counter()
-    stem = Path(path).stem
-    targets = {
-        "labels": out / f"{stem}_labels.png",
-        "overlay": out / f"{stem}_overlay.png",
-        "segments": out / f"{stem}_segments.png",
-        "report": out / f"{stem}_report.json",
-    }
-    if posteriors:
-        targets["posteriors"] = out / f"{stem}_posteriors.tif"
-    io.check_writable(list(targets.values()), overwrite)
-
-    clock = time.perf_counter()
-    image = io.read_image(path, max_pixels=max_pixels)
-    spatial_shape = image.pixels.shape[:-1] if image.is_color else image.pixels.shape
-    mask = image.valid
-    if mask_path is not None:
-        user_mask = io.read_mask(mask_path, spatial_shape)
-        mask = user_mask if mask is None else mask & user_mask
-    read_seconds = time.perf_counter() - clock
-
-    seg = segment(
-        image.pixels, model["classes"], color_space=model["color_space"],
-        spatial=model["spatial"], mask=mask, covariance_type=model["covariance"],
-        random_state=model["seed"], k_max=model["k_max"], max_iter=model["max_iter"],
-        tol=model["tol"], channel_axis=-1 if image.is_color else None,
-    )
-
-    clock = time.perf_counter()
-    k = seg.k
-    pixels, labels = image.pixels, seg.labels
-    if labels.ndim == 3:  # a stack: show its middle slice
-        middle = labels.shape[0] // 2
-        pixels, labels = pixels[middle], labels[middle]
-    display = render.to_display(pixels)
-    colors = _class_colors(display, labels, k)
-    rendered = {
-        "labels": render.label_image(seg.labels if seg.labels.ndim == 2 else labels, k),
-        "overlay": render.overlay(pixels, labels, k),
-        "segments": render.segments(labels, colors),
-    }
-    render_seconds = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    for name in ("labels", "overlay", "segments"):
-        io.write_png(targets[name], rendered[name], overwrite=overwrite)
-    if posteriors:
-        io.write_tiff_stack(
-            targets["posteriors"], render.posterior_pages(seg.posteriors), overwrite=overwrite
-        )
-    write_seconds = time.perf_counter() - clock
-
-    gm = seg.model
-    timings = {
-        "read": read_seconds,
-        **seg.timings,
-        "render": render_seconds,
-        "write": write_seconds,
-        "total": time.perf_counter() - start,
-    }
-    report = {
-        "emseg_version": __version__,
-        "input": str(path),
-        "shape": list(image.pixels.shape),
-        "dtype": str(image.pixels.dtype),
-        "options": {**model, "mask": mask_path},
-        "features": seg.features.to_dict(),
-        "k": k,
-        "bic_table": seg.bic_table,
-        "pixels_segmented": int((seg.labels >= 0).sum()),
-        "classes": [
-            {
-                "label": i,
-                "fraction": float(seg.fractions[i]),
-                "mean_value": [float(v) for v in seg.mean_values[i]],
-                "display_color": [int(c) for c in colors[i]],
-                "overlay_color": [int(c) for c in render.palette(k)[i]],
-            }
-            for i in range(k)
-        ],
-        "model": {
-            "covariance_type": gm.covariance_type,
-            "weights": gm.weights_,
-            "means": gm.means_,
-            "covariances": gm.covariances_,
-        },
-        "log_likelihood_history": gm.history_,
-        "iterations": gm.n_iter_,
-        "converged": bool(gm.converged_),
-        "timings_seconds": timings,
-        "outputs": {name: str(p) for name, p in targets.items()},
-    }
-    io.write_json(targets["report"], report, overwrite=overwrite)
-    fractions = " ".join(f"{100 * f:.1f}%" for f in seg.fractions)
+    report = segment_file(path, out, options, overwrite=overwrite)
+    fractions = " ".join(f"{100 * c['fraction']:.1f}%" for c in report["classes"])
+    seconds = report["timings_seconds"]["total"]
     _say(
-        f"{path}: K={k}, {gm.n_iter_} iterations, {timings['total']:.2f} s, classes {fractions}",
+        f"{path}: K={report['k']}, {report['iterations']} iterations, {seconds:.2f} s, "
+        f"classes {fractions}",
         quiet,
     )
-    if verbose and seg.bic_table:
-        for row in seg.bic_table:
+    if verbose and report["bic_table"]:
+        for row in report["bic_table"]:
             _say(f"  K={row['k']}: BIC {row['bic']:.1f}", quiet)
-
-
-def _class_colors(display, labels, k):
-    """Mean display colour of each class's pixels, (k, 3) uint8."""
-    import numpy as np
-
-    inside = labels >= 0
-    lab = labels[inside]
-    count = np.maximum(np.bincount(lab, minlength=k), 1)
-    rgb = display[inside].astype(np.float64)
-    means = np.stack([np.bincount(lab, weights=rgb[:, c], minlength=k) for c in range(3)], 1)
-    return np.clip(np.rint(means / count[:, None]), 0, 255).astype(np.uint8)

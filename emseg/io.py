@@ -790,8 +790,9 @@ def write_png(path, array, *, overwrite=False):
             PILImage.fromarray(arr).save(tmp, format="PNG")
 
 
-def write_tiff_stack(path, pages, *, overwrite=False):
-    """Write ``pages`` (``(k, H, W)``, or one ``(H, W)`` page) as a float32 multi-page TIFF.
+def write_tiff_stack(path, pages, *, dtype=np.float32, overwrite=False):
+    """Write ``pages`` (``(k, H, W)``, or one ``(H, W)`` page) as a multi-page TIFF of
+    ``dtype`` (float32 unless told: label stacks are uint8 or uint16).
 
     Each leading index is one page (a ``(k, Z, H, W)`` array gives k*Z pages, with its
     shape recorded for tifffile). Uncompressed; no timestamp, so the bytes depend only
@@ -799,7 +800,7 @@ def write_tiff_stack(path, pages, *, overwrite=False):
     """
     path = os.fspath(path)
     try:
-        arr = np.asarray(pages, dtype=np.float32)
+        arr = np.asarray(pages, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise EmsegError(
             f"cannot write {path}: pages are not a numeric array ({_reason(exc)})"

@@ -187,3 +187,19 @@ def test_real_process_no_traceback_and_exit_codes(tmp_path):
     assert "Traceback" not in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "emseg", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and "emseg" in proc.stdout
+
+
+def test_stack_labels_are_a_multipage_tiff(tmp_path):
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    truth = np.zeros((6, 30, 40), int)
+    truth[:, :, 20:] = 1
+    stack = np.clip(np.array([60, 180])[truth] + rng.normal(0, 12, truth.shape), 0, 255)
+    tifffile.imwrite(tmp_path / "vol.tif", stack.astype(np.uint8))
+    result = run("run", tmp_path / "vol.tif", "-k", 2, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    labels = tifffile.imread(tmp_path / "out" / "vol_labels.tif")
+    assert labels.shape == (6, 30, 40) and labels.dtype == np.uint8
+    assert (labels == truth).mean() > 0.99
+    assert (tmp_path / "out" / "vol_overlay.png").exists()
