@@ -346,3 +346,60 @@ def distinct_rows_inverse(bits):
                 break
             slot = (slot + 1) & (size - 1)
     return first[:count].copy(), counts[:count].copy(), inverse
+
+
+# --- 8-bit colour histograms ------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _pack_rgb(values, n):
+    return (np.int64(values[n, 0]) << 16) | (np.int64(values[n, 1]) << 8) | np.int64(values[n, 2])
+
+
+@njit(cache=True)
+def rgb_counts(values):
+    """How often each packed 24-bit colour occurs among the (N, 3) uint8 rows."""
+    counts = np.zeros(1 << 24, dtype=np.int64)
+    for n in range(values.shape[0]):
+        counts[_pack_rgb(values, n)] += 1
+    return counts
+
+
+@njit(parallel=True, cache=True)
+def rgb_lookup(values, table):
+    """``table[packed colour]`` for each (N, 3) uint8 row."""
+    N = values.shape[0]
+    out = np.empty(N, dtype=table.dtype)
+    for c in prange(n_chunks(N)):
+        for n in range(c * CHUNK, min(N, (c + 1) * CHUNK)):
+            out[n] = table[_pack_rgb(values, n)]
+    return out
+
+
+@njit(parallel=True, cache=True)
+def normalise_rows(lp):
+    """Turn (N, K) log-probabilities into probabilities in place; return each row's
+    logsumexp (``-inf`` rows, impossible under every component, stay ``-inf``/NaN-free:
+    their probabilities are set uniform)."""
+    N, K = lp.shape
+    lse = np.empty(N)
+    for c in prange(n_chunks(N)):
+        for n in range(c * CHUNK, min(N, (c + 1) * CHUNK)):
+            top = lp[n, 0]
+            for k in range(1, K):
+                if lp[n, k] > top:
+                    top = lp[n, k]
+            if top == -np.inf:
+                for k in range(K):
+                    lp[n, k] = 1.0 / K
+                lse[n] = -np.inf
+                continue
+            total = 0.0
+            for k in range(K):
+                e = np.exp(lp[n, k] - top)
+                lp[n, k] = e
+                total += e
+            for k in range(K):
+                lp[n, k] /= total
+            lse[n] = top + np.log(total)
+    return lse

@@ -147,26 +147,23 @@ def distinct_values(values):
     anything else a hash of each row's bits.
     """
     N, C = values.shape
-    if values.dtype in (np.uint8, np.uint16) and (C == 1 or values.dtype == np.uint8):
-        if C == 1:
-            packed = values[:, 0].astype(np.intp)
-            bins = 256 if values.dtype == np.uint8 else 65536
-        else:
-            packed = (
-                (values[:, 0].astype(np.int32) << 16)
-                | (values[:, 1].astype(np.int32) << 8)
-                | values[:, 2]
-            )
-            bins = 1 << 24
+    if values.dtype == np.uint8 and C == 3:
+        from . import _kernels
+
+        counts = _kernels.rgb_counts(values)
+        present = np.flatnonzero(counts)
+        table = np.zeros(1 << 24, dtype=np.int32)
+        table[present] = np.arange(present.size, dtype=np.int32)
+        unique = np.stack([present >> 16, (present >> 8) & 255, present & 255], 1)
+        return unique.astype(np.uint8), counts[present].astype(np.float64), _kernels.rgb_lookup(values, table)
+    if values.dtype in (np.uint8, np.uint16) and C == 1:
+        bins = 256 if values.dtype == np.uint8 else 65536
+        packed = values[:, 0]
         counts = np.bincount(packed, minlength=bins)
         present = np.flatnonzero(counts)
         index = np.zeros(bins, dtype=np.int32)
         index[present] = np.arange(present.size, dtype=np.int32)
-        if C == 1:
-            unique = present.astype(values.dtype)[:, None]
-        else:
-            unique = np.stack([present >> 16, (present >> 8) & 255, present & 255], 1)
-            unique = unique.astype(np.uint8)
+        unique = present.astype(values.dtype)[:, None]
         return unique, counts[present].astype(np.float64), index[packed]
     from . import _kernels
 

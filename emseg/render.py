@@ -7,6 +7,7 @@ background (pixels outside the mask, or transparent). Inputs are never modified.
 
 import colorsys
 
+import cv2
 import numpy as np
 
 from ._errors import EmsegError
@@ -174,13 +175,16 @@ def overlay(pixels, labels, k, *, alpha=0.45, draw_boundaries=True):
             f"labels have shape {lab.shape} but the image is {base.shape[:2]}; "
             "pass the labels of this image"
         )
-    out = base.copy()
-    inside = lab >= 0
-    colors = palette(k)[lab[inside]].astype(np.float32)
-    blended = (1.0 - alpha) * base[inside].astype(np.float32) + alpha * colors
-    out[inside] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    colors = np.take(np.vstack([palette(k), np.zeros((1, 3), np.uint8)]), lab, axis=0)
+    # OpenCV's weighted sum rounds to nearest, like np.rint on the float blend
+    out = cv2.addWeighted(base, 1.0 - float(alpha), colors, float(alpha), 0.0)
+    outside = lab < 0
+    if outside.any():
+        np.copyto(out, base, where=outside[..., None])
     if draw_boundaries:
-        edge = boundaries(lab) & inside
+        edge = boundaries(lab)
+        if outside.any():
+            edge &= ~outside
         luminance = out[edge].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
         out[edge] = np.where(luminance[:, None] < 128, np.uint8(255), np.uint8(0))
     return out
@@ -199,9 +203,27 @@ def segments(labels, class_colors):
             f"class_colors must be uint8, got {colors.dtype}; round and clip to 0-255 first"
         )
     lab = _check_labels(labels, colors.shape[0])
-    out = np.zeros(lab.shape + (3,), dtype=np.uint8)
-    inside = lab >= 0
-    out[inside] = colors[lab[inside]]
+    # label -1 picks the appended black row
+    return np.take(np.vstack([colors, np.zeros((1, 3), np.uint8)]), lab, axis=0)
+
+
+def class_colors(display, labels, k):
+    """Mean colour of each class's pixels in ``display`` ((..., 3) uint8): (k, 3) uint8.
+
+    A class with no pixel gets black.
+    """
+    k = _check_k(k, "k", minimum=1)
+    img = np.ascontiguousarray(display).reshape(-1, 1, 3)
+    lab = _check_labels(labels, k).reshape(-1, 1)
+    if img.shape[0] != lab.shape[0] or np.asarray(display).shape[-1] != 3:
+        raise EmsegError(
+            f"display {np.asarray(display).shape} and labels {np.shape(labels)} do not match"
+        )
+    out = np.zeros((k, 3), dtype=np.uint8)
+    for i in range(k):
+        mask = (lab == i).view(np.uint8)
+        if mask.any():
+            out[i] = np.clip(np.rint(cv2.mean(img, mask=mask)[:3]), 0, 255)
     return out
 
 

@@ -507,11 +507,11 @@ def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
     target = tmp_path / "out.png"
     target.write_bytes(b"old contents")
 
-    def disk_full(self, fp, *args, **kwargs):
-        Path(fp).write_bytes(b"partial")
+    def disk_full(file, mode="r", *args, **kwargs):
+        Path(file).write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(PILImage.Image, "save", disk_full)
+    monkeypatch.setattr(io, "open", disk_full, raising=False)  # the PNG bytes' write
     with _raises(target, "No space left"):
         io.write_png(target, np.zeros((2, 2), np.uint8), overwrite=True)
     assert target.read_bytes() == b"old contents"
