@@ -1209,3 +1209,17 @@ def test_infinity_after_fit_raises(blobs_2d, method):
     bad[2, 1] = np.inf
     with pytest.raises(EmsegError, match="infinity"):
         FITTED_METHODS[method](gm, bad)
+
+
+def test_large_fits_start_from_a_subsample_and_reach_the_same_maximum(monkeypatch):
+    # Over GaussianMixture._presubsample_rows rows, EM first runs on a subsample; the
+    # full-data fit that follows must reach the same optimum as starting cold.
+    rng = np.random.default_rng(5)
+    X, _ = gaussian_blobs(rng, [[-4.0, 0.0], [0.0, 3.0], [4.0, -1.0]], [60_000, 50_000, 40_000])
+    quick = GaussianMixture(3, random_state=0, tol=1e-6).fit(X)
+    assert np.all(np.diff(quick.history_) >= -1e-12)
+    monkeypatch.setattr(GaussianMixture, "_presubsample_rows", 10**9)
+    cold = GaussianMixture(3, random_state=0, tol=1e-6).fit(X)
+    assert quick.n_iter_ < cold.n_iter_
+    np.testing.assert_allclose(quick.lower_bound_, cold.lower_bound_, rtol=1e-6)
+    np.testing.assert_allclose(quick.means_, cold.means_, atol=1e-3)
