@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+from scipy.special import logsumexp
 
 from ._errors import EmsegError
 from ._validation import check_int
@@ -35,7 +36,8 @@ class Segmentation:
     first, -1 outside the mask. ``posteriors`` (computed on first access): float32,
     spatial shape + (k,), zero outside the mask. Per class: ``fractions`` (share of the
     pixels inside the mask) and ``mean_values`` (mean pixel value, in the image's own
-    units, one column per channel).
+    units, one column per channel). ``log_likelihood``: with ``model=``, the mean
+    log-likelihood per pixel of this image under the model (None when fitted here).
     """
 
     labels: np.ndarray
@@ -45,6 +47,7 @@ class Segmentation:
     mean_values: np.ndarray
     bic_table: list = None
     timings: dict = field(default_factory=dict)
+    log_likelihood: float = None  # mean per pixel, when labelled with a given model
     _posterior_source: tuple = field(default=None, repr=False)
 
     @property
@@ -61,8 +64,9 @@ class Segmentation:
 
 def segment(
     image,
-    k,
+    k=None,
     *,
+    model=None,
     color_space="auto",
     spatial=0.0,
     mask=None,
@@ -82,7 +86,17 @@ def segment(
     ``mask``: boolean array of the spatial shape; False pixels are left out (label -1).
     Other keywords (``max_iter``, ``tol``, ``reg_covar``, ``n_init``, ``init_params``,
     ``callback``...) go to :class:`emseg.GaussianMixture`.
+
+    ``model``: a :class:`~emseg.model.SegmentationModel` (from :func:`emseg.fit_model`
+    or :func:`emseg.load_model`). The image is then labelled with that model, without
+    fitting: labels follow the model's order, so a label means the same in every image
+    labelled with one model. The features are the model's; ``k``, ``color_space`` and
+    ``spatial``, if given, must agree with it. The model is not changed.
     """
+    if model is not None:
+        return _segment_with_model(image, model, k, color_space, spatial, mask, channel_axis)
+    if k is None:
+        raise EmsegError("give k (a number of classes, or 'auto') or a model to segment with")
     clock = time.perf_counter()
     values, is_color, alpha = split_channels(image, channel_axis)
     shape = values.shape[:-1]
@@ -91,19 +105,8 @@ def segment(
     n_valid = int(valid.sum()) if valid is not None else int(np.prod(shape))
     if n_valid < 2:
         raise EmsegError(f"only {n_valid} pixel(s) to segment; need at least 2")
-    flat = values.reshape(-1, values.shape[-1])
-    if valid is not None:
-        flat = flat[valid.ravel()]
-
-    if spec.value_only:
-        unique, counts, index = distinct_values(flat)
-        X, weights = value_features(unique, spec.color_space), counts
-    else:
-        unique, index, counts = flat, np.arange(flat.shape[0]), np.ones(flat.shape[0])
-        coords = spatial_features(shape, spec.spatial)
-        if valid is not None:
-            coords = coords[valid.ravel()]
-        X, weights = np.hstack([value_features(flat, spec.color_space), coords]), None
+    rows = _feature_rows(values, shape, valid, spec)
+    X, weights, unique, counts, index = rows
     n_distinct = unique.shape[0] if spec.value_only else n_valid
     timings = {"features": time.perf_counter() - clock}
 
@@ -124,11 +127,40 @@ def segment(
     clock = time.perf_counter()
     resp = model.predict_proba(X)
     order = _order_by_luminance(model, resp, luminance(unique), counts)
-    resp = resp[:, order]
+    result = _labelled(resp[:, order], model, spec, rows, shape, valid, values.dtype)
+    timings["label"] = time.perf_counter() - clock
+    result.bic_table = bic_table
+    result.timings = timings
+    return result
+
+
+def _feature_rows(values, shape, valid, spec):
+    """``(X, weights, unique, counts, index)`` for the valid pixels.
+
+    Value-only features: one row per distinct value (``weights`` = ``counts``), and
+    ``index`` maps each valid pixel to its row. Spatial features: one row per pixel.
+    """
+    flat = values.reshape(-1, values.shape[-1])
+    if valid is not None:
+        flat = flat[valid.ravel()]
+    if spec.value_only:
+        unique, counts, index = distinct_values(flat)
+        return value_features(unique, spec.color_space), counts, unique, counts, index
+    coords = spatial_features(shape, spec.spatial)
+    if valid is not None:
+        coords = coords[valid.ravel()]
+    X = np.hstack([value_features(flat, spec.color_space), coords])
+    return X, None, flat, np.ones(flat.shape[0]), np.arange(flat.shape[0])
+
+
+def _labelled(resp, model, spec, rows, shape, valid, dtype):
+    """The :class:`Segmentation` for responsibilities ``resp`` already in label order."""
+    _, _, unique, counts, index = rows
+    k = resp.shape[1]
     hard = resp.argmax(1).astype(np.int32)
-    fractions = np.bincount(hard, weights=counts, minlength=model.n_components_)
+    fractions = np.bincount(hard, weights=counts, minlength=k)
     means = np.stack(
-        [np.bincount(hard, weights=counts * c, minlength=model.n_components_) for c in unit_scale(unique).T],
+        [np.bincount(hard, weights=counts * c, minlength=k) for c in unit_scale(unique).T],
         axis=1,
     ) / np.maximum(fractions, 1e-300)[:, None]
     labels = np.full(int(np.prod(shape)), -1, dtype=np.int32)
@@ -136,21 +168,56 @@ def segment(
         labels[:] = hard[index]
     else:
         labels[valid.ravel()] = hard[index]
-    timings["label"] = time.perf_counter() - clock
     return Segmentation(
         labels=labels.reshape(shape),
         model=model,
         features=spec,
         fractions=fractions / fractions.sum(),
-        mean_values=_to_image_units(means, values.dtype),
-        bic_table=bic_table,
-        timings=timings,
+        mean_values=_to_image_units(means, dtype),
         _posterior_source=(
             resp.astype(np.float32),
             index,
             np.ones(shape, bool) if valid is None else valid,
         ),
     )
+
+
+def _segment_with_model(image, model, k, color_space, spatial, mask, channel_axis):
+    clock = time.perf_counter()
+    spec = model.features
+    if k is not None and k != model.k:
+        raise EmsegError(f"k={k!r} but the model has {model.k} classes; leave k out or use k={model.k}")
+    if color_space not in ("auto", spec.color_space):
+        raise EmsegError(
+            f"color_space={color_space!r} but the model uses {spec.color_space!r}; "
+            "leave color_space out when segmenting with a model"
+        )
+    if _check_spatial(spatial) not in (0.0, spec.spatial):
+        raise EmsegError(
+            f"spatial={spatial!r} but the model uses {spec.spatial:g}; "
+            "leave spatial out when segmenting with a model"
+        )
+    values, is_color, alpha = split_channels(image, channel_axis)
+    shape = values.shape[:-1]
+    model.check_image(3 if is_color else 1, len(shape))
+    valid = _valid_pixels(shape, alpha, mask)
+    n_valid = int(valid.sum()) if valid is not None else int(np.prod(shape))
+    if n_valid < 1:
+        raise EmsegError("no pixel to segment: the mask (or alpha) excludes every pixel")
+    rows = _feature_rows(values, shape, valid, spec)
+    X, weights = rows[0], rows[1]
+    timings = {"features": time.perf_counter() - clock, "fit": 0.0}
+
+    clock = time.perf_counter()
+    gm = model.mixture
+    log_prob = gm._weighted_log_prob(gm._check_fitted(X))  # one pass for both results
+    norm = logsumexp(log_prob, axis=1)
+    resp = np.exp(log_prob - norm[:, None])
+    result = _labelled(resp, gm, spec, rows, shape, valid, values.dtype)
+    result.log_likelihood = float(np.average(norm, weights=weights))
+    timings["label"] = time.perf_counter() - clock
+    result.timings = timings
+    return result
 
 
 def _check_spatial(spatial):

@@ -135,3 +135,156 @@ def test_save_json_is_atomic_and_refuses_to_overwrite(tmp_path):
     with pytest.raises(EmsegError, match="not JSON-serialisable"):
         save_json(tmp_path / "x.json", {"a": object()})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+
+
+# --------------------------------------------------------------------------- shared models
+
+from emseg import segment  # noqa: E402
+from emseg.features import FeatureSpec  # noqa: E402
+from emseg.model import (  # noqa: E402
+    SegmentationModel,
+    fit_model,
+    load_model,
+    summarize_image,
+)
+
+
+def scene(seed=0, shape=(60, 90), levels=(50, 120, 190), noise=10.0):
+    """Three vertical bands of materials plus noise; returns (uint8 image, truth)."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros(shape, int)
+    truth[:, shape[1] // 3 :] = 1
+    truth[:, 2 * shape[1] // 3 :] = 2
+    values = np.asarray(levels, float)[truth] + rng.normal(0, noise, shape)
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8), truth
+
+
+def test_brightened_image_gets_the_same_labels_with_a_shared_model():
+    dark, truth = scene(seed=1)
+    bright = np.clip(scene(seed=2)[0].astype(int) + 6, 0, 255).astype(np.uint8)
+    model = fit_model([dark, bright], 3)
+    a = segment(dark, model=model).labels
+    b = segment(bright, model=model).labels
+    # label i is material i in both images (darkest first), up to noise at the edges
+    assert (a == truth).mean() > 0.97
+    assert (b == truth).mean() > 0.97
+    assert model.k == 3 and model.channels == 1
+    means = [c["mean_luminance"] for c in model.classes]
+    assert means == sorted(means)
+
+
+def test_merged_histograms_equal_fitting_all_pixels_at_once():
+    a, _ = scene(seed=3)
+    b, _ = scene(seed=4, shape=(30, 50), levels=(60, 110, 200))
+    model = fit_model([a, b], 3, random_state=0)
+    both = np.concatenate([a.ravel(), b.ravel()])[:, None]
+    one = fit_model([both], 3, random_state=0, channel_axis=None)
+    np.testing.assert_allclose(model.mixture.means_, one.mixture.means_, rtol=1e-12)
+    np.testing.assert_allclose(model.mixture.weights_, one.mixture.weights_, rtol=1e-12)
+    assert model.training["exact"] and model.training["n_pixels"] == both.size
+
+
+def test_merge_order_does_not_change_the_summary():
+    a, _ = scene(seed=5)
+    b, _ = scene(seed=6, levels=(30, 100, 220))
+    sa = summarize_image(a, index=0, n_images=2)
+    sb = summarize_image(b, index=1, n_images=2)
+    ab, ba = sa.merge(sb).training_rows(), sb.merge(sa).training_rows()
+    for x, y in zip(ab, ba):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_float_images_are_sampled_with_a_seed():
+    a, truth = scene(seed=7)
+    f = a.astype(np.float32) / 255 + np.float32(1e-4) * np.random.default_rng(0).random(a.shape, np.float32)
+    m1 = fit_model([f, f], 3, max_samples=2000, random_state=4)
+    m2 = fit_model([f, f], 3, max_samples=2000, random_state=4)
+    np.testing.assert_array_equal(m1.mixture.means_, m2.mixture.means_)
+    assert not m1.training["exact"] and m1.training["sampled_images"] == 2
+    assert (segment(f, model=m1).labels == truth).mean() > 0.97
+
+
+def test_segment_with_model_does_not_refit_or_change_the_model():
+    a, _ = scene(seed=8)
+    model = fit_model([a], 3)
+    before = model.mixture.means_.copy()
+    seg = segment(a[:20], model=model)
+    np.testing.assert_array_equal(model.mixture.means_, before)
+    assert seg.k == 3 and seg.timings["fit"] == 0.0
+    assert np.isfinite(seg.log_likelihood)
+    assert abs(seg.fractions.sum() - 1) < 1e-12
+
+
+def test_model_file_round_trip(tmp_path):
+    a, _ = scene(seed=9)
+    rgb = np.stack([a, a // 2, 255 - a], -1)
+    model = fit_model([rgb], 3, spatial=0.5, max_samples=3000)
+    path = tmp_path / "model.json"
+    model.save(path)
+    back = load_model(path)
+    assert back.source == str(path)
+    assert back.to_dict() == json.loads(path.read_text())
+    np.testing.assert_array_equal(segment(rgb, model=back).labels, segment(rgb, model=model).labels)
+    assert back.features == FeatureSpec("lab", 0.5) and back.spatial_ndim == 2
+
+
+def test_model_refuses_images_of_another_kind():
+    a, _ = scene(seed=10)
+    grey = fit_model([a], 3)
+    with pytest.raises(EmsegError, match="colour .* fitted on grey"):
+        segment(np.stack([a, a, a], -1), model=grey)
+    with pytest.raises(EmsegError, match="k=4 but the model has 3"):
+        segment(a, 4, model=grey)
+    with pytest.raises(EmsegError, match="color_space='lab' but the model uses 'gray'"):
+        segment(a, model=grey, color_space="lab")
+    spatial = fit_model([a], 3, spatial=1.0)
+    with pytest.raises(EmsegError, match="3-D but the model's spatial features are 2-D"):
+        segment(np.stack([a, a]), model=spatial, channel_axis=None)
+    with pytest.raises(EmsegError, match="shared model needs images of one kind"):
+        fit_model([a, np.stack([a, a, a], -1)], 3)
+
+
+@pytest.fixture(scope="module")
+def model_dict():
+    return fit_model([scene(seed=11)[0]], 3).to_dict()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.update(format="emseg.GaussianMixture"), "not an emseg segmentation model"),
+        (lambda d: d["features"].update(color_space="lab"), "made for other features: .*names"),
+        (
+            lambda d: d["features"].update(color_space="lab", names=["L/100", "a/100", "b/100"]),
+            "mixture has 1 features but",
+        ),
+        (lambda d: d["features"].update(value_scale="uint8 / 256"), "made for other features"),
+        (lambda d: d["features"].update(spatial=-1), "spatial must be a number >= 0"),
+        (lambda d: d.update(channels=4), "channels must be 1 .* or 3"),
+        (lambda d: d.update(k=2), "k is 2 but the mixture has 3"),
+        (lambda d: d.update(spatial_ndim=2), "spatial_ndim must be null"),
+        (lambda d: d["classes"].pop(), "list of 3 objects"),
+        (lambda d: d["mixture"]["means_"].pop(), "mixture.means_ must have shape"),
+        (lambda d: d.update(emseg_version=1), "emseg_version must be a string"),
+    ],
+)
+def test_bad_model_file_refused(tmp_path, model_dict, change, message):
+    d = json.loads(json.dumps(model_dict))
+    change(d)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(EmsegError, match=message) as info:
+        load_model(path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+
+
+def test_truncated_model_file_refused(tmp_path, model_dict):
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(model_dict)[:200])
+    with pytest.raises(EmsegError, match="not valid JSON"):
+        load_model(path)
+
+
+def test_model_is_a_dataclass_of_plain_parts(model_dict):
+    model = SegmentationModel.from_dict(model_dict)
+    assert model.to_dict() == model_dict
