@@ -81,23 +81,35 @@ class Image:
     valid: np.ndarray | None
     path: str
     is_stack: bool = False
+    spacing: tuple | None = None  # voxel size along the spatial axes, when the file says
+    nifti: object = None  # the nibabel image a NIfTI volume came from (affine, header)
+    channels: bool = False  # the last axis holds co-registered channels, not RGB
 
     @property
     def is_color(self):
         """True for RGB pixels (the last axis holds the three channels)."""
-        return self.pixels.ndim == (4 if self.is_stack else 3)
+        return not self.channels and self.pixels.ndim == (4 if self.is_stack else 3)
+
+    @property
+    def has_channel_axis(self):
+        """True when the last axis holds colour or co-registered channels."""
+        return self.channels or self.is_color
 
     @property
     def spatial_shape(self):
         """``pixels.shape`` without the colour axis: (H, W) or (Z, H, W)."""
-        return self.pixels.shape[:-1] if self.is_color else self.pixels.shape
+        return self.pixels.shape[:-1] if self.has_channel_axis else self.pixels.shape
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def read_image(path, *, max_pixels=None):
-    """Read a PNG, JPEG, BMP or TIFF file into an :class:`Image`.
+def read_image(path, *, max_pixels=None, allow_channels=False):
+    """Read a PNG, JPEG, BMP or TIFF file, a NIfTI volume or a folder of DICOM slices
+    into an :class:`Image` (NIfTI and DICOM need the extra ``emseg[medical]``).
+
+    Volumes come in (Z, Y, X) order with their voxel spacing; a 4-D NIfTI file is
+    refused unless ``allow_channels`` (its volumes then become channels).
 
     Parameters
     ----------
@@ -117,7 +129,24 @@ def read_image(path, *, max_pixels=None):
     """
     path = os.fspath(path)
     limit = _pixel_limit(max_pixels)
+    if os.path.isdir(path) and any(
+        not n.startswith(".") for n in os.listdir(path)
+    ) and not _looks_like_image_folder(path):
+        from .medical import read_dicom_folder
+
+        vol = read_dicom_folder(path)
+        _check_size(path, vol.data.size, _describe_size(vol.data.shape), limit)
+        return _volume_image(path, vol)
     _check_input_file(path)
+    from .medical import is_nifti
+
+    if is_nifti(path):
+        from .medical import read_nifti
+
+        vol = read_nifti(path, allow_channels=allow_channels)
+        n_voxels = math.prod(vol.data.shape[:3])
+        _check_size(path, n_voxels, _describe_size(vol.data.shape[:3]), limit)
+        return _volume_image(path, vol)
     try:
         with open(path, "rb") as f:
             head = f.read(32)
@@ -129,6 +158,47 @@ def read_image(path, *, max_pixels=None):
         pixels, alpha = _read_pillow(path, head, limit)
         is_stack = False
     return _finish(path, pixels, alpha, is_stack)
+
+
+def _looks_like_image_folder(path):
+    """A folder of ordinary images (a batch input), not a DICOM series."""
+    names = [n.lower() for n in os.listdir(path) if not n.startswith(".")]
+    plain = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz")
+    return bool(names) and all(n.endswith(plain) for n in names)
+
+
+def _volume_image(path, vol):
+    image = _finish(path, vol.data, None, is_stack=True, channels=vol.channels)
+    image.spacing, image.nifti = vol.spacing, vol.nifti
+    return image
+
+
+def read_channels(paths, *, max_pixels=None):
+    """Co-registered single-channel images or volumes (e.g. T1 and T2) as one
+    multi-channel :class:`Image`; they must have one shape (and spacing, if known)."""
+    images = [read_image(p, max_pixels=max_pixels) for p in paths]
+    for im in images[1:]:
+        if im.spatial_shape != images[0].spatial_shape:
+            raise EmsegError(
+                f"{im.path} has shape {im.spatial_shape} but {images[0].path} has "
+                f"{images[0].spatial_shape}; channels must be co-registered (same shape)"
+            )
+        if im.has_channel_axis:
+            raise EmsegError(f"{im.path} already has channels; pass single-channel files")
+    if images[0].has_channel_axis:
+        raise EmsegError(f"{images[0].path} already has channels; pass single-channel files")
+    dtypes = {im.pixels.dtype for im in images}
+    pixels = np.stack(
+        [im.pixels if len(dtypes) == 1 else im.pixels.astype(np.float32) for im in images],
+        axis=-1,
+    )
+    valid = None
+    for im in images:
+        if im.valid is not None:
+            valid = im.valid if valid is None else valid & im.valid
+    first = images[0]
+    return Image(pixels=pixels, valid=valid, path=first.path, is_stack=first.is_stack,
+                 spacing=first.spacing, nifti=first.nifti, channels=True)
 
 
 def read_mask(path, shape):
@@ -200,9 +270,11 @@ def _check_size(path, n_pixels, size_text, limit):
         )
 
 
-def _finish(path, pixels, alpha, is_stack):
+def _finish(path, pixels, alpha, is_stack, channels=False):
     """Common checks on decoded pixels; turn alpha into ``valid``."""
-    spatial = pixels.shape[:-1] if pixels.ndim == (4 if is_stack else 3) else pixels.shape
+    spatial = (
+        pixels.shape[:-1] if channels or pixels.ndim == (4 if is_stack else 3) else pixels.shape
+    )
     if math.prod(spatial) < 2:
         raise EmsegError(
             f"{path} is {_describe_size(spatial)}, too small to segment; "
@@ -218,7 +290,7 @@ def _finish(path, pixels, alpha, is_stack):
             )
         if valid.all():
             valid = None
-    return Image(pixels=pixels, valid=valid, path=path, is_stack=is_stack)
+    return Image(pixels=pixels, valid=valid, path=path, is_stack=is_stack, channels=channels)
 
 
 # Pillow ------------------------------------------------------------------------------

@@ -1,0 +1,171 @@
+"""Medical volumes: NIfTI through nibabel, DICOM series through pydicom (``emseg[medical]``).
+
+Part of the io stage: files in, arrays out, and back. Volumes are returned in emseg's
+axis order ``(Z, Y, X)`` (slice, row, column) with the voxel ``spacing`` in the same
+order, so slices are the images a viewer shows and the MRF weights neighbours by
+physical distance. Labels and per-class maps are written back as NIfTI with the
+input's affine and header, so they overlay the input in any viewer (FSLeyes, ITK-SNAP).
+"""
+
+import os
+
+import numpy as np
+
+from ._errors import EmsegError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_EXTRA = "pip install 'emseg[medical]'"
+
+
+def is_nifti(path):
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def _require(module, what):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise EmsegError(f"reading {what} needs the optional extra: {_EXTRA}") from None
+
+
+class Volume:
+    """A volume read from a medical file.
+
+    ``data``: (Z, Y, X) or, with several channels, (Z, Y, X, C) float32 or the file's
+    integer dtype; ``spacing``: voxel size in mm along (Z, Y, X); ``nifti``: the
+    nibabel image it came from (for writing results with its affine and header), or
+    None; ``channels``: True when the last axis holds co-registered channels.
+    """
+
+    def __init__(self, data, spacing, path, nifti=None, channels=False):
+        self.data, self.spacing, self.path = data, tuple(spacing), path
+        self.nifti, self.channels = nifti, channels
+
+
+def read_nifti(path, *, allow_channels=False):
+    """Read a 3-D NIfTI volume (or 4-D with ``allow_channels``: the 4th axis as channels)."""
+    nib = _require("nibabel", "NIfTI files")
+    path = os.fspath(path)
+    try:
+        img = nib.load(path)
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # nibabel raises many kinds for damaged files
+        raise EmsegError(f"cannot read {path} as NIfTI: {exc}; is it damaged?") from None
+    zooms = tuple(float(z) for z in img.header.get_zooms())
+    if data.ndim == 2:
+        data = data[:, :, None]
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim == 4:
+        if not allow_channels:
+            raise EmsegError(
+                f"{path} is 4-D {data.shape}; pass --channels to use its volumes as "
+                "co-registered channels"
+            )
+        data = np.moveaxis(data, 3, 0)  # (C, X, Y, Z)
+    elif data.ndim != 3:
+        raise EmsegError(f"{path} has shape {data.shape}; expected a 3-D or 4-D volume")
+    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
+        raise EmsegError(f"{path} holds {data.dtype} voxels; expected real numbers")
+    if data.dtype not in (np.uint8, np.uint16):
+        data = data.astype(np.float32)
+    # nibabel's (X, Y, Z) -> emseg's (Z, Y, X)
+    if data.ndim == 4:
+        volume = np.ascontiguousarray(np.transpose(data, (3, 2, 1, 0)))
+    else:
+        volume = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))
+    spacing = tuple(zooms[:3][::-1]) if len(zooms) >= 3 else (1.0,) * 3
+    spacing = tuple(s if s > 0 and np.isfinite(s) else 1.0 for s in spacing)
+    return Volume(volume, spacing, path, nifti=img, channels=data.ndim == 4)
+
+
+def read_dicom_folder(path):
+    """Read a folder of DICOM slices of one series into a (Z, Y, X) volume.
+
+    Slices are ordered along the slice normal by ImagePositionPatient (InstanceNumber
+    when positions are missing); rescale slope/intercept applied. A folder mixing
+    several series, or slices of different sizes, is refused.
+    """
+    pydicom = _require("pydicom", "DICOM folders")
+    path = os.fspath(path)
+    slices = []
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if not os.path.isfile(full) or name.startswith("."):
+            continue
+        try:
+            ds = pydicom.dcmread(full)
+        except Exception:
+            continue  # not DICOM (a README, a DICOMDIR index...): skip
+        if "PixelData" not in ds:
+            continue
+        slices.append(ds)
+    if not slices:
+        raise EmsegError(f"{path} holds no DICOM image slices; point at a series folder")
+    series = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in slices}
+    if len(series) > 1:
+        raise EmsegError(
+            f"{path} mixes {len(series)} DICOM series; put each series in its own folder"
+        )
+    shapes = {(int(ds.Rows), int(ds.Columns)) for ds in slices}
+    if len(shapes) > 1:
+        raise EmsegError(f"{path} has slices of different sizes {sorted(shapes)}")
+
+    def position(ds):
+        ipp = getattr(ds, "ImagePositionPatient", None)
+        iop = getattr(ds, "ImageOrientationPatient", None)
+        if ipp is not None and iop is not None:
+            normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+            return float(np.dot(normal, np.asarray(ipp, float)))
+        return float(getattr(ds, "InstanceNumber", 0) or 0)
+
+    slices.sort(key=position)
+    try:
+        planes = []
+        for ds in slices:
+            arr = ds.pixel_array.astype(np.float32)
+            slope = float(getattr(ds, "RescaleSlope", 1) or 1)
+            intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+            planes.append(arr * slope + intercept)
+    except Exception as exc:
+        raise EmsegError(f"cannot decode the DICOM pixels in {path}: {exc}") from None
+    volume = np.stack(planes)
+    if volume.ndim != 3:
+        raise EmsegError(f"{path}: expected grey slices, got pixel shape {planes[0].shape}")
+    row, col = (float(v) for v in getattr(slices[0], "PixelSpacing", (1.0, 1.0)))
+    if len(slices) > 1:
+        dz = abs(position(slices[1]) - position(slices[0]))
+    else:
+        dz = 0.0
+    if not dz:
+        dz = float(getattr(slices[0], "SliceThickness", 1.0) or 1.0)
+    return Volume(volume, (dz, row, col), path)
+
+
+def write_nifti(path, array, like, *, overwrite=False):
+    """Write a (Z, Y, X) array, or (K, Z, Y, X) maps, as NIfTI with ``like``'s affine and
+    header (``like`` is the input's nibabel image, or None for an identity affine)."""
+    nib = _require("nibabel", "NIfTI files")
+    from .io import atomic_output
+
+    arr = np.asarray(array)
+    data = np.transpose(arr, (2, 1, 0)) if arr.ndim == 3 else np.transpose(arr, (3, 2, 1, 0))
+    if like is not None:
+        header = like.header.copy()
+        affine = like.affine
+    else:
+        header, affine = None, np.eye(4)
+    img = nib.Nifti1Image(np.ascontiguousarray(data), affine, header)
+    img.set_data_dtype(arr.dtype)
+    img.header.set_slope_inter(1.0, 0.0)
+    path = os.fspath(path)
+    suffix = ".nii.gz" if path.lower().endswith(".gz") else ".nii"
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        # nibabel chooses compression by the file name: give the temporary one the suffix
+        named = tmp + suffix
+        try:
+            nib.save(img, named)
+            os.replace(named, tmp)
+        finally:
+            if os.path.exists(named):
+                os.remove(named)
