@@ -13,7 +13,7 @@ import numpy as np
 
 from ._errors import EmsegError
 
-COLOR_SPACES = ("auto", "gray", "rgb", "lab", "hsv")
+COLOR_SPACES = ("auto", "gray", "rgb", "lab", "hsv", "channels")
 # Rec. 709 luma weights, as skimage.color.rgb2gray uses.
 _LUMA = np.array([0.2125, 0.7154, 0.0721])
 _NAMES = {
@@ -35,8 +35,12 @@ class FeatureSpec:
     color_space: str
     spatial: float = 0.0
 
+    n_channels: int = 0  # for color_space "channels": how many co-registered channels
+
     @property
     def names(self):
+        if self.color_space == "channels":
+            return tuple(f"channel {i}" for i in range(self.n_channels))
         return _NAMES[self.color_space]
 
     @property
@@ -53,19 +57,28 @@ class FeatureSpec:
         }
 
 
-def split_channels(pixels, channel_axis="auto"):
+def split_channels(pixels, channel_axis="auto", multichannel=False):
     """Return ``(values, is_color, alpha)`` for an image array.
 
     ``values`` has the spatial shape plus a trailing channel axis of 1 (grey) or 3
     (colour); ``alpha`` is the alpha channel or None. With ``channel_axis="auto"`` a
     last axis of 3 or 4 on a 3-D array, or any 4-D array, holds colour channels;
-    ``channel_axis=None`` forces a grey image or volume.
+    ``channel_axis=None`` forces a grey image or volume. With ``multichannel`` the
+    channel axis (default the last) holds any number of co-registered channels, none of
+    them alpha.
     """
     arr = np.asarray(pixels)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise EmsegError(f"image must be numeric, got dtype {arr.dtype}")
+    if multichannel:
+        arr = np.moveaxis(arr, -1 if channel_axis in ("auto", None) else channel_axis, -1)
+        if arr.ndim not in (3, 4):
+            raise EmsegError(
+                f"a multi-channel image must be 2-D or 3-D plus channels, got {arr.shape}"
+            )
+        return arr, False, None
     if channel_axis == "auto":
         colored = arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))
     elif channel_axis is None:
@@ -85,11 +98,20 @@ def split_channels(pixels, channel_axis="auto"):
     return arr[..., None], False, None
 
 
-def resolve_color_space(color_space, is_color):
+def resolve_color_space(color_space, is_color, multichannel=False):
     if color_space not in COLOR_SPACES:
         raise EmsegError(
             f"color_space must be one of {', '.join(COLOR_SPACES)}; got {color_space!r}"
         )
+    if multichannel:
+        if color_space not in ("auto", "channels"):
+            raise EmsegError(
+                f"color_space {color_space!r} is for grey or RGB images; co-registered "
+                "channels use color_space 'channels' (or 'auto')"
+            )
+        return "channels"
+    if color_space == "channels":
+        raise EmsegError("color_space 'channels' needs a multi-channel input (--channels)")
     if color_space == "auto":
         return "lab" if is_color else "gray"
     return color_space
@@ -110,12 +132,15 @@ def unit_scale(values):
 def luminance(values):
     """Luminance of (M, 1) or (M, 3) pixel values, in unit scale."""
     v = unit_scale(values)
-    return v[:, 0] if v.shape[1] == 1 else v @ _LUMA
+    # co-registered channels (e.g. T1, T2): ordered by the first, as FSL FAST does
+    return v @ _LUMA if v.shape[1] == 3 else v[:, 0]
 
 
 def value_features(values, color_space):
     """Features of (M, C) pixel values (C = 1 or 3) for a value-only colour space."""
     v = unit_scale(values)
+    if color_space == "channels":
+        return v
     if color_space == "gray":
         return v if v.shape[1] == 1 else (v @ _LUMA)[:, None]
     if v.shape[1] == 1:
