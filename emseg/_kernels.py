@@ -403,3 +403,22 @@ def normalise_rows(lp):
                 lp[n, k] /= total
             lse[n] = top + np.log(total)
     return lse
+
+
+@njit(cache=True)
+def inv_lower(L):
+    """Inverse of a lower-triangular matrix by forward substitution.
+
+    Used for the precision factors in every M-step: LAPACK's triangular solve through
+    a threaded OpenBLAS was measured at ~10 ms per 3 x 3 call when the cores are busy.
+    """
+    D = L.shape[0]
+    out = np.zeros((D, D))
+    for j in range(D):
+        out[j, j] = 1.0 / L[j, j]
+        for i in range(j + 1, D):
+            s = 0.0
+            for m in range(j, i):
+                s += L[i, m] * out[m, j]
+            out[i, j] = -s / L[i, i]
+    return out

@@ -163,6 +163,10 @@ def spatial_features(shape, weight):
     return grids * (weight / max(max(shape) - 1, 1))
 
 
+# From this many pixels on, a dense table of all 2**24 colours beats sorting them.
+_DENSE_RGB_MIN = 1 << 20
+
+
 def distinct_values(values):
     """Distinct rows of (N, C) pixel values.
 
@@ -172,6 +176,15 @@ def distinct_values(values):
     anything else a hash of each row's bits.
     """
     N, C = values.shape
+    if values.dtype == np.uint8 and C == 3 and N < _DENSE_RGB_MIN:
+        packed = (
+            (values[:, 0].astype(np.int32) << 16)
+            | (values[:, 1].astype(np.int32) << 8)
+            | values[:, 2]
+        )
+        present, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
+        unique = np.stack([present >> 16, (present >> 8) & 255, present & 255], 1)
+        return unique.astype(np.uint8), counts.astype(np.float64), inverse.ravel()
     if values.dtype == np.uint8 and C == 3:
         from . import _kernels
 

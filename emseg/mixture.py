@@ -154,7 +154,14 @@ class GaussianMixture:
     # --- fitting -----------------------------------------------------------------
 
     def fit(self, X, sample_weight=None):
-        """Fit the mixture to the rows of ``X`` (NaN marks a missing value)."""
+        """Fit the mixture to the rows of ``X`` (NaN marks a missing value).
+
+        A dask array is fitted chunk by chunk: see :mod:`emseg.distributed`.
+        """
+        if type(X).__module__.startswith("dask."):  # checked without importing dask
+            from .distributed import fit_dask_array
+
+            return fit_dask_array(self, X, sample_weight)
         X = check_data(X)
         w = check_sample_weight(sample_weight, X.shape[0])
         self._check_parameters(X.shape[1])
@@ -735,7 +742,7 @@ def _cholesky_of_covariances(cov, ctype):
             L = linalg.cholesky(S, lower=True)
         except (linalg.LinAlgError, ValueError):
             raise EmsegError(f"a fitted covariance is singular; {fix}") from None
-        out[k] = linalg.solve_triangular(L, np.eye(S.shape[0]), lower=True).T
+        out[k] = kern.inv_lower(L).T
     return out[0] if ctype == "tied" else out
 
 
