@@ -7,6 +7,7 @@ shown only with ``--debug``. Heavy modules are imported inside the commands, so
 """
 
 import functools
+import json
 import sys
 import time
 import warnings
@@ -208,3 +209,251 @@ def _run_one(path, out, *, options, overwrite, quiet, verbose):
     if verbose and report["bic_table"]:
         for row in report["bic_table"]:
             _say(f"  K={row['k']}: BIC {row['bic']:.1f}", quiet)
+
+
+# --------------------------------------------------------------------------- many images
+
+
+def batch_options(command):
+    """How a command finds its inputs and spreads the work."""
+    decorators = [
+        click.option("-r", "--recursive", is_flag=True, help="Also look in sub-folders."),
+        click.option(
+            "--pattern", default=None, metavar="GLOB",
+            help="Take files whose name matches GLOB, e.g. '*.tif' (default: PNG, JPEG, "
+            "BMP and TIFF names).",
+        ),
+        click.option(
+            "-j", "--jobs", type=click.IntRange(1), default=None,
+            help="Worker processes (default: one per core).",
+        ),
+        click.option(
+            "--scheduler", default=None, metavar="ADDR",
+            help="Run on a Dask cluster: tcp://HOST:PORT, or 'local' (needs emseg[dask]).",
+        ),
+        click.option(
+            "--max-pixels", type=click.IntRange(1), default=None,
+            help="Allow images with more pixels than Pillow's decompression-bomb limit.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def _max_samples_option(command):
+    return click.option(
+        "--max-samples", type=click.IntRange(1), default=None,
+        help="Float images are sampled for a shared model: about this many pixels in "
+        "all (default 1,000,000). 8/16-bit images are always used whole.",
+    )(command)
+
+
+class _ProgressView:
+    """Shows batch progress on stderr: a bar with count and ETA, errors printed above it."""
+
+    LABELS = {"fit": "reading for the shared model", "segment": "segmenting"}
+
+    def __init__(self, quiet, debug):
+        self.quiet = quiet
+        self.debug = debug
+        self.bar = None
+        self.phase = None
+
+    def __call__(self, event):
+        if not self.quiet and event.phase != self.phase:
+            self.close()
+            self.phase = event.phase
+            self.bar = click.progressbar(
+                length=event.total,
+                label=self.LABELS.get(event.phase, event.phase),
+                show_pos=True,
+                show_eta=True,
+                file=click.get_text_stream("stderr"),
+            )
+            self.bar.__enter__()
+        row = event.row
+        if row.status == "failed":
+            self._above(f"emseg: error: {_with_path(row.path, row.error)}", error=True)
+            if self.debug and row.traceback:
+                self._above(row.traceback.rstrip(), error=True)
+        for message in row.warnings:
+            self._above(f"emseg: warning: {row.path}: {message}")
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _above(self, text, error=False):
+        if self.quiet and not error:
+            return
+        shown = self.bar is not None and not getattr(
+            self.bar, "hidden", getattr(self.bar, "is_hidden", True)
+        )
+        if shown:
+            click.echo("\r\033[K", err=True, nl=False)  # clear the bar's line
+        click.echo(text, err=True)
+        if shown:
+            self.bar.render_progress()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _with_path(path, error):
+    """``path: error``, unless the message already starts with the path."""
+    return error if error.startswith(str(path)) else f"{path}: {error}"
+
+
+def _library_call(debug, work, *args, **kwargs):
+    """Run ``work``; an EmsegError exits 1 with one line, Ctrl-C exits 130."""
+    from ._errors import EmsegError
+
+    try:
+        return work(*args, **kwargs)
+    except EmsegError as exc:
+        if debug:
+            raise
+        _fail(str(exc))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _fail("interrupted; finished outputs are complete and a rerun resumes from them")
+        sys.exit(130)
+
+
+def _finish_batch(result, quiet):
+    ok, skipped, failed = (result.count(s) for s in ("ok", "skipped", "failed"))
+    parts = [f"{ok} segmented"]
+    if skipped:
+        parts.append(f"{skipped} skipped (outputs already complete; --overwrite redoes them)")
+    parts.append(f"{failed} failed")
+    _say(f"{', '.join(parts)}; summary in {result.summary_path}", quiet)
+    if result.model_path is not None:
+        _say(f"shared model: {result.model_path}", quiet)
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path())
+@model_options
+@batch_options
+@click.option(
+    "--shared-model", is_flag=True,
+    help="Fit one model on all the images (saved as OUTPUT_DIR/model.json), then label "
+    "each with it, so a label means the same in every image.",
+)
+@_max_samples_option
+@click.option("--posteriors", is_flag=True, help="Also write per-class posterior maps (TIFF).")
+@output_options
+def batch(folders, recursive, pattern, jobs, scheduler, max_pixels, shared_model, max_samples,
+          posteriors, output_dir, overwrite, quiet, verbose, debug, **model):
+    """Segment every image in FOLDERS (or image files) into OUTPUT_DIR.
+
+    Outputs mirror the sub-folders of each input folder; OUTPUT_DIR/summary.csv lists
+    every input with its status (ok, failed, skipped), error, K, iterations,
+    log-likelihood and seconds. A bad image never stops the batch; the exit code is 1
+    if any failed. A rerun skips the images whose outputs are complete.
+    """
+    from .batch import run_batch
+    from .pipeline import RunOptions
+
+    out = Path(output_dir)  # run_batch creates it once it has found the inputs
+    options = RunOptions(posteriors=posteriors, max_pixels=max_pixels, **model)
+    view = _ProgressView(quiet, debug)
+    try:
+        result = _library_call(
+            debug, run_batch, folders, out, options,
+            recursive=recursive, pattern=pattern, jobs=jobs, shared_model=shared_model,
+            overwrite=overwrite, scheduler=scheduler, max_samples=max_samples, progress=view,
+        )
+    finally:
+        view.close()
+    _finish_batch(result, quiet)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@model_options
+@click.option(
+    "-m", "--model", "model_path", required=True, type=click.Path(dir_okay=False),
+    help="Where to write the model (JSON).",
+)
+@batch_options
+@_max_samples_option
+@click.option("--overwrite", is_flag=True, help="Replace an existing model file.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def fit(inputs, model_path, recursive, pattern, jobs, scheduler, max_pixels, max_samples,
+        overwrite, quiet, debug, **model):
+    """Fit one model on the pixels of all INPUTS (images or folders) and save it.
+
+    8/16-bit images are fitted exactly (their histograms merged); float images through
+    a seeded random sample (--max-samples). Label images with it by 'emseg apply'. If
+    any input cannot be used, no model is written and the exit code is 1.
+    """
+    from . import io
+    from .batch import find_inputs, fit_files
+    from .pipeline import RunOptions
+
+    options = RunOptions(max_pixels=max_pixels, **model)
+    paths = _library_call(
+        debug, lambda: [item.path for item in find_inputs(inputs, ".", recursive=recursive,
+                                                          pattern=pattern)]
+    )
+    _library_call(debug, io.check_writable, [model_path], overwrite)
+    view = _ProgressView(quiet, debug)
+    try:
+        fitted, rows = _library_call(
+            debug, fit_files, paths, options, jobs=jobs, scheduler=scheduler,
+            max_samples=max_samples, progress=view,
+        )
+    finally:
+        view.close()
+    failed = [row for row in rows if row.status == "failed"]
+    if failed or fitted is None:
+        _fail(f"model not written: {len(failed)} of {len(rows)} input(s) could not be used")
+        sys.exit(1)
+    fitted.training["batch_options"] = json.loads(json.dumps(options.to_dict()))
+    _library_call(debug, fitted.save, model_path, overwrite=overwrite)
+    t = fitted.training
+    how = "histograms merged exactly" if t["exact"] else f"{t['sampled_images']} image(s) sampled"
+    _say(
+        f"{model_path}: K={fitted.k} from {t['n_images']} image(s), {t['n_pixels']:,} pixels "
+        f"({how}), {t['iterations']} iterations, log-likelihood {t['log_likelihood']:.4f}",
+        quiet,
+    )
+
+
+@main.command()
+@click.argument("model_file", type=click.Path())
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@batch_options
+@click.option("--posteriors", is_flag=True, help="Also write per-class posterior maps (TIFF).")
+@output_options
+def apply(model_file, inputs, recursive, pattern, jobs, scheduler, max_pixels, posteriors,
+          output_dir, overwrite, quiet, verbose, debug):
+    """Label each of INPUTS (images or folders) with the model in MODEL_FILE.
+
+    Nothing is refitted: label 2 means the same in every image. Outputs as for
+    'emseg batch', with OUTPUT_DIR/summary.csv.
+    """
+    from .batch import run_batch
+    from .model import load_model
+    from .pipeline import RunOptions
+
+    fitted = _library_call(debug, load_model, model_file)
+    out = Path(output_dir)
+    options = RunOptions(posteriors=posteriors, max_pixels=max_pixels)
+    view = _ProgressView(quiet, debug)
+    try:
+        result = _library_call(
+            debug, run_batch, inputs, out, options,
+            recursive=recursive, pattern=pattern, jobs=jobs, model=fitted,
+            overwrite=overwrite, scheduler=scheduler, progress=view,
+        )
+    finally:
+        view.close()
+    _finish_batch(result, quiet)

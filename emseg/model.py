@@ -386,6 +386,13 @@ class SegmentationModel:
         model.training = training
         return model
 
+    def fingerprint(self):
+        """A SHA-256 of the model's JSON: equal for equal models, whatever their file."""
+        import hashlib
+
+        text = json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def save(self, path, *, overwrite=False):
         """Write the model as JSON at ``path`` (atomically; see :func:`save_json`)."""
         save_json(path, self.to_dict(), overwrite=overwrite)

@@ -49,14 +49,20 @@ def output_paths(path, out, *, posteriors=False, stack=False):
     return targets
 
 
-def segment_file(path, out, options=None, *, overwrite=False):
+def segment_file(path, out, options=None, *, overwrite=False, model=None):
     """Segment the image at ``path`` and write its outputs into the folder ``out``.
 
     Writes ``<stem>_labels.png`` (a multi-page ``_labels.tif`` for a stack),
     ``_overlay.png``, ``_segments.png``, ``_report.json`` and, when asked,
     ``_posteriors.tif``. Every output is checked writable before any work starts, and
-    each is written to a temporary file then renamed. Returns the report (a dict).
+    each is written to a temporary file then renamed; the report is written last, so
+    its presence means the outputs it lists are complete. Returns the report (a dict).
     Raises :class:`~emseg.EmsegError` for bad input.
+
+    With ``model`` (a :class:`~emseg.model.SegmentationModel`) the image is labelled
+    with that model instead of fitting one; the options' model settings (classes,
+    colour space...) are then not used, and the report records the model under
+    ``shared_model``.
     """
     from . import io, render
     from .segmentation import segment
@@ -73,19 +79,23 @@ def segment_file(path, out, options=None, *, overwrite=False):
         mask = user_mask if mask is None else mask & user_mask
     read_seconds = time.perf_counter() - clock
 
-    seg = segment(
-        image.pixels,
-        options.classes,
-        color_space=options.color_space,
-        spatial=options.spatial,
-        mask=mask,
-        covariance_type=options.covariance,
-        random_state=options.seed,
-        k_max=options.k_max,
-        max_iter=options.max_iter,
-        tol=options.tol,
-        channel_axis=-1 if image.is_color else None,
-    )
+    channel_axis = -1 if image.is_color else None
+    if model is not None:
+        seg = segment(image.pixels, model=model, mask=mask, channel_axis=channel_axis)
+    else:
+        seg = segment(
+            image.pixels,
+            options.classes,
+            color_space=options.color_space,
+            spatial=options.spatial,
+            mask=mask,
+            covariance_type=options.covariance,
+            random_state=options.seed,
+            k_max=options.k_max,
+            max_iter=options.max_iter,
+            tol=options.tol,
+            channel_axis=channel_axis,
+        )
 
     clock = time.perf_counter()
     k = seg.k
@@ -148,15 +158,63 @@ def segment_file(path, out, options=None, *, overwrite=False):
             "means": gm.means_,
             "covariances": gm.covariances_,
         },
-        "log_likelihood": float(gm.lower_bound_),
-        "log_likelihood_history": gm.history_,
+        "log_likelihood": float(gm.lower_bound_ if model is None else seg.log_likelihood),
+        "log_likelihood_history": gm.history_ if model is None else [],
         "iterations": gm.n_iter_,
         "converged": bool(gm.converged_),
         "timings_seconds": timings,
         "outputs": {name: str(p) for name, p in targets.items()},
     }
+    if model is not None:
+        # the image was labelled, not fitted: its log-likelihood is its own mean per
+        # pixel under the model; iterations and converged are the shared fit's
+        report["shared_model"] = {
+            "source": model.source,
+            "fingerprint": model.fingerprint(),
+            "emseg_version": model.emseg_version,
+            "training": {
+                key: model.training.get(key)
+                for key in ("n_images", "n_pixels", "exact", "log_likelihood")
+            },
+        }
     io.write_json(targets["report"], report, overwrite=overwrite)
     return report
+
+
+def summarize_file(path, options=None, *, index=0, n_images=1, max_samples=None):
+    """Read the image at ``path`` and return its :class:`~emseg.model.PixelSummary`
+    for a shared fit (see :func:`emseg.model.summarize_image`)."""
+    from . import io
+    from .model import DEFAULT_MAX_SAMPLES, summarize_image
+
+    options = options or RunOptions()
+    image = io.read_image(path, max_pixels=options.max_pixels)
+    mask = image.valid
+    if options.mask_path is not None:
+        user_mask = io.read_mask(options.mask_path, image.spatial_shape)
+        mask = user_mask if mask is None else mask & user_mask
+    return summarize_image(
+        image.pixels,
+        color_space=options.color_space,
+        spatial=options.spatial,
+        mask=mask,
+        channel_axis=-1 if image.is_color else None,
+        index=index,
+        n_images=n_images,
+        max_samples=DEFAULT_MAX_SAMPLES if max_samples is None else max_samples,
+        random_state=options.seed,
+    )
+
+
+def fit_options(options):
+    """The keywords of :func:`emseg.model.fit_summary` that ``options`` sets."""
+    return dict(
+        covariance_type=options.covariance,
+        random_state=options.seed,
+        k_max=options.k_max,
+        max_iter=options.max_iter,
+        tol=options.tol,
+    )
 
 
 def class_colors(display, labels, k):

@@ -1,0 +1,714 @@
+"""Many images at once: the engine behind ``emseg batch``, ``emseg fit`` and ``emseg apply``.
+
+This module chains :mod:`emseg.pipeline` over many files; it holds no algorithm and
+prints nothing (progress goes to a ``progress`` callback).
+
+Inputs
+    :func:`find_inputs` lists the images in folders (``recursive``, ``pattern``); each
+    output folder mirrors the input's sub-folders (under one sub-folder per input
+    folder when several are given). Hidden files are never inputs, nor emseg's own
+    outputs inside the output folder.
+
+Work
+    Each input is one task, run by :func:`emseg.pipeline.segment_file` in a worker
+    process (``jobs`` of them; ``concurrent.futures.ProcessPoolExecutor`` with the
+    ``forkserver`` start method where available, else ``spawn``). At most ``2 x jobs``
+    tasks are queued at a time and a task carries a path, never pixels, so memory stays
+    about ``jobs`` x one image. With ``scheduler`` the tasks run on a Dask cluster
+    instead (:func:`emseg.distributed.map_unordered`); results are the same.
+
+Failures
+    A bad input never stops the batch: it is recorded ``failed`` with its one-line
+    reason. A worker process that dies (killed, out of memory) is replaced; the inputs
+    it held are retried one at a time, and the one that kills a worker alone fails.
+
+Reruns
+    Every output is written to a temporary file and renamed, and the report is written
+    last, so an input whose report exists and lists only existing outputs is complete:
+    a rerun skips it (``overwrite`` redoes it). An input with outputs but no report was
+    interrupted: it is redone, replacing those outputs and removing the temporary files
+    a killed run left. Outputs made with other options are not skipped but refused
+    (pass ``overwrite``).
+
+Shared model
+    ``shared_model=True`` first fits one :class:`~emseg.model.SegmentationModel` on all
+    the inputs (per-image :class:`~emseg.model.PixelSummary` computed in the workers,
+    merged exactly), saves it as ``OUT/model.json``, then labels every input with it. A
+    rerun reuses ``OUT/model.json``, so an interrupted batch resumes with the same
+    labels.
+
+``OUT/summary.csv`` has one row per input: path, status (ok / failed / skipped),
+error, K, iterations, log_likelihood, seconds. It is written atomically at the end, and
+also when the batch is interrupted (unfinished inputs then read ``failed``,
+``interrupted``).
+"""
+
+import csv
+import fnmatch
+import glob
+import json
+import os
+import re
+import time
+import traceback
+import warnings
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ._errors import EmsegError
+
+SUMMARY_NAME = "summary.csv"
+MODEL_NAME = "model.json"
+SUMMARY_COLUMNS = ("path", "status", "error", "K", "iterations", "log_likelihood", "seconds")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# names emseg writes for an input <stem>; never taken as inputs from the output folder
+_OUTPUT_SUFFIXES = (
+    "_labels.png",
+    "_labels.tif",
+    "_overlay.png",
+    "_segments.png",
+    "_posteriors.tif",
+)
+_TEMP = re.compile(r"\.[0-9a-f]{8}\.tmp$")
+
+
+@dataclass
+class Input:
+    """One image of a batch and the folder its outputs go to."""
+
+    path: Path
+    out_dir: Path
+
+
+@dataclass
+class Row:
+    """The outcome of one input: one row of ``summary.csv``."""
+
+    path: str
+    status: str = "pending"  # then ok, failed or skipped
+    error: str = ""
+    k: int | None = None
+    iterations: int | None = None
+    log_likelihood: float | None = None
+    seconds: float | None = None
+    warnings: list = field(default_factory=list)
+    traceback: str | None = None  # for an internal error (a bug), to show with --debug
+
+    def as_csv(self):
+        return {
+            "path": self.path,
+            "status": self.status,
+            "error": self.error,
+            "K": "" if self.k is None else self.k,
+            "iterations": "" if self.iterations is None else self.iterations,
+            "log_likelihood": "" if self.log_likelihood is None else repr(float(self.log_likelihood)),
+            "seconds": "" if self.seconds is None else f"{self.seconds:.3f}",
+        }
+
+
+@dataclass
+class Progress:
+    """What a ``progress`` callback receives after each input finishes.
+
+    ``phase`` is ``"fit"`` (reading the inputs for a shared model) or ``"segment"``;
+    ``done`` of ``total`` inputs of that phase are finished; ``row`` is the input that
+    just finished (its status, error and warnings).
+    """
+
+    phase: str
+    done: int
+    total: int
+    row: Row
+
+
+@dataclass
+class BatchResult:
+    rows: list
+    summary_path: Path
+    model_path: Path | None = None
+
+    @property
+    def failed(self):
+        return [r for r in self.rows if r.status == "failed"]
+
+    def count(self, status):
+        return sum(r.status == status for r in self.rows)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def find_inputs(inputs, out, *, recursive=False, pattern=None):
+    """The images named by ``inputs`` (folders or files), with their output folders.
+
+    A folder contributes its files whose name matches ``pattern`` (shell-style, e.g.
+    ``"*.tif"``; by default any PNG, JPEG, BMP or TIFF name), in sorted order, and with
+    ``recursive`` those of its sub-folders, whose outputs go to the same sub-folders of
+    ``out``. With several folders each gets its own sub-folder of ``out``, named after
+    it. A file is taken as it is, its outputs in ``out``. Raises
+    :class:`~emseg.EmsegError` if an input does not exist or nothing is found.
+    """
+    out = Path(out)
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    inputs = [Path(p) for p in inputs]
+    if not inputs:
+        raise EmsegError("no inputs given; pass one or more folders or images")
+    out_real = _real(out)
+    folders = [p for p in inputs if p.is_dir()]
+    found = []
+    for root in inputs:
+        if not root.exists():
+            raise EmsegError(f"{root} does not exist; check the path")
+        if not root.is_dir():
+            found.append(Input(root, out))
+            continue
+        base = out / _real(root).name if len(folders) > 1 else out
+        walker = sorted(root.rglob("*")) if recursive else sorted(root.iterdir())
+        for path in walker:
+            if not _wanted(path, root, pattern, out_real):
+                continue
+            found.append(Input(path, base / path.parent.relative_to(root)))
+    if not found:
+        what = f"matching {pattern!r}" if pattern else "(PNG, JPEG, BMP or TIFF)"
+        where = ", ".join(str(p) for p in inputs)
+        hint = "" if recursive else "; add --recursive to look in sub-folders"
+        raise EmsegError(f"no images {what} found in {where}{hint}")
+    return found
+
+
+def _real(path):
+    return Path(os.path.realpath(path))
+
+
+def _wanted(path, root, pattern, out_real):
+    rel = path.relative_to(root)
+    if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+        return False
+    name = path.name
+    if pattern is not None:
+        if not fnmatch.fnmatch(name, pattern):
+            return False
+    elif not name.lower().endswith(IMAGE_SUFFIXES):
+        return False
+    real = _real(path)
+    inside_out = real.parent == out_real or out_real in real.parents
+    return not (inside_out and name.endswith(_OUTPUT_SUFFIXES))
+
+
+# --------------------------------------------------------------------------- the batch
+
+
+def run_batch(
+    inputs,
+    out,
+    options=None,
+    *,
+    recursive=False,
+    pattern=None,
+    jobs=None,
+    shared_model=False,
+    model=None,
+    overwrite=False,
+    scheduler=None,
+    max_samples=None,
+    progress=None,
+):
+    """Segment every image of ``inputs`` into ``out``; return a :class:`BatchResult`.
+
+    ``options``: a :class:`~emseg.pipeline.RunOptions` for every image. ``jobs``:
+    worker processes (default ``os.cpu_count()``; 1 runs in this process).
+    ``shared_model``: fit one model on all inputs first (saved as ``out/model.json``)
+    and label every image with it. ``model``: label every image with this
+    :class:`~emseg.model.SegmentationModel` instead. ``scheduler``: a Dask scheduler
+    address or ``"local"`` (needs ``emseg[dask]``). ``progress(Progress)`` is called
+    after each input. See the module docstring for reruns and failures.
+    """
+    from .pipeline import RunOptions
+
+    options = options or RunOptions()
+    jobs = _check_jobs(jobs)
+    if shared_model and model is not None:
+        raise EmsegError("give either shared_model=True or a model, not both")
+    if model is not None:  # the reports then show the settings the labels came from
+        options = replace(
+            options,
+            classes=model.k,
+            color_space=model.features.color_space,
+            spatial=model.features.spatial,
+            covariance=model.mixture.covariance_type,
+        )
+    out = Path(out)
+    items = find_inputs(inputs, out, recursive=recursive, pattern=pattern)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EmsegError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    rows = [Row(str(item.path)) for item in items]
+    summary_path = out / SUMMARY_NAME
+    model_path = out / MODEL_NAME if shared_model else None
+    if shared_model:
+        model = _previous_model(model_path, options, overwrite)
+    try:
+        if shared_model and model is None:
+            model = _fit_shared(items, rows, model_path, options, jobs, scheduler,
+                                max_samples, progress)
+        _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progress)
+    except BaseException:
+        if any(row.status != "pending" for row in rows):  # some work was done: record it
+            for row in rows:
+                if row.status == "pending":
+                    row.status, row.error = "failed", "interrupted: the batch stopped first"
+            _write_summary_quietly(summary_path, rows)
+        raise
+    write_summary(summary_path, rows)
+    return BatchResult(rows, summary_path, model_path)
+
+
+def fit_files(paths, options=None, *, jobs=None, scheduler=None, max_samples=None,
+              progress=None):
+    """Fit one :class:`~emseg.model.SegmentationModel` on the images at ``paths``.
+
+    Reads the images in ``jobs`` worker processes (or on a Dask ``scheduler``) and
+    merges their :class:`~emseg.model.PixelSummary`; ``options`` gives K and the model
+    settings. Returns ``(model, rows)``: one :class:`Row` per path, ``failed`` with its
+    reason when the image could not be used. ``model`` is None when no image could.
+    """
+    from .pipeline import RunOptions
+
+    options = options or RunOptions()
+    paths = [Path(p) for p in paths]
+    rows = [Row(str(p)) for p in paths]
+    items = [Input(p, Path(".")) for p in paths]
+    model = _fit(items, rows, list(range(len(items))), options, _check_jobs(jobs), scheduler,
+                 max_samples, progress)
+    for row in rows:
+        if row.status == "pending":
+            row.status = "ok"
+    return model, rows
+
+
+def write_summary(path, rows):
+    """Write ``rows`` as ``summary.csv`` at ``path`` (atomically, replacing it)."""
+    from . import io
+
+    with io.atomic_output(path, overwrite=True) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, SUMMARY_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(row.as_csv())
+
+
+def _write_summary_quietly(path, rows):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_summary(path, rows)
+    except Exception:  # the batch is already failing; its own error matters more
+        pass
+
+
+def _check_jobs(jobs):
+    if jobs is None:
+        return os.cpu_count() or 1
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise EmsegError(f"jobs must be a whole number >= 1, got {jobs!r}")
+    return jobs
+
+
+def _previous_model(model_path, options, overwrite):
+    """The shared model a previous run left at ``model_path`` (None: fit one)."""
+    from .model import load_model
+
+    if overwrite or not model_path.exists():
+        return None
+    model = load_model(model_path)
+    if model.training.get("batch_options") != _plain_options(options):
+        raise EmsegError(
+            f"{model_path} was fitted with other options; pass --overwrite to refit "
+            "it (and redo every image), or use another output folder"
+        )
+    return model
+
+
+def _fit_shared(items, rows, model_path, options, jobs, scheduler, max_samples, progress):
+    """Fit the batch's shared model on all usable inputs and save it at ``model_path``."""
+    todo = [i for i, row in enumerate(rows) if row.status == "pending"]
+    model = _fit(items, rows, todo, options, jobs, scheduler, max_samples, progress)
+    if model is None:
+        raise EmsegError("no input could be read to fit the shared model; see summary.csv")
+    model.training["batch_options"] = _plain_options(options)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(model_path, overwrite=True)
+    model.source = str(model_path)
+    return model
+
+
+def _plain_options(options):
+    return json.loads(json.dumps(options.to_dict()))
+
+
+def _fit(items, rows, todo, options, jobs, scheduler, max_samples, progress):
+    """Merge the pixel summaries of ``items[todo]`` and fit; mark unusable ones failed."""
+    from .model import fit_summary
+    from .pipeline import fit_options
+
+    tasks = [(_task_path(items[i].path, scheduler), options, i, len(todo), max_samples)
+             for i in todo]
+    groups = {}  # (channels, ndim) -> merged PixelSummary
+    group_of = {}  # input index -> its group
+    done = 0
+    for position, outcome in _map(_summary_task, tasks, jobs, scheduler):
+        index = todo[position]
+        row = rows[index]
+        if isinstance(outcome, BaseException):
+            outcome = _failure(outcome)
+        status, value, row.warnings, row.seconds = outcome[:4]
+        if status == "ok":
+            merged = groups.get(value.group)
+            groups[value.group] = value if merged is None else merged.merge(value)
+            group_of[index] = value.group
+        else:
+            row.status, row.error = "failed", value
+            row.traceback = outcome[4] if len(outcome) > 4 else None
+        done += 1
+        if progress is not None:
+            progress(Progress("fit", done, len(todo), row))
+    if not groups:
+        return None
+    # the kind of image (grey / colour, 2-D / 3-D) of the first usable input decides
+    first = min(groups.values(), key=lambda s: s.first_index)
+    for index, group in group_of.items():
+        if group != first.group:
+            rows[index].status = "failed"
+            rows[index].error = (
+                f"is {_describe(group)} but the shared model is for {_describe(first.group)} "
+                f"images (as {items[first.first_index].path.name}); segment it in a "
+                "separate batch"
+            )
+    max_samples_used = max_samples if first.samples else None
+    return fit_summary(first, options.classes, max_samples=max_samples_used, **fit_options(options))
+
+
+def _describe(group):
+    channels, ndim = group
+    text = "colour" if channels == 3 else "grey"
+    return text if ndim is None else f"{text} {ndim}-D"
+
+
+def _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progress):
+    """Segment every input not already failed; skip the complete ones."""
+    model_dict = model_key = model_source = None
+    if model is not None:
+        model_dict = model.to_dict()
+        model_key = model.fingerprint()
+        model_source = model.source
+    todo, tasks = [], []
+    plain = _plain_options(options)
+    total = sum(row.status == "pending" for row in rows)
+    done = 0
+    owners = {}
+    for index, (item, row) in enumerate(zip(items, rows)):
+        if row.status != "pending":
+            continue
+        key = (os.path.normcase(os.path.abspath(item.out_dir)), item.path.stem)
+        if key in owners:
+            row.status = "failed"
+            row.error = (
+                f"its outputs would have the same names as {owners[key]}'s "
+                f"(in {item.out_dir}); rename one of them"
+            )
+            total -= 1
+            continue
+        owners[key] = item.path
+        state, report, reason = _previous_outputs(item, plain, model_key, overwrite)
+        if state == "done":
+            _fill_from_report(row, report)
+            row.status = "skipped"
+        elif state == "conflict":
+            row.status, row.error = "failed", reason
+        else:
+            todo.append(index)
+            tasks.append((
+                _task_path(item.path, scheduler), _task_path(item.out_dir, scheduler), options,
+                state == "redo" or overwrite, model_key, model_dict, model_source,
+            ))
+            continue
+        done += 1
+        if progress is not None:
+            progress(Progress("segment", done, total, row))
+    for position, outcome in _map(_segment_task, tasks, jobs, scheduler):
+        row = rows[todo[position]]
+        if isinstance(outcome, BaseException):
+            outcome = _failure(outcome)
+        status, value, row.warnings, row.seconds = outcome[:4]
+        if status == "ok":
+            row.status, row.error = "ok", ""
+            row.k, row.iterations, row.log_likelihood = value
+        else:
+            row.status, row.error = "failed", value
+            row.traceback = outcome[4] if len(outcome) > 4 else None
+        done += 1
+        if progress is not None:
+            progress(Progress("segment", done, total, row))
+
+
+def _task_path(path, scheduler):
+    """Paths as given for local workers (messages then name files as the user did);
+    absolute for a Dask cluster, whose workers may run in another folder."""
+    return os.path.abspath(path) if scheduler is not None else str(path)
+
+
+def _previous_outputs(item, options, model_key, overwrite):
+    """``(state, report, reason)``: state ``done`` (complete: skip), ``conflict`` (made
+    with other options), ``redo`` (interrupted: replace) or ``new``."""
+    from .model import load_json
+
+    stem = item.path.stem
+    report_path = item.out_dir / f"{stem}_report.json"
+    if overwrite:
+        return "redo", None, None
+    leftovers = any(
+        (item.out_dir / f"{stem}{suffix}").exists() for suffix in _OUTPUT_SUFFIXES
+    )
+    if not report_path.exists():
+        return ("redo" if leftovers else "new"), None, None
+    try:
+        report = load_json(report_path)
+        outputs = list(report["outputs"].values())
+        if os.path.exists(report["input"]):
+            same_input = os.path.samefile(report["input"], item.path)
+        else:  # a relative path written from another working folder
+            same_input = Path(report["input"]).name == item.path.name
+        same_options = report["options"] == options
+        shared = report.get("shared_model", {}).get("fingerprint")
+    except (EmsegError, KeyError, TypeError, AttributeError, OSError):
+        return "redo", None, None  # not a report emseg wrote completely: start again
+    if not same_input:
+        return "conflict", None, (
+            f"{report_path} belongs to another input ({report['input']}); use another "
+            "output folder, or --overwrite"
+        )
+    if not same_options:
+        changed = ", ".join(
+            f"{key} {report['options'].get(key)!r} -> {value!r}"
+            for key, value in options.items()
+            if report["options"].get(key) != value
+        )
+        return "conflict", None, (
+            f"outputs in {item.out_dir} were made with other options ({changed}); "
+            "pass --overwrite to redo them"
+        )
+    if shared != model_key:
+        return "conflict", None, (
+            f"outputs in {item.out_dir} were made "
+            + ("with another model" if shared else "without a shared model")
+            + "; pass --overwrite to redo them"
+        )
+    if not all(os.path.exists(p) for p in outputs):
+        return "redo", None, None
+    return "done", report, None
+
+
+def _fill_from_report(row, report):
+    row.k = report.get("k")
+    row.iterations = report.get("iterations")
+    row.log_likelihood = report.get("log_likelihood")
+    row.seconds = None
+
+
+# --------------------------------------------------------------------------- workers
+
+_MODELS = {}  # model key -> SegmentationModel, validated once per worker process
+
+
+def _segment_task(task):
+    """Segment one input (runs in a worker). Returns ``(status, value, warnings,
+    seconds[, traceback])``; never raises for a bad input."""
+    path, out_dir, options, overwrite, model_key, model_dict, model_source = task
+
+    def work():
+        from .pipeline import segment_file
+
+        folder = Path(out_dir)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EmsegError(
+                f"cannot create output folder {folder}: {exc.strerror or exc}"
+            ) from None
+        if overwrite:
+            _remove_stale_temps(folder, Path(path).stem)
+        model = _cached_model(model_key, model_dict, model_source)
+        report = segment_file(path, folder, options, overwrite=overwrite, model=model)
+        return report["k"], report["iterations"], report["log_likelihood"]
+
+    return _guarded(work)
+
+
+def _summary_task(task):
+    """The :class:`~emseg.model.PixelSummary` of one input (runs in a worker)."""
+    path, options, index, n_images, max_samples = task
+
+    def work():
+        from .pipeline import summarize_file
+
+        return summarize_file(
+            path, options, index=index, n_images=n_images, max_samples=max_samples
+        )
+
+    return _guarded(work)
+
+
+def _guarded(work):
+    """Run ``work()``; a bad input becomes ``("failed", reason, ...)``, never an exception."""
+    start = time.perf_counter()
+    trace = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            status, value = "ok", work()
+        except EmsegError as exc:
+            status, value = "failed", str(exc)
+        except MemoryError:
+            status, value = "failed", "out of memory; try fewer --jobs or a smaller image"
+        except Exception as exc:  # a bug: say so, keep the traceback for --debug
+            status = "failed"
+            value = f"internal error ({type(exc).__name__}: {exc})"
+            trace = traceback.format_exc()
+    messages = [str(w.message) for w in caught]
+    result = (status, value, messages, time.perf_counter() - start)
+    return result + (trace,) if trace else result
+
+
+def _failure(exc):
+    """The outcome of a task that raised outside :func:`_guarded` (a dead worker...)."""
+    if isinstance(exc, EmsegError):
+        return ("failed", str(exc), [], None)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return ("failed", f"{type(exc).__name__}: {text}" if str(exc) else text, [], None)
+
+
+def _cached_model(key, model_dict, source):
+    if key is None:
+        return None
+    model = _MODELS.get(key)
+    if model is None:
+        from .model import SegmentationModel
+
+        model = SegmentationModel.from_dict(model_dict)
+        model.source = source
+        _MODELS.clear()
+        _MODELS[key] = model
+    return model
+
+
+def _remove_stale_temps(folder, stem):
+    """Delete the temporary files a killed run left for ``stem``'s outputs."""
+    for suffix in _OUTPUT_SUFFIXES + ("_report.json",):
+        for tmp in glob.glob(os.path.join(glob.escape(str(folder)), f".{glob.escape(stem + suffix)}.*.tmp")):
+            if _TEMP.search(tmp):
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+
+def _init_worker(threads):
+    """Give each worker process an equal share of the cores."""
+    try:
+        import numba
+
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    except Exception:  # pragma: no cover - numba is a dependency; threads only tune speed
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:  # optional: BLAS threads only tune speed
+        pass
+
+
+# --------------------------------------------------------------------------- mapping
+
+
+class WorkerDied(RuntimeError):
+    """A worker process died (killed, or out of memory) while running one task alone."""
+
+
+def _map(fn, tasks, jobs, scheduler):
+    """Yield ``(index, outcome)`` for each task as it finishes (an exception when the
+    task itself could not run)."""
+    if not tasks:
+        return
+    if scheduler is not None:
+        try:
+            from .distributed import map_unordered
+        except ImportError:
+            raise EmsegError(
+                "--scheduler needs Dask support: pip install 'emseg[dask]'"
+            ) from None
+        extra = {"n_workers": jobs} if scheduler == "local" else {}
+        yield from map_unordered(fn, tasks, scheduler, **extra)
+    elif jobs == 1 or len(tasks) == 1:
+        for index, task in enumerate(tasks):
+            yield index, fn(task)
+    else:
+        yield from _map_processes(fn, tasks, jobs)
+
+
+def _context():
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def _map_processes(fn, tasks, jobs):
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    queue = deque(range(len(tasks)))
+    suspects = deque()  # tasks running when a worker died: retried one at a time
+    while queue or suspects:
+        alone = not queue
+        source = suspects if alone else queue
+        workers = 1 if alone else min(jobs, len(queue))
+        limit = 1 if alone else 2 * workers
+        pool = ProcessPoolExecutor(
+            workers, mp_context=_context(), initializer=_init_worker, initargs=(threads,)
+        )
+        running = {}
+        broken = False
+        try:
+            while source or running:
+                while source and not broken and len(running) < limit:
+                    index = source.popleft()
+                    running[pool.submit(fn, tasks[index])] = index
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    index = running.pop(future)
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        if alone:
+                            yield index, WorkerDied(
+                                "a worker process died while reading or segmenting it "
+                                "(killed, or out of memory?)"
+                            )
+                        else:
+                            suspects.append(index)
+                        continue
+                    except Exception as exc:  # the task could not be sent or returned
+                        outcome = exc
+                    yield index, outcome
+                if broken and not running:
+                    break
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,351 @@
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from emseg import EmsegError, io
+from emseg.batch import _map_processes, find_inputs, run_batch
+from emseg.cli import main
+from emseg.pipeline import RunOptions
+
+OUTPUT_NAMES = ("_labels.png", "_overlay.png", "_segments.png", "_report.json")
+
+
+def scene(seed=0, shape=(40, 60), shift=0):
+    """Three vertical bands (dark, middle, bright) plus noise, uint8; and the truth."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros(shape, int)
+    truth[:, shape[1] // 3 :] = 1
+    truth[:, 2 * shape[1] // 3 :] = 2
+    values = np.array([50, 120, 190])[truth] + rng.normal(0, 10, shape) + shift
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8), truth
+
+
+def save(path, pixels):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Good images (one in a sub-folder), a corrupt PNG, a text file named .png, an
+    empty file and a file that is not an image by name."""
+    root = tmp_path / "in"
+    save(root / "a.png", scene(1)[0])
+    save(root / "b.png", scene(2)[0])
+    save(root / "sub" / "c.png", scene(3)[0])
+    whole = (root / "a.png").read_bytes()
+    (root / "corrupt.png").write_bytes(whole[: len(whole) // 2])
+    (root / "notes.png").write_text("not an image\n")
+    (root / "empty.tif").write_bytes(b"")
+    (root / "readme.txt").write_text("ignored: not an image name\n")
+    return root
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def read_summary(out):
+    with open(out / "summary.csv", newline="") as f:
+        return {row["path"]: row for row in csv.DictReader(f)}
+
+
+def temp_files(root):
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------- the batch
+
+
+def test_batch_with_bad_files_in_worker_processes(folder, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("batch", folder, "-r", "-k", 3, "-o", out, "-j", 2)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    for rel in ("a", "b", "sub/c"):
+        for suffix in OUTPUT_NAMES:
+            assert (out / f"{rel}{suffix}").is_file(), rel + suffix
+    rows = read_summary(out)
+    assert set(rows) == {
+        str(folder / name)
+        for name in ("a.png", "b.png", "sub/c.png", "corrupt.png", "notes.png", "empty.tif")
+    }
+    status = {os.path.basename(p): r["status"] for p, r in rows.items()}
+    assert status == {
+        "a.png": "ok", "b.png": "ok", "c.png": "ok",
+        "corrupt.png": "failed", "notes.png": "failed", "empty.tif": "failed",
+    }
+    assert "truncated" in rows[str(folder / "corrupt.png")]["error"]
+    assert "not an image" in rows[str(folder / "notes.png")]["error"]
+    assert "empty" in rows[str(folder / "empty.tif")]["error"]
+    good = rows[str(folder / "a.png")]
+    assert good["K"] == "3" and int(good["iterations"]) >= 1
+    assert np.isfinite(float(good["log_likelihood"])) and float(good["seconds"]) > 0
+    for name in ("corrupt.png", "notes.png", "empty.tif"):  # failures printed, one line each
+        assert sum(name in line for line in result.output.splitlines()) == 1
+    assert "3 segmented" in result.output and "3 failed" in result.output
+    assert not temp_files(out)
+
+    # a rerun skips the finished images and leaves them untouched
+    stamp = (out / "a_labels.png").stat().st_mtime_ns
+    again = invoke("batch", folder, "-r", "-k", 3, "-o", out, "-j", 2)
+    assert again.exit_code == 1
+    rows = read_summary(out)
+    assert rows[str(folder / "a.png")]["status"] == "skipped"
+    assert rows[str(folder / "a.png")]["K"] == "3"
+    assert rows[str(folder / "notes.png")]["status"] == "failed"
+    assert (out / "a_labels.png").stat().st_mtime_ns == stamp
+    assert "3 skipped" in again.output
+
+
+def test_all_good_exits_0_and_labels_match_emseg_run(tmp_path):
+    root = tmp_path / "in"
+    save(root / "x.png", scene(4)[0])
+    out, single = tmp_path / "out", tmp_path / "single"
+    assert invoke("batch", root, "-k", 3, "-o", out, "-j", 1, "-q").exit_code == 0
+    assert invoke("run", root / "x.png", "-k", 3, "-o", single, "-q").exit_code == 0
+    for suffix in ("_labels.png", "_overlay.png", "_segments.png"):
+        assert (out / f"x{suffix}").read_bytes() == (single / f"x{suffix}").read_bytes()
+
+
+def test_quiet_prints_errors_only(folder, tmp_path):
+    result = invoke("batch", folder, "-k", 3, "-o", tmp_path / "out", "-j", 1, "-q")
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert len(lines) == 3 and all(line.startswith("emseg: error:") for line in lines)
+
+
+def test_rerun_with_other_options_is_refused_until_overwrite(tmp_path):
+    root = tmp_path / "in"
+    save(root / "x.png", scene(5)[0])
+    out = tmp_path / "out"
+    assert run_batch([root], out, RunOptions(classes=3), jobs=1).count("ok") == 1
+    result = run_batch([root], out, RunOptions(classes=2), jobs=1)
+    assert result.rows[0].status == "failed"
+    assert "classes 3 -> 2" in result.rows[0].error and "--overwrite" in result.rows[0].error
+    result = run_batch([root], out, RunOptions(classes=2), jobs=1, overwrite=True)
+    assert result.rows[0].status == "ok" and result.rows[0].k == 2
+
+
+def test_interrupted_write_leaves_no_partial_file_and_rerun_finishes(tmp_path, monkeypatch):
+    root = tmp_path / "in"
+    for i in range(3):
+        save(root / f"img{i}.png", scene(10 + i)[0])
+    out = tmp_path / "out"
+    real_write_png = io.write_png
+    calls = []
+
+    def write_png_then_die(path, array, *, overwrite=False):
+        calls.append(path)
+        if len(calls) == 5:  # image 1's overlay: half its bytes are written, then Ctrl-C
+            with io.atomic_output(path, overwrite) as tmp:
+                with open(tmp, "wb") as f:
+                    f.write(b"\x89PNG\r\n\x1a\n half")
+                raise KeyboardInterrupt
+        real_write_png(path, array, overwrite=overwrite)
+
+    monkeypatch.setattr(io, "write_png", write_png_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch([root], out, RunOptions(classes=3), jobs=1)
+    monkeypatch.setattr(io, "write_png", real_write_png)
+
+    assert not temp_files(out)
+    assert not (out / "img1_overlay.png").exists() and not (out / "img1_report.json").exists()
+    for png in out.glob("*.png"):  # every file there is whole
+        assert np.asarray(Image.open(png)).size > 0
+    rows = read_summary(out)
+    assert rows[str(root / "img0.png")]["status"] == "ok"
+    assert rows[str(root / "img1.png")]["error"].startswith("interrupted")
+
+    result = run_batch([root], out, RunOptions(classes=3), jobs=1)
+    assert [r.status for r in result.rows] == ["skipped", "ok", "ok"]
+    for i in range(3):
+        assert all((out / f"img{i}{suffix}").is_file() for suffix in OUTPUT_NAMES)
+
+
+def test_killed_batch_resumes_with_complete_outputs(tmp_path):
+    """Kill every process of a running batch (as a power cut or the OOM killer would):
+    no visible output is half written, and a rerun completes the rest."""
+    root = tmp_path / "in"
+    for i in range(8):
+        save(root / f"img{i}.png", scene(20 + i, shape=(300, 400))[0])
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "emseg", "batch", str(root), "-k", "3", "-o", str(out),
+               "-j", "2", "-q"]
+    proc = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("*_report.json")) and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for png in out.glob("*.png"):  # every visible file decodes completely
+        with Image.open(png) as im:
+            im.load()
+    for report in out.glob("*_report.json"):
+        assert json.loads(report.read_text())["k"] == 3
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = read_summary(out)
+    assert {r["status"] for r in rows.values()} <= {"ok", "skipped"} and len(rows) == 8
+    assert not temp_files(out)
+    for i in range(8):
+        assert all((out / f"img{i}{suffix}").is_file() for suffix in OUTPUT_NAMES)
+
+
+def test_ctrl_c_stops_workers_and_writes_the_summary(tmp_path):
+    root = tmp_path / "in"
+    for i in range(8):
+        save(root / f"img{i}.png", scene(40 + i, shape=(300, 400))[0])
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emseg", "batch", str(root), "-k", "3", "-o", str(out), "-j", "2",
+         "-q"],
+        start_new_session=True, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(out.glob("*_report.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    _, stderr = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the batch finished before the interrupt arrived")
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not temp_files(out)
+    rows = read_summary(out)
+    assert len(rows) == 8 and "ok" in {r["status"] for r in rows.values()}
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def test_find_inputs_pattern_recursion_and_mirrored_folders(tmp_path):
+    root = tmp_path / "data"
+    for rel in ("a.tif", "b.png", "deep/c.tif", "deep/deeper/d.TIF", ".hidden/e.tif", ".f.tif"):
+        save(root / rel, scene(0, (4, 4))[0])
+    out = tmp_path / "out"
+    flat = find_inputs([root], out)
+    assert [p.path.name for p in flat] == ["a.tif", "b.png"]
+    tifs = find_inputs([root], out, recursive=True, pattern="*.tif")
+    assert [(p.path.name, p.out_dir) for p in tifs] == [
+        ("a.tif", out),
+        ("c.tif", out / "deep"),
+    ]
+    # several folders: one output sub-folder each; a file goes straight to out
+    other = tmp_path / "more"
+    save(other / "x.png", scene(0, (4, 4))[0])
+    several = find_inputs([root, other, root / "b.png"], out)
+    assert [(p.path.name, p.out_dir) for p in several] == [
+        ("a.tif", out / "data"),
+        ("b.png", out / "data"),
+        ("x.png", out / "more"),
+        ("b.png", out),
+    ]
+    with pytest.raises(EmsegError, match="no images matching '\\*.jpg' found"):
+        find_inputs([root], out, pattern="*.jpg")
+    with pytest.raises(EmsegError, match="does not exist"):
+        find_inputs([tmp_path / "nope"], out)
+
+
+def test_outputs_inside_the_input_folder_are_not_inputs(tmp_path):
+    root = tmp_path / "data"
+    save(root / "x.png", scene(6)[0])
+    out = root / "results"
+    assert run_batch([root], out, RunOptions(classes=3), jobs=1, recursive=True).count("ok") == 1
+    again = run_batch([root], out, RunOptions(classes=3), jobs=1, recursive=True)
+    assert [r.path for r in again.rows] == [str(root / "x.png")]
+    same = run_batch([root], root, RunOptions(classes=3), jobs=1)  # outputs beside inputs
+    assert [r.path for r in same.rows] == [str(root / "x.png")]
+    assert [r.path for r in run_batch([root], root, RunOptions(classes=3), jobs=1).rows] == [
+        str(root / "x.png")
+    ]
+
+
+def test_inputs_whose_outputs_would_collide_fail_with_a_reason(tmp_path):
+    root = tmp_path / "in"
+    save(root / "x.png", scene(7)[0])
+    save(root / "x.tif", scene(8)[0])
+    result = run_batch([root], tmp_path / "out", RunOptions(classes=3), jobs=1)
+    assert [r.status for r in result.rows] == ["ok", "failed"]
+    assert "same names as" in result.rows[1].error
+
+
+def test_missing_folder_and_bad_jobs(tmp_path):
+    result = invoke("batch", tmp_path / "nope", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"emseg: error: {tmp_path / 'nope'} does not exist; check the path"
+    ]
+    assert invoke("batch", tmp_path, "-j", 0).exit_code == 2
+    assert invoke("batch", tmp_path, "--covariance", "round").exit_code == 2
+
+
+# --------------------------------------------------------------------------- shared model
+
+
+def test_shared_model_gives_one_meaning_per_label(tmp_path):
+    root = tmp_path / "in"
+    dark, truth = scene(30)
+    bright, _ = scene(31, shift=8)  # the same scene, brighter by 8 levels
+    save(root / "dark.png", dark)
+    save(root / "bright.png", bright)
+    (root / "broken.png").write_text("no")
+    out = tmp_path / "out"
+    result = invoke("batch", root, "-k", 3, "-o", out, "-j", 1, "--shared-model")
+    assert result.exit_code == 1
+    assert "broken.png" in result.output and "shared model: " in result.output
+    labels = {n: np.asarray(Image.open(out / f"{n}_labels.png")) for n in ("dark", "bright")}
+    assert (labels["dark"] == truth).mean() > 0.97
+    assert (labels["bright"] == truth).mean() > 0.97
+    model = json.loads((out / "model.json").read_text())
+    assert model["training"]["n_images"] == 2 and model["training"]["exact"]
+    report = json.loads((out / "dark_report.json").read_text())
+    assert report["shared_model"]["source"] == str(out / "model.json")
+    rows = read_summary(out)
+    assert rows[str(root / "broken.png")]["status"] == "failed"
+
+    # a rerun reuses model.json; another -k is refused before any work
+    assert invoke("batch", root, "-k", 3, "-o", out, "-j", 1, "--shared-model").exit_code == 1
+    assert read_summary(out)[str(root / "dark.png")]["status"] == "skipped"
+    other = invoke("batch", root, "-k", 2, "-o", out, "-j", 1, "--shared-model")
+    assert other.exit_code == 1 and "model.json was fitted with other options" in other.output
+
+
+def test_shared_model_refuses_images_of_another_kind(tmp_path):
+    root = tmp_path / "in"
+    grey, _ = scene(32)
+    save(root / "a_grey.png", grey)
+    save(root / "b_colour.png", np.stack([grey, grey // 2, 255 - grey], -1))
+    result = run_batch([root], tmp_path / "out", RunOptions(classes=3), jobs=1, shared_model=True)
+    assert [r.status for r in result.rows] == ["ok", "failed"]
+    assert "is colour but the shared model is for grey images" in result.rows[1].error
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def _die_on_two(x):
+    if x == 2:
+        os._exit(3)  # a worker killed mid-task
+    return x * 10
+
+
+def test_dead_worker_fails_only_its_own_task():
+    outcomes = dict(_map_processes(_die_on_two, [0, 1, 2, 3, 4], 2))
+    assert {i: outcomes[i] for i in (0, 1, 3, 4)} == {0: 0, 1: 10, 3: 30, 4: 40}
+    assert "worker process died" in str(outcomes[2])
+
+
