@@ -203,3 +203,70 @@ def test_stack_labels_are_a_multipage_tiff(tmp_path):
     assert labels.shape == (6, 30, 40) and labels.dtype == np.uint8
     assert (labels == truth).mean() > 0.99
     assert (tmp_path / "out" / "vol_overlay.png").exists()
+
+
+# --------------------------------------------------------------------------- fit and apply
+
+
+def test_fit_then_apply_gives_one_meaning_per_label(tmp_path):
+    dark = noisy_image(5)
+    bright = np.clip(noisy_image(6).astype(int) + 7, 0, 255).astype(np.uint8)
+    Image.fromarray(dark).save(tmp_path / "dark.png")
+    Image.fromarray(bright).save(tmp_path / "bright.png")
+    model = tmp_path / "model.json"
+    result = run("fit", tmp_path / "dark.png", tmp_path / "bright.png", "-k", 3, "--model", model)
+    assert result.exit_code == 0, result.output
+    assert "K=3 from 2 image(s)" in result.output and "merged exactly" in result.output
+    saved = json.loads(model.read_text())
+    assert saved["format"] == "emseg.SegmentationModel" and saved["channels"] == 1
+    out = tmp_path / "out"
+    result = run("apply", model, tmp_path / "dark.png", tmp_path / "bright.png", "-o", out, "-j", 1)
+    assert result.exit_code == 0, result.output
+    truth = np.repeat([[0] * 26 + [1] * 27 + [2] * 27], 60, axis=0)
+    for name in ("dark", "bright"):
+        labels = np.asarray(Image.open(out / f"{name}_labels.png"))
+        assert (labels == truth).mean() > 0.95, name
+        report = json.loads((out / f"{name}_report.json").read_text())
+        assert report["shared_model"]["source"] == str(model)
+        assert report["options"]["classes"] == 3
+    # the model file is not replaced without --overwrite
+    again = run("fit", tmp_path / "dark.png", "-k", 2, "--model", model)
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert json.loads(model.read_text()) == saved
+
+
+def test_fit_with_a_bad_input_writes_no_model(photo, tmp_path):
+    (tmp_path / "bad.png").write_text("not an image")
+    model = tmp_path / "model.json"
+    result = run("fit", photo, tmp_path / "bad.png", "-k", 3, "--model", model)
+    assert result.exit_code == 1
+    assert "bad.png" in result.output and "model not written" in result.output
+    assert "Traceback" not in result.output and not model.exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "is empty"),
+        ('{"format": "emseg.SegmentationModel"', "not valid JSON"),
+        ('{"format": "something else"}', "not an emseg segmentation model"),
+    ],
+)
+def test_apply_refuses_a_bad_model_file(photo, tmp_path, content, message):
+    model = tmp_path / "model.json"
+    model.write_text(content)
+    result = run("apply", model, photo, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and str(model) in lines[0]
+
+
+def test_apply_refuses_an_image_of_another_kind(photo, tmp_path):
+    model = tmp_path / "model.json"
+    assert run("fit", photo, "-k", 3, "--model", model, "-q").exit_code == 0
+    colour = tmp_path / "colour.png"
+    Image.fromarray(np.stack([noisy_image()] * 3, -1)).save(colour)
+    result = run("apply", model, colour, photo, "-o", tmp_path / "out", "-j", 1)
+    assert result.exit_code == 1
+    assert "colour.png" in result.output and "fitted on grey (1 channel) images" in result.output
+    assert (tmp_path / "out" / "photo_labels.png").exists()
