@@ -49,7 +49,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
 
 from . import _hmm_kernels as hk
 from . import _kernels as kern
@@ -76,7 +75,7 @@ class _Sequences:
     starts: np.ndarray  # int64 (S,)
     lengths: np.ndarray  # int64 (S,)
     post: np.ndarray  # (N, K) posteriors
-    frame_max: np.ndarray  # (N,)
+    work: np.ndarray  # (N,) scale factors
 
 
 @dataclass
@@ -190,8 +189,7 @@ class _BaseHMM:
         self._initialize_emission(data, rng)
 
     def _e_step(self, data):
-        logb = self._emission_log_prob(data.X)
-        xi, loglik = self._forward_backward(logb, data.starts, data.lengths, data.post, data.frame_max)
+        xi, loglik = self._forward_backward(data.X, data.starts, data.lengths, data.post, data.work)
         bad = np.flatnonzero(~np.isfinite(loglik))
         if bad.size:
             raise EmsegError(
@@ -236,19 +234,29 @@ class _BaseHMM:
         with np.errstate(divide="ignore"):
             return np.log(self.startprob_), np.log(self.transmat_)
 
-    def _forward_backward(self, logb, starts, lengths, post, frame_max):
-        log_start, log_trans = self._log_start_trans()
-        return hk.forward_backward(
-            logb,
+    def _forward_backward(self, X, starts, lengths, post, work):
+        """Posteriors into ``post``; per sequence, expected transitions and log-likelihood.
+
+        The fast scaled recursion first; a sequence it cannot represent (see
+        :mod:`emseg._hmm_kernels`) is redone in log space.
+        """
+        xi, loglik, ok = hk.forward_backward(
+            self._emission_log_prob(X),
             starts,
             lengths,
             np.ascontiguousarray(self.startprob_, dtype=np.float64),
             np.ascontiguousarray(self.transmat_, dtype=np.float64),
-            log_start,
-            log_trans,
             post,
-            frame_max,
+            work,
         )
+        if not ok.all():
+            log_start, log_trans = self._log_start_trans()
+            for s in np.flatnonzero(~ok):
+                rows = slice(starts[s], starts[s] + lengths[s])
+                xi[s], loglik[s] = hk.forward_backward_log(
+                    self._emission_log_prob(X[rows]), log_start, log_trans, post[rows]
+                )
+        return xi, loglik
 
     # --- using a fitted model -------------------------------------------------------
 
@@ -270,9 +278,7 @@ class _BaseHMM:
         X, starts, lengths = self._prepare(X, lengths)
         n = X.shape[0]
         post = np.empty((n, self.n_components))
-        _, loglik = self._forward_backward(
-            self._emission_log_prob(X), starts, lengths, post, np.empty(n)
-        )
+        _, loglik = self._forward_backward(X, starts, lengths, post, np.empty(n))
         return float(loglik.sum()), post
 
     def score(self, X, lengths=None):
@@ -1045,14 +1051,9 @@ def _precision_cholesky(covars, ctype, name=None):
             raise EmsegError(fix if name is None else f"{name} must be positive")
         return 1.0 / np.sqrt(covars)
     mats = covars[None] if ctype == "tied" else covars
-    out = np.empty_like(mats)
-    eye = np.eye(mats.shape[-1])
-    for k, S in enumerate(mats):
-        try:
-            L = linalg.cholesky(S, lower=True)
-        except (linalg.LinAlgError, ValueError):
-            raise EmsegError(fix) from None
-        out[k] = linalg.solve_triangular(L, eye, lower=True).T
+    out, ok = hk.precision_factors(np.ascontiguousarray(mats, dtype=np.float64))
+    if not ok.all():
+        raise EmsegError(fix)
     return out[0] if ctype == "tied" else out
 
 
