@@ -634,6 +634,23 @@ def _init_worker(threads):
 # --------------------------------------------------------------------------- mapping
 
 
+def _ping():
+    return os.getpid()
+
+
+def _check_started(pool):
+    """Refuse a pool whose workers cannot even start (then no task is to blame)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        pool.submit(_ping).result()
+    except BrokenProcessPool:
+        raise EmsegError(
+            "worker processes could not start (see the messages above); run with 1 job "
+            "(--jobs 1), or from a script file rather than standard input"
+        ) from None
+
+
 class WorkerDied(RuntimeError):
     """A worker process died (killed, or out of memory) while running one task alone."""
 
@@ -684,6 +701,7 @@ def _map_processes(fn, tasks, jobs):
         running = {}
         broken = False
         try:
+            _check_started(pool)
             while source or running:
                 while source and not broken and len(running) < limit:
                     index = source.popleft()

@@ -9,7 +9,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 
 from ._version import __version__
 
@@ -104,7 +103,7 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
         middle = labels.shape[0] // 2
         pixels, labels = pixels[middle], labels[middle]
     display = render.to_display(pixels)
-    colors = class_colors(display, labels, k)
+    colors = render.class_colors(display, labels, k)
     label_values = render.label_image(seg.labels, k)
     overlay = render.overlay(pixels, labels, k)
     segments = render.segments(labels, colors)
@@ -215,13 +214,3 @@ def fit_options(options):
         max_iter=options.max_iter,
         tol=options.tol,
     )
-
-
-def class_colors(display, labels, k):
-    """Mean display colour of each class's pixels, (k, 3) uint8."""
-    inside = labels >= 0
-    lab = labels[inside]
-    count = np.maximum(np.bincount(lab, minlength=k), 1)
-    rgb = display[inside].astype(np.float64)
-    means = np.stack([np.bincount(lab, weights=rgb[:, c], minlength=k) for c in range(3)], 1)
-    return np.clip(np.rint(means / count[:, None]), 0, 255).astype(np.uint8)

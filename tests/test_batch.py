@@ -349,3 +349,20 @@ def test_dead_worker_fails_only_its_own_task():
     assert "worker process died" in str(outcomes[2])
 
 
+
+
+def test_dask_scheduler_gives_the_same_outputs(tmp_path):
+    pytest.importorskip("distributed")
+    distributed = pytest.importorskip("emseg.distributed")
+    if not hasattr(distributed, "map_unordered"):
+        pytest.skip("emseg.distributed.map_unordered is not there yet")
+    root = tmp_path / "in"
+    save(root / "x.png", scene(50)[0])
+    save(root / "y.png", scene(51)[0])
+    (root / "bad.png").write_text("no")
+    local = run_batch([root], tmp_path / "local", RunOptions(classes=3), jobs=1)
+    dask = run_batch([root], tmp_path / "dask", RunOptions(classes=3), jobs=2, scheduler="local")
+    assert [r.status for r in dask.rows] == [r.status for r in local.rows] == ["failed", "ok", "ok"]
+    assert "not an image" in dask.rows[0].error
+    for name in ("x_labels.png", "y_labels.png", "x_overlay.png"):
+        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()

@@ -1,0 +1,154 @@
+"""Batch throughput: ``--jobs 2`` against ``--jobs 1``, and the per-image overhead of the
+batch engine beyond the per-image work itself.
+
+Generates N seeded grey 8-bit PNG images (1000 x 1000 by default: three or four
+materials in random smooth blobs plus noise), then, taking turns for ``--repeats``
+rounds:
+
+- ``direct``: :func:`emseg.pipeline.segment_file` called on each image in a plain loop
+  in this process (the per-image work: read, fit, label, render, write);
+- ``batch -j 1``: :func:`emseg.batch.run_batch` with ``jobs=1`` (in this process);
+- ``batch -j 2``: :func:`emseg.batch.run_batch` with ``jobs=2`` (two worker processes,
+  their start-up included).
+
+Each run writes into a fresh folder. Reported: median wall time of each, the speed-up
+``batch -j 1 / batch -j 2``, and the batch overhead per image,
+``(batch -j 1 - direct) / N``: discovery, the rerun check, warning capture, progress
+and ``summary.csv``. Since two runs on a busy machine differ by more than that, it is
+also measured inside each batch run: ``(jobs x wall - sum of the images' own
+segment_file times, from their reports) / N``. The ``direct`` loop's own split (read / features / fit / label /
+render / write, from the reports) is printed too.
+
+    python benchmarks/bench_batch.py                       # 200 images, 3 rounds
+    python benchmarks/bench_batch.py --n 40 --repeats 1    # a quick look
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_images(folder, n, size, seed):
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        k = 3 + i % 2
+        field = cv2.GaussianBlur(rng.random((size // 8, size // 8)), (0, 0), 2.0)
+        field = cv2.resize(field, (size, size), interpolation=cv2.INTER_LINEAR)
+        edges = np.quantile(field, np.linspace(0, 1, k + 1)[1:-1])
+        classes = np.digitize(field, edges)
+        levels = np.linspace(40, 210, k) + rng.normal(0, 5, k)
+        pixels = levels[classes] + rng.normal(0, 12, classes.shape)
+        image = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(folder / f"img{i:04d}.png"), image)
+
+
+def direct(inputs, out, options):
+    from emseg.pipeline import segment_file
+
+    out.mkdir(parents=True)
+    phases = {}
+    start = time.perf_counter()
+    for path in inputs:
+        report = segment_file(path, out, options)
+        for name, seconds in report["timings_seconds"].items():
+            phases.setdefault(name, []).append(seconds)
+    return time.perf_counter() - start, phases
+
+
+def batch(folder, out, options, jobs):
+    """Wall time of one batch, and the sum of its images' own times (from the reports)."""
+    import json
+
+    from emseg.batch import run_batch
+
+    start = time.perf_counter()
+    result = run_batch([folder], out, options, jobs=jobs)
+    seconds = time.perf_counter() - start
+    if result.count("ok") != len(result.rows):
+        sys.exit(f"batch -j {jobs}: {len(result.failed)} image(s) failed: {result.failed[0].error}")
+    work = sum(
+        json.loads(p.read_text())["timings_seconds"]["total"] for p in out.glob("*_report.json")
+    )
+    return seconds, work
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="number of images")
+    parser.add_argument("--size", type=int, default=1000, help="image side in pixels")
+    parser.add_argument("-k", type=int, default=3, help="classes")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", help="folder for images and outputs (default: a temp dir)")
+    args = parser.parse_args()
+
+    from emseg.pipeline import RunOptions
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="emseg-bench-batch-"))
+    images = work / "images"
+    t = time.perf_counter()
+    if not images.exists():
+        make_images(images, args.n, args.size, args.seed)
+    inputs = sorted(images.glob("*.png"))
+    print(f"{len(inputs)} images of {args.size}x{args.size} in {images} "
+          f"(made in {time.perf_counter() - t:.1f} s); {os.cpu_count()} cores; "
+          f"{args.repeats} round(s), medians")
+
+    options = RunOptions(classes=args.k)
+    # warm up: numba caches, imports
+    direct(inputs[:2], work / "warm", options)
+    shutil.rmtree(work / "warm")
+
+    times = {"direct": [], "batch -j 1": [], "batch -j 2": []}
+    own = {"batch -j 1": [], "batch -j 2": []}  # wall minus the images' own time, per image
+    phases = {}
+    for r in range(args.repeats):
+        out = work / f"out-{r}"
+        seconds, phase = direct(inputs, out / "direct", options)
+        times["direct"].append(seconds)
+        for name, values in phase.items():
+            phases.setdefault(name, []).extend(values)
+        for jobs in (1, 2):
+            wall, work_seconds = batch(images, out / f"j{jobs}", options, jobs)
+            times[f"batch -j {jobs}"].append(wall)
+            own[f"batch -j {jobs}"].append((jobs * wall - work_seconds) / len(inputs))
+        shutil.rmtree(out)
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
+              flush=True)
+
+    med = {name: statistics.median(v) for name, v in times.items()}
+    n = len(inputs)
+    print()
+    for name, value in med.items():
+        runs = ", ".join(f"{v:.2f}" for v in times[name])
+        print(f"{name:>11}: {value:7.2f} s  ({1000 * value / n:6.1f} ms/image)   runs: {runs}")
+    print(f"speed-up batch -j 2 vs -j 1: {med['batch -j 1'] / med['batch -j 2']:.2f}x  (bar >= 1.7x)")
+    overhead = (med["batch -j 1"] - med["direct"]) / n
+    print(f"batch overhead beyond segment_file: {1000 * overhead:.1f} ms/image  (bar < 20 ms), "
+          "from the medians of two runs")
+    inside = {name: statistics.median(v) for name, v in own.items()}
+    print(
+        "  within each batch run, (jobs x wall - sum of the images' segment_file times) / N: "
+        f"-j 1 {1000 * inside['batch -j 1']:.1f} ms/image, "
+        f"-j 2 {1000 * inside['batch -j 2']:.1f} ms/image of worker time "
+        "(includes start-up of the two workers and any idle core at the end)"
+    )
+    print("per-image work (direct loop), median ms: " + ", ".join(
+        f"{name} {1000 * statistics.median(v):.1f}" for name, v in phases.items()
+    ))
+    if not args.workdir:
+        shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
