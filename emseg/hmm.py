@@ -122,12 +122,6 @@ class _BaseHMM:
         starts, lengths = _check_lengths(lengths, n)
         self._prepare_fit(X)  # checks every parameter, once
         K = self.n_components
-        if K > n:
-            del self._fit_setup
-            raise EmsegError(
-                f"n_components={K} is larger than the number of samples ({n}); "
-                "lower n_components"
-            )
         data = _Sequences(X, starts, lengths, np.empty((n, K)), np.empty(n))
         try:
             result = run_em(
@@ -152,8 +146,13 @@ class _BaseHMM:
         """Fit, then return the Viterbi path of ``X``."""
         return self.fit(X, lengths).predict(X, lengths)
 
-    def _check_common_parameters(self):
+    def _check_common_parameters(self, n_samples):
         K = check_int(self.n_components, "n_components", 1)
+        if K > n_samples:
+            raise EmsegError(
+                f"n_components={K} is larger than the number of samples ({n_samples}); "
+                "lower n_components"
+            )
         check_int(self.n_iter, "n_iter", 0)
         check_float(self.tol, "tol")
         check_int(self.n_init, "n_init", 1)
@@ -272,14 +271,17 @@ class _BaseHMM:
         starts, lengths = _check_lengths(lengths, X.shape[0])
         return X, starts, lengths
 
-    def score_samples(self, X, lengths=None):
-        """``(log_prob, posteriors)``: the total log-likelihood of ``X`` and each
-        row's posterior state probabilities, (N, K)."""
-        X, starts, lengths = self._prepare(X, lengths)
+    def _posteriors(self, X, starts, lengths):
         n = X.shape[0]
-        post = np.empty((n, self.n_components))
+        post = np.empty((n, self.n_components_))
         _, loglik = self._forward_backward(X, starts, lengths, post, np.empty(n))
         return float(loglik.sum()), post
+
+    def score_samples(self, X, lengths=None):
+        """``(log_prob, posteriors)``: the total log-likelihood of ``X`` and each
+        row's posterior state probabilities, (N, K). A sequence the model gives
+        probability zero scores -inf and gets NaN posteriors."""
+        return self._posteriors(*self._prepare(X, lengths))
 
     def score(self, X, lengths=None):
         """Total log-likelihood of the sequences in ``X`` (as hmmlearn's ``score``)."""
@@ -322,8 +324,9 @@ class _BaseHMM:
 
     def bic(self, X, lengths=None):
         """Bayesian information criterion on ``X`` (lower is better)."""
-        n = self._prepare(X, lengths)[0].shape[0]
-        return -2 * self.score(X, lengths) + self._n_parameters() * np.log(n)
+        X, starts, lengths = self._prepare(X, lengths)
+        log_prob, _ = self._posteriors(X, starts, lengths)
+        return -2 * log_prob + self._n_parameters() * np.log(X.shape[0])
 
     def aic(self, X, lengths=None):
         """Akaike information criterion on ``X`` (lower is better)."""
@@ -488,7 +491,7 @@ class GaussianHMM(_BaseHMM):
     def _prepare_fit(self, X):
         check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
         check_float(self.min_covar, "min_covar")
-        setup = self._check_common_parameters()
+        setup = self._check_common_parameters(X.shape[0])
         K, D = self.n_components, X.shape[1]
         setup["means"] = None
         setup["covars"] = None
@@ -497,6 +500,7 @@ class GaussianHMM(_BaseHMM):
         if self.covars_init is not None:
             shape = _covars_shape(self.covariance_type, K, D)
             covars = _check_finite(self.covars_init, "covars_init", shape)
+            _check_symmetric(covars, self.covariance_type, "covars_init")
             _precision_cholesky(covars, self.covariance_type, "covars_init")
             setup["covars"] = covars
         self._fit_setup = setup
@@ -586,7 +590,7 @@ class GaussianHMM(_BaseHMM):
                 f"{int(empty.sum())} HMM state(s) received no posterior weight and kept "
                 "their emission parameters; consider fewer components",
                 EmptyComponentWarning,
-                stacklevel=4,
+                stacklevel=5,  # the caller of fit
             )
         cov = _floor_covariances(cov, ctype, self.min_covar)
         self.means_ = means
@@ -679,12 +683,7 @@ class GaussianHMM(_BaseHMM):
         D = _field_int(d, "n_features", where, 1)
         means = _field_array(d, "means_", (K, D), where)
         covars = _field_array(d, "covars_", _covars_shape(ctype, K, D), where)
-        if ctype in ("full", "tied"):
-            mats = covars[None] if ctype == "tied" else covars
-            for k, S in enumerate(mats):
-                if np.abs(S - S.T).max() > 1e-9 * max(np.abs(S).max(), 1e-300):
-                    label = "" if ctype == "tied" else f"[{k}]"
-                    raise EmsegError(f"{where}.covars_{label} is not symmetric")
+        _check_symmetric(covars, ctype, f"{where}.covars_")
         prec_chol = _precision_cholesky(covars, ctype, f"{where}.covars_")
         model = cls(K, covariance_type=ctype)
         model.means_ = means
@@ -793,7 +792,7 @@ class CategoricalHMM(_BaseHMM):
     def _prepare_fit(self, X):
         if self.n_features is not None:
             check_int(self.n_features, "n_features", 1)
-        setup = self._check_common_parameters()
+        setup = self._check_common_parameters(X.shape[0])
         K = self.n_components
         V = self.n_features
         emission = None
@@ -1022,6 +1021,16 @@ def _full_covariances(covars, ctype, K, D):
     if ctype == "diag":
         return np.einsum("kd,de->kde", covars, np.eye(D))
     return covars[:, None, None] * np.eye(D)
+
+
+def _check_symmetric(covars, ctype, name):
+    if ctype not in ("full", "tied"):
+        return
+    mats = covars[None] if ctype == "tied" else covars
+    for k, S in enumerate(mats):
+        if np.abs(S - S.T).max() > 1e-9 * max(np.abs(S).max(), 1e-300):
+            label = "" if ctype == "tied" else f"[{k}]"
+            raise EmsegError(f"{name}{label} is not symmetric")
 
 
 def _floor_covariances(cov, ctype, floor):

@@ -239,7 +239,8 @@ def brute_force(start, trans, logb):
 def gaussian_logb(model, X):
     cov = full_covars(model)
     return np.stack(
-        [stats.multivariate_normal(m, c).logpdf(X) for m, c in zip(model.means_, cov)], axis=1
+        [np.atleast_1d(stats.multivariate_normal(m, c).logpdf(X)) for m, c in zip(model.means_, cov)],
+        axis=1,
     ).reshape(len(X), -1)
 
 
@@ -280,6 +281,21 @@ def test_score_viterbi_and_posteriors_match_brute_force(case):
     for p, lp in joint.items():
         expected[np.arange(len(X)), list(p)] += np.exp(lp - total)
     np.testing.assert_allclose(model.predict_proba(X), expected, atol=1e-10)
+
+
+def test_short_sequences_match_brute_force():
+    """Sequences of one and two rows (no transitions, one transition) among longer ones."""
+    model = gaussian_truth()
+    lengths = [1, 2, 4, 1]
+    X = gaussian_data(lengths=[8])[0]
+    pieces = np.split(X, np.cumsum(lengths)[:-1])
+    expected = [brute_force(model.startprob_, model.transmat_, gaussian_logb(model, p)) for p in pieces]
+    assert model.score(X, lengths) == pytest.approx(sum(e[0] for e in expected), rel=1e-12)
+    log_prob, path = model.decode(X, lengths)
+    np.testing.assert_array_equal(path, np.concatenate([e[2] for e in expected]))
+    assert log_prob == pytest.approx(sum(e[1] for e in expected), rel=1e-12)
+    posteriors = model.predict_proba(X, lengths)
+    np.testing.assert_allclose(posteriors.sum(1), 1.0, rtol=1e-12)
 
 
 def test_map_decode_returns_a_real_log_probability():
@@ -594,6 +610,10 @@ def test_bad_inputs_give_clear_errors():
         GaussianHMM(2, covariance_type="banded").fit(X)
     with pytest.raises(EmsegError, match=r"covars_init must have shape \(3, 2\)"):
         GaussianHMM(3, covariance_type="diag", covars_init=np.ones(3)).fit(X)
+    with pytest.raises(EmsegError, match=r"covars_init\[1\] is not symmetric"):
+        GaussianHMM(2, covars_init=[np.eye(2), [[1, 0.5], [0, 1]]]).fit(X)
+    with pytest.raises(EmsegError, match="covars_init must be positive definite"):
+        GaussianHMM(2, covars_init=[np.eye(2), [[1, 2], [2, 1]]]).fit(X)
     with pytest.raises(EmsegError, match=r"transmat_init must sum to 1 \(row 0\)"):
         GaussianHMM(2, transmat_init=[[0.5, 0.6], [0.5, 0.5]]).fit(X)
     with pytest.raises(EmsegError, match="not fitted yet"):
