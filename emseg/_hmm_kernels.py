@@ -9,9 +9,10 @@ sums do not depend on the number of threads or on where the sequences break.
 Forward-backward works in probability space with one scale factor per frame, like
 hmmlearn's "scaling" implementation, but never exponentiates a raw log-density: each
 frame's emission log-probabilities have their maximum subtracted first, so an outlier
-that is improbable under every state cannot underflow the frame to zero. The forward
-pass leaves those exponentials and the scale factors behind, so the backward pass
-needs no exp or log at all. What can still fail is detected, never silently wrong: a
+that is improbable under every state cannot underflow the frame to zero. Those
+exponentials are taken once, by numpy's vectorised ``exp``, and the forward pass
+leaves its scale factors behind, so the recursions themselves need no exp and
+almost no log. What can still fail is detected, never silently wrong: a
 frame whose probability relative to its best state is below the smallest double (only
 possible with transition probabilities that are zero or under about 1e-300), or
 backward variables that overflow (a state the forward pass gave probability below
@@ -28,28 +29,46 @@ from ._kernels import CHUNK, inv_lower, n_chunks
 # --- forward-backward ------------------------------------------------------------------
 
 
+@njit(parallel=True, cache=True)
+def shift_rows(lp):
+    """Subtract each row's maximum from ``lp`` in place and return the maxima (N,).
+
+    The exponentials are then taken by numpy, whose vectorised ``exp`` is several times
+    faster than a compiled scalar loop.
+    """
+    N, K = lp.shape
+    top = np.empty(N)
+    for c in prange(n_chunks(N)):
+        for n in range(c * CHUNK, min(N, (c + 1) * CHUNK)):
+            m = lp[n, 0]
+            for k in range(1, K):
+                if lp[n, k] > m:
+                    m = lp[n, k]
+            top[n] = m
+            if np.isfinite(m):
+                for k in range(K):
+                    lp[n, k] -= m
+    return top
+
+
 @njit(cache=True)
-def _fb_scaled(lp, start, T, startprob, transmat, post, inv_scale, xi):
+def _fb_scaled(e, top, start, T, startprob, transmat, post, inv_scale, xi):
     """Scaled forward-backward over rows ``start : start + T``.
 
-    ``lp`` holds the emission log-probabilities on entry and is overwritten with
-    ``exp(lp - max over states)`` frame by frame. Writes the posteriors into ``post``,
-    the reciprocal scale factors into ``inv_scale``, and adds the expected transition
-    counts into ``xi`` (K, K). Returns ``(loglik, ok)``; when ``ok`` is False, ``xi``
-    is untouched and the sequence must be redone by :func:`forward_backward_log`.
+    ``e[r, j] = exp(lp[r, j] - top[r])`` with ``top[r]`` the row's largest emission
+    log-probability. Writes the posteriors into ``post``, the reciprocal scale factors
+    into ``inv_scale``, and adds the expected transition counts into ``xi`` (K, K).
+    Returns ``(loglik, ok)``; when ``ok`` is False, ``xi`` is untouched and the sequence
+    must be redone by :func:`forward_backward_log`.
     """
-    K = lp.shape[1]
+    K = e.shape[1]
     pred = np.empty(K)
     loglik = 0.0
     prod = 1.0  # scale factors multiplied up, logged only when small: one log per ~1e250
     # forward: post[r] holds the filtered state probabilities alpha_t (summing to 1)
     for t in range(T):
         r = start + t
-        m = lp[r, 0]
-        for j in range(1, K):
-            if lp[r, j] > m:
-                m = lp[r, j]
-        if not np.isfinite(m):
+        if not np.isfinite(top[r]):
             return 0.0, False
         if t == 0:
             for j in range(K):
@@ -62,9 +81,7 @@ def _fb_scaled(lp, start, T, startprob, transmat, post, inv_scale, xi):
                 pred[j] = s
         c = 0.0
         for j in range(K):
-            e = np.exp(lp[r, j] - m)
-            lp[r, j] = e
-            a = pred[j] * e
+            a = pred[j] * e[r, j]
             post[r, j] = a
             c += a
         if not (c > 0.0 and c < np.inf):
@@ -73,7 +90,7 @@ def _fb_scaled(lp, start, T, startprob, transmat, post, inv_scale, xi):
         inv_scale[r] = inv
         for j in range(K):
             post[r, j] *= inv
-        loglik += m
+        loglik += top[r]
         if c < 1e-50:
             loglik += np.log(c)
         else:
@@ -91,7 +108,7 @@ def _fb_scaled(lp, start, T, startprob, transmat, post, inv_scale, xi):
         r1 = r + 1
         s1 = inv_scale[r1]
         for j in range(K):
-            tmp[j] = lp[r1, j] * beta[j] * s1
+            tmp[j] = e[r1, j] * beta[j] * s1
         g = 0.0
         for i in range(K):
             a = post[r, i]
@@ -117,23 +134,25 @@ def _fb_scaled(lp, start, T, startprob, transmat, post, inv_scale, xi):
 
 
 @njit(parallel=True, cache=True)
-def forward_backward(lp, starts, lengths, startprob, transmat, post, inv_scale):
+def forward_backward(e, top, starts, lengths, startprob, transmat, post, inv_scale):
     """Posteriors of every frame (written into ``post``, (N, K)), and per sequence the
     expected transition counts (S, K, K), the log-likelihood (S,) and whether the
     scaled recursion succeeded (S,).
 
-    ``lp`` (N, K) holds the emission log-probabilities and is overwritten;
-    ``inv_scale`` is a work array of N doubles. A sequence that failed (see the module
-    docstring) must be redone with :func:`forward_backward_log` on its emission
-    log-probabilities.
+    ``e`` and ``top`` are the emission probabilities relative to each frame's best
+    state and that state's log-probability (see :func:`shift_rows`); ``inv_scale`` is
+    a work array of N doubles. A sequence that failed (see the module docstring) must
+    be redone with :func:`forward_backward_log` on its emission log-probabilities.
     """
-    K = lp.shape[1]
+    K = e.shape[1]
     S = starts.shape[0]
     xi = np.zeros((S, K, K))
     loglik = np.zeros(S)
     ok = np.empty(S, dtype=np.bool_)
     for s in prange(S):
-        ll, good = _fb_scaled(lp, starts[s], lengths[s], startprob, transmat, post, inv_scale, xi[s])
+        ll, good = _fb_scaled(
+            e, top, starts[s], lengths[s], startprob, transmat, post, inv_scale, xi[s]
+        )
         loglik[s] = ll
         ok[s] = good
     return xi, loglik, ok

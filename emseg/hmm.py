@@ -239,8 +239,12 @@ class _BaseHMM:
         The fast scaled recursion first; a sequence it cannot represent (see
         :mod:`emseg._hmm_kernels`) is redone in log space.
         """
+        e = self._emission_log_prob(X)
+        top = hk.shift_rows(e)
+        np.exp(e, out=e)
         xi, loglik, ok = hk.forward_backward(
-            self._emission_log_prob(X),
+            e,
+            top,
             starts,
             lengths,
             np.ascontiguousarray(self.startprob_, dtype=np.float64),

@@ -264,9 +264,11 @@ def test_score_viterbi_and_posteriors_match_brute_force(case):
         # frame 1 is best explained by state 2, which cannot be reached before frame 2:
         # relative to that state, the reachable ones have probability exp(-850) or less
         X = np.array([[0.0, 0.0], [100.0, 0.0], [10.0, 0.0], [20.0, 0.0], [19.0, 1.0], [21.0, 0.0]])
+        e = model._emission_log_prob(X)
+        top = hk.shift_rows(e)
         scratch = np.empty((len(X), 3)), np.empty(len(X)), np.zeros((3, 3))
         _, scaled_ok = hk._fb_scaled(
-            model._emission_log_prob(X), 0, len(X), model.startprob_, model.transmat_, *scratch
+            np.exp(e), top, 0, len(X), model.startprob_, model.transmat_, *scratch
         )
         assert not scaled_ok  # so this case exercises the log-space fallback
     logb = gaussian_logb(model, X)
