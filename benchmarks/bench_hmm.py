@@ -47,7 +47,9 @@ def true_model():
     trans = np.full((K, K), 0.02)
     np.fill_diagonal(trans, 0.94)
     model.transmat_ = trans
-    model.means_ = np.array([[-3.0, 0.0, 1.0], [-1.0, 2.0, -1.0], [1.0, -1.0, 0.0], [3.0, 1.0, 2.0]])
+    model.means_ = np.array(
+        [[-3.0, 0.0, 1.0], [-1.0, 2.0, -1.0], [1.0, -1.0, 0.0], [3.0, 1.0, 2.0]]
+    )
     covs = np.empty((K, D, D))
     for k in range(K):
         A = rng.normal(size=(D, D))
@@ -107,7 +109,9 @@ def main():
     parser.add_argument("--iters", type=int, default=10, help="Baum-Welch iterations per library")
     parser.add_argument("--viterbi-repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-log", action="store_true", help="skip hmmlearn's 'log' implementation")
+    parser.add_argument(
+        "--skip-log", action="store_true", help="skip hmmlearn's 'log' implementation"
+    )
     args = parser.parse_args()
 
     import numba
@@ -133,8 +137,8 @@ def main():
 
     # warm-up: compile emseg's kernels on small data
     small = X[:2000]
-    GaussianHMM(K, n_iter=2, tol=0, random_state=0).fit(small, [1000, 1000]).decode(small, [1000, 1000])
     warnings.simplefilter("ignore", emseg.ConvergenceWarning)
+    GaussianHMM(K, n_iter=2, tol=0, random_state=0).fit(small, [1000, 1000]).decode(small)
 
     # --- Baum-Welch ------------------------------------------------------------------
     results = {}
@@ -167,8 +171,8 @@ def main():
         refs[impl] = ref
 
     print(f"\nBaum-Welch, K={K}, full covariances, {args.iters} iterations each, same start")
-    print(f"{'':20s} {'median iter':>12s} {'min':>11s} {'max':>11s} {'E-step':>11s} {'M-step':>11s} "
-          f"{'total fit':>10s}   final log-likelihood")
+    print(f"{'':20s} {'median iter':>12s} {'min':>11s} {'max':>11s} {'E-step':>11s} "
+          f"{'M-step':>11s} {'total fit':>10s}   final log-likelihood")
     medians = {}
     for name, (log, total, history) in results.items():
         med, lo, hi = summary([m - e for e, _, m in log])
@@ -201,8 +205,10 @@ def main():
     same = np.array_equal(path, ref_path)
     om, rm = statistics.median(ours_times), statistics.median(ref_times)
     print(f"\nViterbi on the true parameters, {args.viterbi_repeats} runs each (median, min-max)")
-    print(f"{'emseg':20s} {fmt(om)}   ({fmt(min(ours_times))} - {fmt(max(ours_times))})   log p(X, path) {lp:.6f}")
-    print(f"{'hmmlearn':20s} {fmt(rm)}   ({fmt(min(ref_times))} - {fmt(max(ref_times))})   log p(X, path) {ref_lp:.6f}")
+    rows = (("emseg", om, ours_times, lp), ("hmmlearn", rm, ref_times, ref_lp))
+    for name, med, times, value in rows:
+        print(f"{name:20s} {fmt(med)}   ({fmt(min(times))} - {fmt(max(times))})   "
+              f"log p(X, path) {value:.6f}")
     print(f"ratio hmmlearn / emseg: {rm / om:.1f}x (bar 1x: {'met' if rm >= om else 'NOT met'}); "
           f"paths identical: {same}")
     print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -479,7 +479,11 @@ class GaussianHMM(_BaseHMM):
 
     def _check_X(self, X, *, fitted):
         X = check_data(X)
-        nan_rows = np.flatnonzero(np.isnan(X).any(axis=1)) if X.dtype.kind == "f" else []
+        nan_rows = []
+        # one fast reduction tells whether to look for a NaN row (check_data refused
+        # infinity; a sum of huge values of both signs can be NaN without one)
+        if np.isnan(X.sum(dtype=np.float64)):
+            nan_rows = np.flatnonzero(np.isnan(X).any(axis=1))
         if len(nan_rows):
             raise EmsegError(
                 f"X contains NaN (first in row {int(nan_rows[0])}); {type(self).__name__} "
@@ -799,18 +803,25 @@ class CategoricalHMM(_BaseHMM):
         setup = self._check_common_parameters(X.shape[0])
         K = self.n_components
         V = self.n_features
+        source = f"n_features={V}"
         emission = None
         if self.emissionprob_init is not None:
-            width = np.shape(self.emissionprob_init)[-1] if np.ndim(self.emissionprob_init) == 2 else None
-            V = V if V is not None else width
+            if V is None:
+                if np.ndim(self.emissionprob_init) != 2:
+                    raise EmsegError(
+                        "emissionprob_init must be 2-D (n_components, n_features), got "
+                        f"shape {np.shape(self.emissionprob_init)}"
+                    )
+                V = np.shape(self.emissionprob_init)[1]
+                source = f"emissionprob_init's {V} columns"
             emission = _check_probabilities(self.emissionprob_init, "emissionprob_init", (K, V))
         largest = int(X.max())
         if V is None:
             V = largest + 1
         elif largest >= V:
             raise EmsegError(
-                f"X contains symbol {largest} but n_features={V} allows only "
-                f"0..{V - 1}; raise n_features"
+                f"X contains symbol {largest}, outside the 0..{V - 1} allowed by {source}; "
+                "raise n_features"
             )
         setup["emissionprob"] = emission
         setup["emissionprob_prior"] = _check_prior(
