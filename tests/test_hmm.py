@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 from scipy.special import logsumexp
 
-from emseg import ConvergenceWarning, EmsegError
+from emseg import ConvergenceWarning, EmptyComponentWarning, EmsegError
 from emseg import _hmm_kernels as hk
 from emseg.hmm import CategoricalHMM, GaussianHMM, hmm_from_dict
 
@@ -435,6 +435,24 @@ def test_covariance_floor_keeps_a_constant_feature_fittable():
         eig = np.linalg.eigvalsh(full_covars(model))
         assert eig.min() >= 1e-3 * (1 - 1e-9)
         assert np.isfinite(model.score(X))
+
+
+def test_a_state_without_posterior_weight_keeps_its_parameters():
+    X, _ = gaussian_data()
+    means = INIT_MEANS.copy()
+    means[1] = [1e4, 1e4]  # no row comes anywhere near: its posterior weight is 0
+    model = GaussianHMM(
+        3, covariance_type="diag", n_iter=5, tol=0, means_init=means,
+        covars_init=INIT_COVARS["diag"], random_state=0,
+    )
+    with pytest.warns(EmptyComponentWarning, match="received no posterior weight"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X, LENGTHS)
+    far = np.argmax(model.means_[:, 0])
+    np.testing.assert_array_equal(model.means_[far], [1e4, 1e4])
+    np.testing.assert_array_equal(model.covars_[far], INIT_COVARS["diag"][1])
+    assert np.isfinite(model.score(X, LENGTHS))
 
 
 @budget_may_run_out
