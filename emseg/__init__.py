@@ -19,15 +19,25 @@ from ._version import __version__
 __all__ = [
     "ConvergenceWarning",
     "EmptyComponentWarning",
+    "CategoricalHMM",
     "EmsegError",
+    "GaussianHMM",
     "GaussianMixture",
     "Segmentation",
+    "SegmentationModel",
     "__version__",
+    "fit_model",
+    "load_model",
     "segment",
 ]
 
 _LAZY = {
     "GaussianMixture": "emseg.mixture",
+    "GaussianHMM": "emseg.hmm",
+    "CategoricalHMM": "emseg.hmm",
+    "SegmentationModel": "emseg.model",
+    "fit_model": "emseg.model",
+    "load_model": "emseg.model",
     "Segmentation": "emseg.segmentation",
     "segment": "emseg.segmentation",
 }

@@ -30,11 +30,13 @@ class EMResult:
     history: list = field(default_factory=list)
 
 
-def run_em(model, data, *, n_init, max_iter, tol, rng, start_bound=None, callback=None):
+def run_em(model, data, *, n_init, max_iter, tol, rng, start_bound=None, callback=None,
+           iter_name="max_iter"):
     """Fit ``model`` to ``data`` by EM and leave it holding the best restart's parameters.
 
     ``start_bound`` is None for a fresh start (``n_init`` initialisations) or the
     previous fit's bound for a warm start from the model's current parameters.
+    ``iter_name`` is the model's name for ``max_iter``, used in the warning.
     """
     warm = start_bound is not None
     best = None
@@ -65,7 +67,7 @@ def run_em(model, data, *, n_init, max_iter, tol, rng, start_bound=None, callbac
     if not best.converged and max_iter > 0:
         warnings.warn(
             f"EM did not converge in {max_iter} iterations (last change in mean "
-            f"log-likelihood above tol={tol:g}); raise max_iter or tol",
+            f"log-likelihood above tol={tol:g}); raise {iter_name} or tol",
             ConvergenceWarning,
             stacklevel=3,
         )

@@ -132,6 +132,7 @@ class _BaseHMM:
                 tol=self.tol,
                 rng=as_generator(self.random_state),
                 callback=self.callback,
+                iter_name="n_iter",
             )
         finally:
             del self._fit_setup
