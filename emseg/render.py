@@ -253,3 +253,27 @@ def _check_labels(labels, k):
             f"got values {lab.min()}..{lab.max()}"
         )
     return lab
+
+
+def montage(pictures, columns=None, gap=2):
+    """Tile equally sized ``(H, W, 3)`` uint8 pictures (e.g. overlays of several slices
+    of a volume) into one image, row by row, ``gap`` black pixels apart."""
+    pics = [np.asarray(p) for p in pictures]
+    if not pics or any(p.shape != pics[0].shape or p.ndim != 3 for p in pics):
+        raise EmsegError("montage needs one or more (H, W, 3) pictures of one size")
+    n = len(pics)
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    h, w = pics[0].shape[:2]
+    out = np.zeros((rows * h + (rows - 1) * gap, columns * w + (columns - 1) * gap, 3), np.uint8)
+    for i, p in enumerate(pics):
+        r, c = divmod(i, columns)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = p
+    return out
+
+
+def representative_slices(n_slices, count=9):
+    """Indices of ``count`` slices spread evenly through a volume (inner ones first
+    and last, not the often-empty outermost)."""
+    count = min(count, n_slices)
+    return np.unique(np.linspace(0, n_slices - 1, count + 2)[1:-1].round().astype(int))

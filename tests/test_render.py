@@ -248,3 +248,16 @@ def test_posterior_pages():
     assert np.isnan(pages[:, 0, 0]).all()
     with pytest.raises(EmsegError, match=r"\(H, W, k\)"):
         render.posterior_pages(np.zeros((4, 5)))
+
+
+def test_montage_tiles_slices_in_order():
+    from emseg.render import montage, representative_slices
+
+    pics = [np.full((4, 5, 3), i * 20, np.uint8) for i in range(5)]
+    out = montage(pics, gap=2)
+    assert out.shape == (2 * 4 + 2, 3 * 5 + 2 * 2, 3)
+    assert out[0, 0, 0] == 0 and out[0, 7, 0] == 20 and out[6, 0, 0] == 60
+    assert out[4, 0, 0] == 0  # the gap
+    assert list(representative_slices(3)) == [0, 1, 2]
+    idx = representative_slices(100, 9)
+    assert len(idx) == 9 and idx[0] > 0 and idx[-1] < 99
