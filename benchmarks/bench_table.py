@@ -13,8 +13,10 @@ written to a temporary folder (deleted afterwards) in one or both formats:
 
 For each format the script times (median of ``--repeats``, runs listed):
 
-- ``read_table`` (emseg), after one untimed warm-up read that loads the compiled
-  parser (numba cache) and starts its threads; that first read is reported too;
+- ``read_table`` (emseg), after one warm-up read, reported on its own: for the first
+  format it includes numba's one-off start-up in the process and loading the compiled
+  parser from numba's cache (a cost the first compiled kernel of any emseg command
+  pays);
 - ``np.loadtxt(path, delimiter=",", skiprows=1)`` (numpy's C parser);
 - the csv module: ``csv.reader`` rows and ``float`` per cell (``--baseline-repeats``).
 
@@ -139,8 +141,9 @@ def main(argv=None):
                   f"(written in {time.perf_counter() - start:.1f} s)")
             start = time.perf_counter()
             first = read_table(path)
-            print(f"read_table, first call in this process: {time.perf_counter() - start:.2f} s "
-                  "(includes loading the compiled parser)")
+            note = ("numba's start-up and loading the compiled parser included" if fmt == formats[0]
+                    else "parser already loaded")
+            print(f"read_table, first read of this file: {time.perf_counter() - start:.2f} s ({note})")
             rt, rt_runs, table = timed(lambda: read_table(path), args.repeats)
             print(f"read_table (emseg)      median {rt:6.2f} s   runs {fmt_runs(rt_runs)}")
             lt, lt_runs, loaded = timed(
