@@ -165,12 +165,7 @@ def fit_dask_array(gm, X, sample_weight=None):
         )
     finally:
         del gm._fit_data
-    gm._sort_components()
-    gm.converged_ = result.converged
-    gm.n_iter_ = result.n_iter
-    gm.lower_bound_ = float(result.lower_bound)
-    gm.history_ = np.asarray(result.history, dtype=np.float64)
-    return gm
+    return gm._finish_fit(result)
 
 
 def _check_dask_input(da, X, sample_weight):

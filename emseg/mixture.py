@@ -186,6 +186,10 @@ class GaussianMixture:
             )
         finally:
             del self._fit_data
+        return self._finish_fit(result)
+
+    def _finish_fit(self, result):
+        """Sort the components and record how EM went (shared with the Dask fit)."""
         self._sort_components()
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
