@@ -7,19 +7,21 @@ rounds:
 
 - ``direct``: :func:`emseg.pipeline.segment_file` called on each image in a plain loop
   in this process (the per-image work: read, fit, label, render, write);
-- ``batch -j 1``: :func:`emseg.batch.run_batch` with ``jobs=1`` (in this process);
-- ``batch -j 2``: :func:`emseg.batch.run_batch` with ``jobs=2`` (two worker processes,
-  their start-up included).
+- ``batch -j 1``: the command ``python -m emseg batch IMAGES -k 3 -o OUT -j 1 -q``, in a
+  fresh process, as a user runs it (in-process work, no worker);
+- ``batch -j 2``: the same with ``-j 2`` (two worker processes, their start-up
+  included).
 
 Each run writes into a fresh folder. Reported: median wall time of each, the speed-up
 ``batch -j 1 / batch -j 2``, and the batch overhead per image,
-``(batch -j 1 - direct) / N``: discovery, the rerun check, warning capture, progress
-and ``summary.csv``. Since two runs on a busy machine differ by more than that, it is
-also measured inside each batch run: ``(jobs x wall - sum of the images' own
-segment_file times, from their reports) / N``. The ``direct`` loop's own split (read / features / fit / label /
-render / write, from the reports) is printed too.
+``(batch -j 1 - direct) / N``: Python's start-up and imports, discovery, the rerun
+check, warning capture, progress and ``summary.csv``. Since two runs on a busy machine
+differ by more than that, it is also measured inside each batch run:
+``(jobs x wall - sum of the images' own segment_file times, from their reports) / N``.
+The ``direct`` loop's own split (read / features / fit / label / render / write, from
+the reports) is printed too, with the 1-minute load average after each round.
 
-    python benchmarks/bench_batch.py                       # 200 images, 3 rounds
+    python benchmarks/bench_batch.py --repeats 5           # 200 images, 5 rounds
     python benchmarks/bench_batch.py --n 40 --repeats 1    # a quick look
 """
 
@@ -65,21 +67,23 @@ def direct(inputs, out, options):
     return time.perf_counter() - start, phases
 
 
-def batch(folder, out, options, jobs):
-    """Wall time of one batch, and the sum of its images' own times (from the reports)."""
+def batch(folder, out, k, jobs):
+    """Run ``emseg batch`` as a user would (a fresh process); return its wall time and
+    the sum of its images' own segment_file times (from their reports)."""
     import json
+    import subprocess
 
-    from emseg.batch import run_batch
-
+    command = [sys.executable, "-m", "emseg", "batch", str(folder), "-k", str(k), "-o", str(out),
+               "-j", str(jobs), "-q"]
     start = time.perf_counter()
-    result = run_batch([folder], out, options, jobs=jobs)
+    done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    if result.count("ok") != len(result.rows):
-        sys.exit(f"batch -j {jobs}: {len(result.failed)} image(s) failed: {result.failed[0].error}")
-    work = sum(
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed: {done.stderr.strip()}")
+    totals = [
         json.loads(p.read_text())["timings_seconds"]["total"] for p in out.glob("*_report.json")
-    )
-    return seconds, work
+    ]
+    return seconds, sum(totals)
 
 
 def main():
@@ -111,20 +115,23 @@ def main():
 
     times = {"direct": [], "batch -j 1": [], "batch -j 2": []}
     own = {"batch -j 1": [], "batch -j 2": []}  # wall minus the images' own time, per image
+    loads = [os.getloadavg()[0]]
     phases = {}
     for r in range(args.repeats):
         out = work / f"out-{r}"
+        shutil.rmtree(out, ignore_errors=True)  # left by an interrupted run
         seconds, phase = direct(inputs, out / "direct", options)
         times["direct"].append(seconds)
         for name, values in phase.items():
             phases.setdefault(name, []).extend(values)
         for jobs in (1, 2):
-            wall, work_seconds = batch(images, out / f"j{jobs}", options, jobs)
+            wall, work_seconds = batch(images, out / f"j{jobs}", args.k, jobs)
             times[f"batch -j {jobs}"].append(wall)
             own[f"batch -j {jobs}"].append((jobs * wall - work_seconds) / len(inputs))
         shutil.rmtree(out)
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
-              flush=True)
+        loads.append(os.getloadavg()[0])
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items())
+              + f"; load average {loads[-1]:.1f}", flush=True)
 
     med = {name: statistics.median(v) for name, v in times.items()}
     n = len(inputs)
@@ -141,8 +148,10 @@ def main():
         "  within each batch run, (jobs x wall - sum of the images' segment_file times) / N: "
         f"-j 1 {1000 * inside['batch -j 1']:.1f} ms/image, "
         f"-j 2 {1000 * inside['batch -j 2']:.1f} ms/image of worker time "
-        "(includes start-up of the two workers and any idle core at the end)"
+        "(includes the start-up of Python and of the workers, and idle cores at the end)"
     )
+    print(f"1-minute load average during the runs: {min(loads):.1f} to {max(loads):.1f} "
+          f"on {os.cpu_count()} cores (above 2, the workers wait for the CPU)")
     print("per-image work (direct loop), median ms: " + ", ".join(
         f"{name} {1000 * statistics.median(v):.1f}" for name, v in phases.items()
     ))

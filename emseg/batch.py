@@ -92,6 +92,7 @@ class Row:
     iterations: int | None = None
     log_likelihood: float | None = None
     seconds: float | None = None
+    cpu_seconds: float | None = None  # CPU time of the process that did the work
     warnings: list = field(default_factory=list)
     traceback: str | None = None  # for an internal error (a bug), to show with --debug
 
@@ -309,9 +310,17 @@ def _write_summary_quietly(path, rows):
         pass
 
 
+def _cores():
+    """The cores this process may use (its CPU affinity where the OS tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _check_jobs(jobs):
     if jobs is None:
-        return os.cpu_count() or 1
+        return _cores()
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise EmsegError(f"jobs must be a whole number >= 1, got {jobs!r}")
     return jobs
@@ -324,7 +333,7 @@ def _previous_model(model_path, options, overwrite):
     if overwrite or not model_path.exists():
         return None
     model = load_model(model_path)
-    if model.training.get("batch_options") != _plain_options(options):
+    if model.training.get("fit_settings") != _fit_settings(options):
         raise EmsegError(
             f"{model_path} was fitted with other options; pass --overwrite to refit "
             "it (and redo every image), or use another output folder"
@@ -338,7 +347,6 @@ def _fit_shared(items, rows, model_path, options, jobs, scheduler, max_samples, 
     model = _fit(items, rows, todo, options, jobs, scheduler, max_samples, progress)
     if model is None:
         raise EmsegError("no input could be read to fit the shared model; see summary.csv")
-    model.training["batch_options"] = _plain_options(options)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model.save(model_path, overwrite=True)
     model.source = str(model_path)
@@ -349,9 +357,19 @@ def _plain_options(options):
     return json.loads(json.dumps(options.to_dict()))
 
 
+# the options that change a shared fit (not, say, --posteriors)
+_FIT_SETTINGS = ("classes", "k_max", "color_space", "spatial", "covariance", "seed", "max_iter",
+                 "tol", "mask_path")
+
+
+def _fit_settings(options):
+    plain = _plain_options(options)
+    return {key: plain[key] for key in _FIT_SETTINGS}
+
+
 def _fit(items, rows, todo, options, jobs, scheduler, max_samples, progress):
     """Merge the pixel summaries of ``items[todo]`` and fit; mark unusable ones failed."""
-    from .model import fit_summary
+    from .model import DEFAULT_MAX_SAMPLES, fit_summary
     from .pipeline import fit_options
 
     tasks = [(_task_path(items[i].path, scheduler), options, i, len(todo), max_samples)
@@ -364,14 +382,13 @@ def _fit(items, rows, todo, options, jobs, scheduler, max_samples, progress):
         row = rows[index]
         if isinstance(outcome, BaseException):
             outcome = _failure(outcome)
-        status, value, row.warnings, row.seconds = outcome[:4]
+        status, value, row.warnings, (row.seconds, row.cpu_seconds), trace = outcome
         if status == "ok":
             merged = groups.get(value.group)
             groups[value.group] = value if merged is None else merged.merge(value)
             group_of[index] = value.group
         else:
-            row.status, row.error = "failed", value
-            row.traceback = outcome[4] if len(outcome) > 4 else None
+            row.status, row.error, row.traceback = "failed", value, trace
         done += 1
         if progress is not None:
             progress(Progress("fit", done, len(todo), row))
@@ -387,8 +404,11 @@ def _fit(items, rows, todo, options, jobs, scheduler, max_samples, progress):
                 f"images (as {items[first.first_index].path.name}); segment it in a "
                 "separate batch"
             )
-    max_samples_used = max_samples if first.samples else None
-    return fit_summary(first, options.classes, max_samples=max_samples_used, **fit_options(options))
+    max_samples_used = (max_samples or DEFAULT_MAX_SAMPLES) if first.samples else None
+    model = fit_summary(first, options.classes, max_samples=max_samples_used,
+                        **fit_options(options))
+    model.training["fit_settings"] = _fit_settings(options)  # to check a rerun against
+    return model
 
 
 def _describe(group):
@@ -414,15 +434,13 @@ def _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progre
             continue
         key = (os.path.normcase(os.path.abspath(item.out_dir)), item.path.stem)
         if key in owners:
-            row.status = "failed"
-            row.error = (
+            state, reason = "conflict", (
                 f"its outputs would have the same names as {owners[key]}'s "
                 f"(in {item.out_dir}); rename one of them"
             )
-            total -= 1
-            continue
-        owners[key] = item.path
-        state, report, reason = _previous_outputs(item, plain, model_key, overwrite)
+        else:
+            owners[key] = item.path
+            state, report, reason = _previous_outputs(item, plain, model_key, overwrite)
         if state == "done":
             _fill_from_report(row, report)
             row.status = "skipped"
@@ -442,13 +460,12 @@ def _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progre
         row = rows[todo[position]]
         if isinstance(outcome, BaseException):
             outcome = _failure(outcome)
-        status, value, row.warnings, row.seconds = outcome[:4]
+        status, value, row.warnings, (row.seconds, row.cpu_seconds), trace = outcome
         if status == "ok":
             row.status, row.error = "ok", ""
             row.k, row.iterations, row.log_likelihood = value
         else:
-            row.status, row.error = "failed", value
-            row.traceback = outcome[4] if len(outcome) > 4 else None
+            row.status, row.error, row.traceback = "failed", value, trace
         done += 1
         if progress is not None:
             progress(Progress("segment", done, total, row))
@@ -525,7 +542,7 @@ _MODELS = {}  # model key -> SegmentationModel, validated once per worker proces
 
 def _segment_task(task):
     """Segment one input (runs in a worker). Returns ``(status, value, warnings,
-    seconds[, traceback])``; never raises for a bad input."""
+    (seconds, cpu_seconds), traceback)``; never raises for a bad input."""
     path, out_dir, options, overwrite, model_key, model_dict, model_source = task
 
     def work():
@@ -563,7 +580,7 @@ def _summary_task(task):
 
 def _guarded(work):
     """Run ``work()``; a bad input becomes ``("failed", reason, ...)``, never an exception."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     trace = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -578,16 +595,17 @@ def _guarded(work):
             value = f"internal error ({type(exc).__name__}: {exc})"
             trace = traceback.format_exc()
     messages = [str(w.message) for w in caught]
-    result = (status, value, messages, time.perf_counter() - start)
-    return result + (trace,) if trace else result
+    seconds = (time.perf_counter() - start, time.process_time() - cpu)
+    return (status, value, messages, seconds, trace)
 
 
 def _failure(exc):
     """The outcome of a task that raised outside :func:`_guarded` (a dead worker...)."""
-    if isinstance(exc, EmsegError):
-        return ("failed", str(exc), [], None)
+    if isinstance(exc, (EmsegError, WorkerDied)):
+        return ("failed", str(exc), [], (None, None), None)
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return ("failed", f"{type(exc).__name__}: {text}" if str(exc) else text, [], None)
+    return ("failed", f"{type(exc).__name__}: {text}" if str(exc) else text, [], (None, None),
+            None)
 
 
 def _cached_model(key, model_dict, source):
@@ -622,6 +640,12 @@ def _init_worker(threads):
 
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     except Exception:  # pragma: no cover - numba is a dependency; threads only tune speed
+        pass
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except Exception:  # pragma: no cover - OpenCV is a dependency; threads only tune speed
         pass
     try:
         from threadpoolctl import threadpool_limits
@@ -687,7 +711,7 @@ def _map_processes(fn, tasks, jobs):
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, _cores() // jobs)
     queue = deque(range(len(tasks)))
     suspects = deque()  # tasks running when a worker died: retried one at a time
     while queue or suspects:

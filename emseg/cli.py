@@ -7,9 +7,7 @@ shown only with ``--debug``. Heavy modules are imported inside the commands, so
 """
 
 import functools
-import json
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -254,9 +252,10 @@ class _ProgressView:
 
     LABELS = {"fit": "reading for the shared model", "segment": "segmenting"}
 
-    def __init__(self, quiet, debug):
+    def __init__(self, quiet, debug, verbose=False):
         self.quiet = quiet
         self.debug = debug
+        self.verbose = verbose
         self.bar = None
         self.phase = None
 
@@ -279,6 +278,10 @@ class _ProgressView:
                 self._above(row.traceback.rstrip(), error=True)
         for message in row.warnings:
             self._above(f"emseg: warning: {row.path}: {message}")
+        if self.verbose and row.status == "ok" and event.phase == "segment":
+            self._above(
+                f"{row.path}: K={row.k}, {row.iterations} iterations, {row.seconds:.2f} s"
+            )
         if self.bar is not None:
             self.bar.update(1)
 
@@ -362,7 +365,7 @@ def batch(folders, recursive, pattern, jobs, scheduler, max_pixels, shared_model
 
     out = Path(output_dir)  # run_batch creates it once it has found the inputs
     options = RunOptions(posteriors=posteriors, max_pixels=max_pixels, **model)
-    view = _ProgressView(quiet, debug)
+    view = _ProgressView(quiet, debug, verbose)
     try:
         result = _library_call(
             debug, run_batch, folders, out, options,
@@ -416,7 +419,6 @@ def fit(inputs, model_path, recursive, pattern, jobs, scheduler, max_pixels, max
     if failed or fitted is None:
         _fail(f"model not written: {len(failed)} of {len(rows)} input(s) could not be used")
         sys.exit(1)
-    fitted.training["batch_options"] = json.loads(json.dumps(options.to_dict()))
     _library_call(debug, fitted.save, model_path, overwrite=overwrite)
     t = fitted.training
     how = "histograms merged exactly" if t["exact"] else f"{t['sampled_images']} image(s) sampled"
@@ -447,7 +449,7 @@ def apply(model_file, inputs, recursive, pattern, jobs, scheduler, max_pixels, p
     fitted = _library_call(debug, load_model, model_file)
     out = Path(output_dir)
     options = RunOptions(posteriors=posteriors, max_pixels=max_pixels)
-    view = _ProgressView(quiet, debug)
+    view = _ProgressView(quiet, debug, verbose)
     try:
         result = _library_call(
             debug, run_batch, inputs, out, options,

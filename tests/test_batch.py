@@ -112,7 +112,9 @@ def test_all_good_exits_0_and_labels_match_emseg_run(tmp_path):
     root = tmp_path / "in"
     save(root / "x.png", scene(4)[0])
     out, single = tmp_path / "out", tmp_path / "single"
-    assert invoke("batch", root, "-k", 3, "-o", out, "-j", 1, "-q").exit_code == 0
+    result = invoke("batch", root, "-k", 3, "-o", out, "-j", 1, "-v")
+    assert result.exit_code == 0 and f"{root / 'x.png'}: K=3, " in result.output
+    assert "1 segmented, 0 failed" in result.output
     assert invoke("run", root / "x.png", "-k", 3, "-o", single, "-q").exit_code == 0
     for suffix in ("_labels.png", "_overlay.png", "_segments.png"):
         assert (out / f"x{suffix}").read_bytes() == (single / f"x{suffix}").read_bytes()
