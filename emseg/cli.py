@@ -459,3 +459,214 @@ def apply(model_file, inputs, recursive, pattern, jobs, scheduler, max_pixels, p
     finally:
         view.close()
     _finish_batch(result, quiet)
+
+
+# --- tables: emseg gmm ..., emseg hmm ... --------------------------------------------------
+
+
+class ColumnsType(click.ParamType):
+    """``--columns a,b,c``: a comma-separated list of column names."""
+
+    name = "A,B,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        names = [n.strip() for n in str(value).split(",")]
+        if not all(names):
+            self.fail(f"{value!r} has an empty column name", param, ctx)
+        return names
+
+
+def _table_call(debug, quiet, work, *args, **kwargs):
+    """Run a table command's work: library errors and bugs become one line and exit 1;
+    warnings (no convergence...) are printed as one line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = _library_call(debug, work, *args, **kwargs)
+        except MemoryError:
+            if debug:
+                raise
+            _fail("out of memory; try fewer rows, columns or components")
+            sys.exit(1)
+        except Exception as exc:
+            if debug:
+                raise
+            _fail(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug for the traceback")
+            sys.exit(1)
+    for w in caught:
+        _say(f"emseg: warning: {w.message}", quiet)
+    return result
+
+
+def table_fit_options(command):
+    decorators = [
+        click.option("--columns", type=ColumnsType(), default=None,
+                     help="Feature columns (default: every numeric column)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
+        click.option("--tol", type=click.FloatRange(min=0), default=None,
+                     help="Stop when the mean log-likelihood per row changes by less."),
+        click.option("--n-init", type=click.IntRange(1), default=1, show_default=True,
+                     help="Restarts; the best is kept."),
+        click.option("--overwrite", is_flag=True, help="Replace existing output files."),
+        click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
+        click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+_COVARIANCE = click.Choice(["full", "tied", "diag", "spherical"])
+
+
+@main.group()
+def gmm():
+    """Gaussian mixtures on tables (CSV, TSV with a header row, or .npy).
+
+    Empty cells and NA are missing values, fitted by EM on the observed columns.
+    """
+
+
+@gmm.command("fit")
+@click.argument("table", type=click.Path())
+@click.option("-k", "--classes", type=click.IntRange(1), required=True, help="Components.")
+@click.option("--covariance", type=_COVARIANCE, default="full", show_default=True)
+@click.option("--max-iter", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--model", "model_path", type=click.Path(), help="Write the fitted model (JSON).")
+@click.option("--labels", "labels_path", type=click.Path(),
+              help="Write labels.csv: row, label, probability of each class.")
+@table_fit_options
+def gmm_fit(table, classes, covariance, max_iter, model_path, labels_path, columns, seed, tol,
+            n_init, overwrite, quiet, debug):
+    """Fit a K-component mixture to TABLE's columns."""
+    from .tabular import gmm_fit as work
+
+    s = _table_call(debug, quiet, work, table, classes, columns=columns,
+                    covariance_type=covariance, random_state=seed, max_iter=max_iter,
+                    tol=1e-3 if tol is None else tol, n_init=n_init, model_path=model_path,
+                    labels_path=labels_path, overwrite=overwrite)
+    _say(f"{table}: {s['rows']} rows x {len(s['columns'])} columns ({', '.join(s['columns'])}) "
+         f"read in {s['read_seconds']:.2f} s, {s['missing']} missing cells", quiet)
+    _say(f"K={s['k']}: {s['iterations']} iterations in {s['fit_seconds']:.2f} s, "
+         f"converged {s['converged']}, log-likelihood per row {s['log_likelihood']:.6g}, "
+         f"BIC {s['bic']:.6g}", quiet)
+    if not quiet and not model_path and not labels_path:
+        gm = s["model"]
+        for k in range(gm.n_components_):
+            click.echo(f"component {k}: weight {gm.weights_[k]:.4f}, mean "
+                       + " ".join(f"{v:.6g}" for v in gm.means_[k]))
+
+
+@gmm.command("select")
+@click.argument("table", type=click.Path())
+@click.option("--k-max", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--covariance", "covariances", type=_COVARIANCE, multiple=True,
+              help="Covariance types to try (repeatable; default all four).")
+@click.option("--max-iter", type=click.IntRange(1), default=100, show_default=True)
+@table_fit_options
+def gmm_select(table, k_max, covariances, max_iter, columns, seed, tol, n_init, overwrite,
+               quiet, debug):
+    """Print BIC and AIC for K = 1..K-MAX and each covariance type; name the best."""
+    from .tabular import gmm_select as work
+
+    rows, best, _ = _table_call(debug, quiet, work, table, k_max, columns=columns,
+                                covariance_types=covariances or None, random_state=seed,
+                                max_iter=max_iter, tol=1e-3 if tol is None else tol)
+    click.echo(f"{'covariance':<10} {'K':>3} {'BIC':>16} {'AIC':>16} {'log-likelihood':>16}")
+    for r in rows:
+        click.echo(f"{r['covariance_type']:<10} {r['k']:>3} {r['bic']:>16.6g} "
+                   f"{r['aic']:>16.6g} {r['log_likelihood']:>16.6g}")
+    click.echo(f"best by BIC: K={best['k']}, covariance {best['covariance_type']}")
+
+
+@gmm.command("predict")
+@click.argument("model_file", type=click.Path())
+@click.argument("table", type=click.Path())
+@click.option("-o", "--output", type=click.Path(), default="labels.csv", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def gmm_predict(model_file, table, output, overwrite, quiet, debug):
+    """Label TABLE's rows with a fitted model; write OUTPUT (row, label, probabilities)."""
+    from .tabular import gmm_predict as work
+
+    s = _table_call(debug, quiet, work, model_file, table, output, overwrite=overwrite)
+    _say(f"{table}: {s['rows']} rows labelled into {output}; rows per class {s['counts']}", quiet)
+
+
+@gmm.command("impute")
+@click.argument("table", type=click.Path())
+@click.option("-o", "--output", type=click.Path(), required=True, help="The filled table.")
+@click.option("-k", "--classes", type=click.IntRange(1), default=None,
+              help="Fit a mixture of K components here...")
+@click.option("--model", "model_path", type=click.Path(), help="...or use a fitted model.")
+@click.option("--covariance", type=_COVARIANCE, default="full", show_default=True)
+@click.option("--max-iter", type=click.IntRange(1), default=100, show_default=True)
+@table_fit_options
+def gmm_impute(table, output, classes, model_path, covariance, max_iter, columns, seed, tol,
+               n_init, overwrite, quiet, debug):
+    """Fill TABLE's missing cells with their expected values under a mixture.
+
+    Every other cell, column and character of the file is kept as it is.
+    """
+    from .tabular import gmm_impute as work
+
+    s = _table_call(debug, quiet, work, table, output, k=classes, model_path=model_path,
+                    columns=columns, covariance_type=covariance, random_state=seed,
+                    max_iter=max_iter, tol=1e-3 if tol is None else tol, overwrite=overwrite)
+    _say(f"{table}: {s['filled']} missing cells filled (K={s['k']}) into {output}", quiet)
+
+
+@main.group()
+def hmm():
+    """Hidden Markov models on tables of sequences (CSV, TSV or .npy)."""
+
+
+@hmm.command("fit")
+@click.argument("table", type=click.Path())
+@click.option("-k", "--states", type=click.IntRange(1), required=True, help="Hidden states.")
+@click.option("--sequence-col", default=None, help="Column of sequence ids (rows contiguous).")
+@click.option("--categorical", default=None, help="Column of symbols: a categorical HMM.")
+@click.option("--covariance", type=_COVARIANCE, default="full", show_default=True)
+@click.option("--n-iter", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--model", "model_path", type=click.Path(), help="Write the fitted model (JSON).")
+@click.option("--states-out", "states_path", type=click.Path(),
+              help="Also write the Viterbi states of TABLE (CSV).")
+@table_fit_options
+def hmm_fit(table, states, sequence_col, categorical, covariance, n_iter, model_path,
+            states_path, columns, seed, tol, n_init, overwrite, quiet, debug):
+    """Fit a K-state HMM to TABLE by Baum-Welch."""
+    from .tabular import hmm_fit as work
+
+    s = _table_call(debug, quiet, work, table, states, columns=columns,
+                    sequence_col=sequence_col, categorical=categorical,
+                    covariance_type=covariance, random_state=seed, n_iter=n_iter,
+                    tol=1e-4 if tol is None else tol, n_init=n_init, model_path=model_path,
+                    states_path=states_path, overwrite=overwrite)
+    _say(f"{table}: {s['rows']} rows in {s['sequences']} sequence(s) read in "
+         f"{s['read_seconds']:.2f} s", quiet)
+    _say(f"K={s['k']}: {s['iterations']} iterations in {s['fit_seconds']:.2f} s, converged "
+         f"{s['converged']}, log-likelihood {s['log_likelihood']:.8g}", quiet)
+
+
+@hmm.command("decode")
+@click.argument("model_file", type=click.Path())
+@click.argument("table", type=click.Path())
+@click.option("-o", "--output", type=click.Path(), default="states.csv", show_default=True)
+@click.option("--algorithm", type=click.Choice(["viterbi", "map"]), default="viterbi",
+              show_default=True)
+@click.option("--sequence-col", default=None,
+              help="Column of sequence ids (default: the one the model was fitted with).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+def hmm_decode(model_file, table, output, algorithm, sequence_col, overwrite, quiet, debug):
+    """Decode TABLE's hidden states with a fitted model; write OUTPUT (state, posterior)."""
+    from .tabular import hmm_decode as work
+
+    s = _table_call(debug, quiet, work, model_file, table, output, algorithm=algorithm,
+                    sequence_col=sequence_col, overwrite=overwrite)
+    _say(f"{table}: {s['rows']} rows in {s['sequences']} sequence(s) decoded ({algorithm}, "
+         f"log-probability {s['log_probability']:.8g}) into {output}", quiet)
