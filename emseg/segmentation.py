@@ -48,7 +48,8 @@ class Segmentation:
     bic_table: list = None
     timings: dict = field(default_factory=dict)
     log_likelihood: float = None  # mean per pixel, when labelled with a given model
-    _posterior_source: tuple = field(default=None, repr=False)
+    mrf: dict = None  # with beta: the beta used, iterations, convergence, history
+    _posterior_source: object = field(default=None, repr=False)
 
     @property
     def k(self):
@@ -56,6 +57,8 @@ class Segmentation:
 
     @cached_property
     def posteriors(self):
+        if isinstance(self._posterior_source, np.ndarray):  # per pixel (the MRF's)
+            return self._posterior_source
         table, index, valid = self._posterior_source
         out = np.zeros(self.labels.shape + (self.k,), dtype=np.float32)
         out[valid] = table[index]
@@ -74,6 +77,12 @@ def segment(
     random_state=0,
     k_max=8,
     channel_axis="auto",
+    multichannel=False,
+    beta=0.0,
+    mrf="meanfield",
+    neighbourhood=None,
+    spacing=None,
+    mrf_max_iter=50,
     **em_options,
 ):
     """Label every pixel of ``image`` with one of ``k`` classes fitted by EM.
@@ -87,6 +96,14 @@ def segment(
     Other keywords (``max_iter``, ``tol``, ``reg_covar``, ``n_init``, ``init_params``,
     ``callback``...) go to :class:`emseg.GaussianMixture`.
 
+    ``multichannel``: the last axis (or ``channel_axis``) holds co-registered channels
+    (e.g. T1 and T2 volumes), used together as features (``color_space`` "channels").
+
+    ``beta`` > 0 (or ``"auto"``) smooths the labels with a Potts Markov random field:
+    HMRF-EM (:func:`emseg.mrf.hmrf_em`) started from the mixture fit, with ``mrf`` =
+    "meanfield" or "icm", ``neighbourhood`` 4/8 (2-D) or 6/18/26 (3-D), and voxel
+    ``spacing`` (neighbours weighted by 1/distance). ``beta=0`` is the plain mixture.
+
     ``model``: a :class:`~emseg.model.SegmentationModel` (from :func:`emseg.fit_model`
     or :func:`emseg.load_model`). The image is then labelled with that model, without
     fitting: labels follow the model's order, so a label means the same in every image
@@ -97,10 +114,15 @@ def segment(
         return _segment_with_model(image, model, k, color_space, spatial, mask, channel_axis)
     if k is None:
         raise EmsegError("give k (a number of classes, or 'auto') or a model to segment with")
+    beta = _check_beta(beta)
     clock = time.perf_counter()
-    values, is_color, alpha = split_channels(image, channel_axis)
+    values, is_color, alpha = split_channels(image, channel_axis, multichannel)
     shape = values.shape[:-1]
-    spec = FeatureSpec(resolve_color_space(color_space, is_color), _check_spatial(spatial))
+    spec = FeatureSpec(
+        resolve_color_space(color_space, is_color, multichannel),
+        _check_spatial(spatial),
+        values.shape[-1] if multichannel else 0,
+    )
     valid = _valid_pixels(shape, alpha, mask)
     n_valid = int(valid.sum()) if valid is not None else int(np.prod(shape))
     if n_valid < 2:
@@ -123,6 +145,16 @@ def segment(
             )
         model, bic_table = GaussianMixture(k, **options).fit(X, sample_weight=weights), None
     timings["fit"] = time.perf_counter() - clock
+
+    if beta != 0:
+        clock = time.perf_counter()
+        result = _smoothed(model, rows, spec, shape, valid, values.dtype, beta=beta,
+                           method=mrf, neighbourhood=neighbourhood, spacing=spacing,
+                           max_iter=mrf_max_iter)
+        timings["mrf"] = time.perf_counter() - clock
+        result.bic_table = bic_table
+        result.timings = timings
+        return result
 
     clock = time.perf_counter()
     resp = model.predict_proba(X)
@@ -218,6 +250,61 @@ def _segment_with_model(image, model, k, color_space, spatial, mask, channel_axi
     timings["label"] = time.perf_counter() - clock
     result.timings = timings
     return result
+
+
+def _smoothed(model, rows, spec, shape, valid, dtype, **mrf_options):
+    """HMRF-EM from the fitted mixture; labels and posteriors per pixel, darkest first."""
+    from .mrf import hmrf_em
+
+    X, _, unique, _, index = rows
+    if len(shape) not in (2, 3):
+        raise EmsegError(f"the MRF needs a 2-D image or 3-D volume, got shape {shape}")
+    res = hmrf_em(model, X, index if spec.value_only else None, shape, valid,
+                  beta=mrf_options["beta"], method=mrf_options["method"],
+                  neighbourhood=mrf_options["neighbourhood"], spacing=mrf_options["spacing"],
+                  max_iter=mrf_options["max_iter"])
+    k = model.n_components_
+    inside = res.labels >= 0
+    hard = res.labels[inside]
+    pixel_values = unit_scale(unique)[index]  # each valid pixel's value, C order
+    counts = np.bincount(hard, minlength=k).astype(np.float64)
+    lum = luminance(unique)[index]
+    mean_lum = np.bincount(hard, weights=lum, minlength=k) / np.maximum(counts, 1)
+    order = np.argsort(mean_lum, kind="stable")
+    model._reorder(order)
+    rank = np.empty(k, dtype=np.int32)
+    rank[order] = np.arange(k, dtype=np.int32)
+    labels = np.where(inside, rank[np.maximum(res.labels, 0)], -1).astype(np.int32)
+    hard = rank[hard]
+    counts = counts[order]
+    means = np.stack(
+        [np.bincount(hard, weights=c, minlength=k) for c in pixel_values.T], axis=1
+    ) / np.maximum(counts, 1)[:, None]
+    return Segmentation(
+        labels=labels,
+        model=model,
+        features=spec,
+        fractions=counts / counts.sum(),
+        mean_values=_to_image_units(means, dtype),
+        mrf={"beta": float(res.beta), "method": res.method, "iterations": int(res.n_iter),
+             "converged": bool(res.converged), "history": np.asarray(res.history),
+             "changed": np.asarray(res.changed)},
+        _posterior_source=np.ascontiguousarray(res.posteriors[..., order]),
+    )
+
+
+def _check_beta(beta):
+    if isinstance(beta, str):
+        if beta == "auto":
+            return beta
+        raise EmsegError(f"beta must be a number >= 0 or 'auto', got {beta!r}")
+    try:
+        value = float(beta)
+    except (TypeError, ValueError):
+        raise EmsegError(f"beta must be a number >= 0 or 'auto', got {beta!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise EmsegError(f"beta must be a number >= 0 or 'auto', got {beta!r}")
+    return value
 
 
 def _check_spatial(spatial):

@@ -174,3 +174,68 @@ def test_deterministic():
     b = segment(image, 4)
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_array_equal(a.model.means_, b.model.means_)
+
+
+def _three_regions(rng, sigma, shape=(90, 120)):
+    truth = np.zeros(shape, int)
+    truth[:, shape[1] // 2 :] = 1
+    truth[shape[0] // 3 : 2 * shape[0] // 3, shape[1] // 8 : shape[1] // 3] = 2
+    img = np.array([60, 130, 200])[truth] + rng.normal(0, sigma, shape)
+    return np.clip(img, 0, 255).astype(np.uint8), truth
+
+
+def test_mrf_beta_zero_is_the_plain_mixture_and_beta_cleans_noise():
+    img, truth = _three_regions(np.random.default_rng(0), 45)
+    plain = segment(img, 3)
+    zero = segment(img, 3, beta=0.0)
+    np.testing.assert_array_equal(plain.labels, zero.labels)
+    assert zero.mrf is None
+    smooth = segment(img, 3, beta=1.0)
+    plain_err = (plain.labels != truth).mean()
+    smooth_err = (smooth.labels != truth).mean()
+    assert smooth_err < plain_err / 3
+    assert smooth.mrf["beta"] == 1.0 and smooth.mrf["iterations"] >= 1
+    post = smooth.posteriors
+    assert post.shape == img.shape + (3,)
+    np.testing.assert_allclose(post.sum(-1), 1, atol=1e-5)
+    np.testing.assert_array_equal(post.argmax(-1), smooth.labels)  # same label order
+    assert np.all(np.diff([m[0] for m in smooth.mean_values]) > 0)  # darkest first
+
+
+def test_mrf_respects_the_mask_and_runs_in_3d():
+    rng = np.random.default_rng(1)
+    img, truth = _three_regions(rng, 40)
+    mask = np.ones(img.shape, bool)
+    mask[:10] = False
+    seg = segment(img, 3, beta=0.8, mrf="icm", mask=mask)
+    assert (seg.labels[:10] == -1).all() and (seg.labels[10:] >= 0).all()
+    assert (seg.posteriors[:10] == 0).all()
+    vol = np.stack([_three_regions(rng, 40)[0] for _ in range(4)])
+    seg3 = segment(vol, 3, beta=0.8, spacing=(2.0, 1.0, 1.0), neighbourhood=18)
+    assert seg3.labels.shape == vol.shape
+    assert (seg3.labels == np.stack([truth] * 4)).mean() > 0.95
+
+
+@pytest.mark.parametrize("beta", [-1, "strong", float("nan")])
+def test_bad_beta_refused(beta):
+    with pytest.raises(EmsegError, match="beta"):
+        segment(np.arange(100, dtype=np.uint8).reshape(10, 10), 2, beta=beta)
+
+
+def test_multichannel_volume_uses_every_channel():
+    rng = np.random.default_rng(2)
+    truth = np.zeros((3, 30, 40), int)
+    truth[:, :, 20:] = 1
+    truth[:, 10:20, :] += 2  # four classes, each told apart only with both channels
+    t1 = np.array([50.0, 150.0, 50.0, 150.0])[truth] + rng.normal(0, 8, truth.shape)
+    t2 = np.array([60.0, 60.0, 160.0, 160.0])[truth] + rng.normal(0, 8, truth.shape)
+    seg = segment(np.stack([t1, t2], -1).astype(np.float32), 4, multichannel=True)
+    assert seg.features.color_space == "channels" and seg.model.means_.shape == (4, 2)
+    # the same partition as the truth, whatever the label names
+    majority = []
+    for c in range(4):
+        labels = seg.labels[truth == c]
+        top = np.bincount(labels, minlength=4).argmax()
+        assert (labels == top).mean() > 0.97
+        majority.append(top)
+    assert sorted(majority) == [0, 1, 2, 3]
