@@ -75,6 +75,46 @@ def model_options(command):
     return command
 
 
+class BetaType(click.ParamType):
+    """``--beta``: a number >= 0, or ``auto``."""
+
+    name = "BETA|auto"
+
+    def convert(self, value, param, ctx):
+        if str(value).strip().lower() == "auto":
+            return "auto"
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number or 'auto'", param, ctx)
+        if not number >= 0 or number == float("inf"):
+            self.fail(f"{value} is not a finite number >= 0 (or 'auto')", param, ctx)
+        return number
+
+
+def mrf_options(command):
+    """Spatial smoothing by a Markov random field (HMRF-EM)."""
+    decorators = [
+        click.option(
+            "--beta", type=BetaType(), default=0.0, show_default=True,
+            help="Strength of the Potts prior that smooths the labels (0: none; 'auto': "
+            "estimate it). Typical values 0.3-1.5.",
+        ),
+        click.option(
+            "--mrf", type=click.Choice(["meanfield", "icm"]), default="meanfield",
+            show_default=True, help="How the MRF's E-step is computed.",
+        ),
+        click.option(
+            "--neighbourhood", type=click.Choice(["4", "8", "6", "18", "26"]), default=None,
+            callback=lambda ctx, param, v: None if v is None else int(v),
+            help="Neighbours: 4 or 8 in 2-D (default 4), 6, 18 or 26 in 3-D (default 6).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
 def output_options(command):
     decorators = [
         click.option(
@@ -159,6 +199,12 @@ def _per_input(debug):
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @model_options
+@mrf_options
+@click.option(
+    "--channels", is_flag=True,
+    help="The IMAGES (e.g. t1.nii.gz t2.nii.gz), or the volumes of one 4-D NIfTI file, "
+    "are co-registered channels of one input.",
+)
 @click.option("--mask", "mask_path", type=click.Path(), help="Mask image: non-zero = inside.")
 @click.option("--posteriors", is_flag=True, help="Also write per-class posterior maps (TIFF).")
 @click.option(
@@ -166,22 +212,27 @@ def _per_input(debug):
     help="Allow images with more pixels than Pillow's decompression-bomb limit.",
 )
 @output_options
-def run(images, mask_path, posteriors, max_pixels, output_dir, overwrite, quiet, verbose, debug, **model):
+def run(images, channels, mask_path, posteriors, max_pixels, output_dir, overwrite, quiet,
+        verbose, debug, **model):
     """Segment each IMAGE and write labels, overlay, segments and a report.
 
     For photo.png the outputs are photo_labels.png (the class of each pixel, 0 =
     darkest; 255 outside the mask), photo_overlay.png, photo_segments.png and
-    photo_report.json, in OUTPUT_DIR.
+    photo_report.json, in OUTPUT_DIR. A TIFF stack gets photo_labels.tif; a NIfTI
+    volume t1.nii.gz gets t1_labels.nii.gz (and with --posteriors t1_pve.nii.gz, one
+    volume per class) with its affine. A folder of DICOM slices is read as one volume.
     """
-    from .pipeline import RunOptions
+    from .pipeline import RunOptions, file_stem
 
     out = _output_folder(output_dir, debug)
-    options = RunOptions(mask_path=mask_path, posteriors=posteriors, max_pixels=max_pixels, **model)
+    options = RunOptions(mask_path=mask_path, posteriors=posteriors, max_pixels=max_pixels,
+                         channels=channels, **model)
     seen = {}
     failed = 0
     work = _per_input(debug)(_run_one)
-    for path in images:
-        stem = Path(path).stem
+    inputs = [tuple(images)] if channels and len(images) > 1 else images
+    for path in inputs:
+        stem = file_stem(path[0] if isinstance(path, tuple) else path)
         if stem in seen:
             _fail(f"{path}: its outputs would have the same names as {seen[stem]}'s; run it separately with another -o")
             failed += 1
@@ -199,9 +250,13 @@ def _run_one(path, out, *, options, overwrite, quiet, verbose):
     report = segment_file(path, out, options, overwrite=overwrite)
     fractions = " ".join(f"{100 * c['fraction']:.1f}%" for c in report["classes"])
     seconds = report["timings_seconds"]["total"]
+    name = " + ".join(map(str, path)) if isinstance(path, tuple) else path
+    mrf = report.get("mrf")
+    smoothing = (f", MRF beta {mrf['beta']:.3g} ({mrf['method']}, {mrf['iterations']} "
+                 "iterations)") if mrf else ""
     _say(
-        f"{path}: K={report['k']}, {report['iterations']} iterations, {seconds:.2f} s, "
-        f"classes {fractions}",
+        f"{name}: K={report['k']}, {report['iterations']} iterations{smoothing}, "
+        f"{seconds:.2f} s, classes {fractions}",
         quiet,
     )
     if verbose and report["bic_table"]:
@@ -342,6 +397,7 @@ def _finish_batch(result, quiet):
 @main.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path())
 @model_options
+@mrf_options
 @batch_options
 @click.option(
     "--shared-model", is_flag=True,

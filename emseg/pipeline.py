@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 
 from ._version import __version__
 
@@ -28,23 +29,42 @@ class RunOptions:
     mask_path: str | None = None
     posteriors: bool = False
     max_pixels: int | None = None
+    beta: object = 0.0  # Potts prior strength, or "auto"; 0: no MRF
+    mrf: str = "meanfield"
+    neighbourhood: int | None = None
+    channels: bool = False  # several files (or a 4-D NIfTI) as co-registered channels
 
     def to_dict(self):
         return asdict(self)
 
 
-def output_paths(path, out, *, posteriors=False, stack=False):
-    """The files :func:`segment_file` writes for input ``path`` into folder ``out``."""
-    stem = Path(path).stem
+def file_stem(path):
+    """``photo.png`` -> ``photo``; ``t1.nii.gz`` -> ``t1``; a DICOM folder -> its name."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem if not Path(path).is_dir() else name
+
+
+def output_paths(path, out, *, posteriors=False, stack=False, nifti=False):
+    """The files :func:`segment_file` writes for input ``path`` into folder ``out``.
+
+    Labels are a PNG for an image, a multi-page TIFF for a stack, and NIfTI for a
+    NIfTI input (with its affine); posteriors a multi-page float32 TIFF, or for NIfTI
+    one 4-D file of per-class maps (FSL FAST's ``pve`` maps, one volume per class).
+    """
+    stem = file_stem(path)
     out = Path(out)
+    labels_ext = "nii.gz" if nifti else ("tif" if stack else "png")
     targets = {
-        "labels": out / f"{stem}_labels.{'tif' if stack else 'png'}",
+        "labels": out / f"{stem}_labels.{labels_ext}",
         "overlay": out / f"{stem}_overlay.png",
         "segments": out / f"{stem}_segments.png",
         "report": out / f"{stem}_report.json",
     }
     if posteriors:
-        targets["posteriors"] = out / f"{stem}_posteriors.tif"
+        targets["posteriors"] = out / (f"{stem}_pve.nii.gz" if nifti else f"{stem}_posteriors.tif")
     return targets
 
 
@@ -69,8 +89,14 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
     options = options or RunOptions()
     start = time.perf_counter()
     clock = start
-    image = io.read_image(path, max_pixels=options.max_pixels)
-    targets = output_paths(path, out, posteriors=options.posteriors, stack=image.is_stack)
+    if isinstance(path, (list, tuple)):  # co-registered channels, one file each
+        image = io.read_channels(path, max_pixels=options.max_pixels)
+        path = path[0]
+    else:
+        image = io.read_image(path, max_pixels=options.max_pixels,
+                              allow_channels=options.channels)
+    targets = output_paths(path, out, posteriors=options.posteriors, stack=image.is_stack,
+                           nifti=image.nifti is not None)
     io.check_writable(list(targets.values()), overwrite)
     mask = image.valid
     if options.mask_path is not None:
@@ -78,7 +104,7 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
         mask = user_mask if mask is None else mask & user_mask
     read_seconds = time.perf_counter() - clock
 
-    channel_axis = -1 if image.is_color else None
+    channel_axis = -1 if image.has_channel_axis else None
     if model is not None:
         seg = segment(image.pixels, model=model, mask=mask, channel_axis=channel_axis)
     else:
@@ -94,33 +120,40 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
             max_iter=options.max_iter,
             tol=options.tol,
             channel_axis=channel_axis,
+            multichannel=image.channels,
+            beta=options.beta,
+            mrf=options.mrf,
+            neighbourhood=options.neighbourhood,
+            spacing=image.spacing,
         )
 
     clock = time.perf_counter()
     k = seg.k
-    pixels, labels = image.pixels, seg.labels
-    if image.is_stack:  # the pictures show the middle slice; the labels keep every one
-        middle = labels.shape[0] // 2
-        pixels, labels = pixels[middle], labels[middle]
-    display = render.to_display(pixels)
-    colors = render.class_colors(display, labels, k)
+    overlay, segments, colors = _pictures(image, seg)
     label_values = render.label_image(seg.labels, k)
-    overlay = render.overlay(pixels, labels, k)
-    segments = render.segments(labels, colors)
     render_seconds = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    if image.is_stack:
-        io.write_tiff_stack(targets["labels"], label_values, dtype=label_values.dtype,
-                            overwrite=overwrite)
+    writes = [  # PNG encoding releases the GIL: the pictures are written side by side
+        (io.write_png, targets["overlay"], overlay, {}),
+        (io.write_png, targets["segments"], segments, {"few_colors": True}),
+    ]
+    if image.nifti is not None:
+        from .medical import write_nifti
+
+        writes.append((write_nifti, targets["labels"], label_values, {"like": image.nifti}))
+    elif image.is_stack:
+        writes.append((io.write_tiff_stack, targets["labels"], label_values,
+                       {"dtype": label_values.dtype}))
     else:
-        io.write_png(targets["labels"], label_values, overwrite=overwrite)
-    io.write_png(targets["overlay"], overlay, overwrite=overwrite)
-    io.write_png(targets["segments"], segments, overwrite=overwrite)
+        writes.append((io.write_png, targets["labels"], label_values, {"few_colors": True}))
     if options.posteriors:
-        io.write_tiff_stack(
-            targets["posteriors"], render.posterior_pages(seg.posteriors), overwrite=overwrite
-        )
+        pages = render.posterior_pages(seg.posteriors)
+        if image.nifti is not None:
+            writes.append((write_nifti, targets["posteriors"], pages, {"like": image.nifti}))
+        else:
+            writes.append((io.write_tiff_stack, targets["posteriors"], pages, {}))
+    _write_all(writes, overwrite)
     write_seconds = time.perf_counter() - clock
 
     gm = seg.model
@@ -157,6 +190,8 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
             "means": gm.means_,
             "covariances": gm.covariances_,
         },
+        "spacing": None if image.spacing is None else list(image.spacing),
+        "mrf": seg.mrf,
         "log_likelihood": float(gm.lower_bound_ if model is None else seg.log_likelihood),
         "log_likelihood_history": gm.history_ if model is None else [],
         "iterations": gm.n_iter_,
@@ -178,6 +213,43 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
         }
     io.write_json(targets["report"], report, overwrite=overwrite)
     return report
+
+
+def _pictures(image, seg):
+    """Overlay and segments pictures, and each class's display colour. A volume is
+    shown as a montage of nine slices spread through it."""
+    from . import render
+
+    k = seg.k
+    pixels, labels = image.pixels, seg.labels
+    if not image.is_stack:
+        if image.channels:
+            pixels = pixels[..., 0]  # channels: show the first (labels are ordered by it)
+        display = render.to_display(pixels)
+        colors = render.class_colors(display, labels, k)
+        return render.overlay(pixels, labels, k), render.segments(labels, colors), colors
+    slices = render.representative_slices(labels.shape[0])
+    if image.channels:
+        pixels = pixels[..., 0]
+    valid = labels >= 0
+    shown = pixels[slices]
+    display = [render.to_display(p, valid=v if v.any() else None)
+               for p, v in zip(shown, valid[slices])]
+    colors = render.class_colors(np.stack(display), labels[slices], k)
+    overlays = [render.overlay(d, lab, k) for d, lab in zip(display, labels[slices])]
+    segments = [render.segments(lab, colors) for lab in labels[slices]]
+    return render.montage(overlays), render.montage(segments), colors
+
+
+def _write_all(writes, overwrite):
+    """Run the writes in threads; the first error, if any, is raised after all finish."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(fn, target, data, overwrite=overwrite, **kw)
+                   for fn, target, data, kw in writes]
+    for f in futures:
+        f.result()
 
 
 def summarize_file(path, options=None, *, index=0, n_images=1, max_samples=None):

@@ -270,3 +270,60 @@ def test_apply_refuses_an_image_of_another_kind(photo, tmp_path):
     assert result.exit_code == 1
     assert "colour.png" in result.output and "fitted on grey (1 channel) images" in result.output
     assert (tmp_path / "out" / "photo_labels.png").exists()
+
+
+def test_beta_smooths_and_is_reported(tmp_path):
+    rng = np.random.default_rng(4)
+    truth = np.zeros((60, 80), int)
+    truth[:, 40:] = 1
+    img = np.clip(np.array([80, 170])[truth] + rng.normal(0, 45, truth.shape), 0, 255)
+    Image.fromarray(img.astype(np.uint8)).save(tmp_path / "noisy.png")
+    plain = run("run", tmp_path / "noisy.png", "-k", 2, "-o", tmp_path / "a")
+    smooth = run("run", tmp_path / "noisy.png", "-k", 2, "--beta", "1", "--mrf", "icm",
+                 "--neighbourhood", 8, "-o", tmp_path / "b")
+    assert plain.exit_code == 0 and smooth.exit_code == 0, smooth.output
+    err = [(np.asarray(Image.open(tmp_path / d / "noisy_labels.png")) != truth).mean()
+           for d in ("a", "b")]
+    assert err[1] < err[0] / 3
+    report = json.loads((tmp_path / "b" / "noisy_report.json").read_text())
+    assert report["mrf"]["beta"] == 1.0 and report["mrf"]["method"] == "icm"
+    assert "MRF beta 1" in smooth.output
+    for bad in ("-1", "strong", "inf"):
+        assert run("run", tmp_path / "noisy.png", "--beta", bad).exit_code == 2
+
+
+def test_nifti_in_nifti_out_and_channels(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    rng = np.random.default_rng(5)
+    truth = np.zeros((30, 24, 8), int)
+    truth[15:] = 1
+    affine = np.diag([0.9, 0.9, 3.0, 1.0])
+    for name, means in (("t1", [60.0, 180.0]), ("t2", [150.0, 40.0])):
+        data = np.array(means)[truth] + rng.normal(0, 20, truth.shape)
+        nib.save(nib.Nifti1Image(data.astype(np.float32), affine), tmp_path / f"{name}.nii.gz")
+    out = tmp_path / "out"
+    result = run("run", tmp_path / "t1.nii.gz", "-k", 2, "--beta", "0.5", "--posteriors",
+                 "-o", out)
+    assert result.exit_code == 0, result.output
+    assert outputs(out) == ["t1_labels.nii.gz", "t1_overlay.png", "t1_pve.nii.gz",
+                            "t1_report.json", "t1_segments.png"]
+    labels = nib.load(out / "t1_labels.nii.gz")
+    np.testing.assert_allclose(labels.affine, affine)
+    assert (np.asarray(labels.dataobj) == truth).mean() > 0.99
+    assert nib.load(out / "t1_pve.nii.gz").shape == truth.shape + (2,)
+    report = json.loads((out / "t1_report.json").read_text())
+    assert report["spacing"] == pytest.approx([3.0, 0.9, 0.9])
+    both = run("run", tmp_path / "t1.nii.gz", tmp_path / "t2.nii.gz", "--channels", "-k", 2,
+               "-o", tmp_path / "both")
+    assert both.exit_code == 0, both.output
+    report = json.loads((tmp_path / "both" / "t1_report.json").read_text())
+    assert report["features"]["color_space"] == "channels"
+    assert len(report["model"]["means"][0]) == 2
+    # a 4-D file needs --channels; channels of different shapes are refused
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 2), np.float32), np.eye(4)), tmp_path / "4d.nii")
+    result = run("run", tmp_path / "4d.nii", "-o", tmp_path / "c")
+    assert result.exit_code == 1 and "--channels" in result.output
+    nib.save(nib.Nifti1Image(np.zeros((5, 4, 4), np.float32), np.eye(4)), tmp_path / "small.nii")
+    result = run("run", tmp_path / "t1.nii.gz", tmp_path / "small.nii", "--channels",
+                 "-o", tmp_path / "d")
+    assert result.exit_code == 1 and "co-registered" in result.output
