@@ -16,17 +16,21 @@ Conventions shared with :mod:`emseg.mrf`:
   independent sets. A sweep updates one colour at a time from the current values of
   the others, so every update sees fixed neighbours: ICM cannot oscillate and the
   result does not depend on the number of threads.
+- The number of classes K comes in as the length of a tuple (``classes``), so each K
+  gets its own compiled sweep with its loops unrolled: about twice as fast as a
+  run-time K.
 
-Each sweep also returns, summed over voxels in blocks of fixed size, everything the
-M-step needs: the Gaussian sufficient statistics (float64, centred on the means), the
-gradient and covariance of the pseudo-likelihood in (alpha, beta), the mean-field
-log-likelihood and the number of ICM label changes.
+Each sweep also returns, summed over voxels in blocks of fixed size (so the sums do not
+depend on the number of threads), everything the M-step needs: the Gaussian sufficient
+statistics (float64, centred on the means), the pseudo-likelihood derivatives in beta,
+the mean-field log-likelihood and the number of labels changed.
 """
 
 import numpy as np
 from numba import njit, prange
 
 BLOCK = 4096  # voxels per block of rows (about)
+_TINY = 1e-200  # rescale the running product of likelihood ratios below this
 
 
 @njit(cache=True, inline="always")
@@ -39,56 +43,94 @@ def _row_colour_start(z, y, colour, axis_parity):
     return (colour + z + y) & 1
 
 
-@njit(cache=True, inline="always")
-def _neighbour_sums(qf, labf, offsets, flat, weights, z, y, x, v, shape, reach, interior, icm, s):
-    """``s_k = sum_j w_ij q_jk`` (mean field) or ``sum_j w_ij [z_j = k]`` (ICM)."""
+@njit(cache=True)
+def _geometry(shape, offsets):
+    """Flat offsets of the neighbours and how far they reach along each axis."""
     Z, Y, W = shape
-    K = s.shape[0]
-    for k in range(K):
-        s[k] = 0.0
-    fast = interior and x >= reach[2] and x < W - reach[2]
-    for m in range(flat.shape[0]):
-        if fast:
-            u = v + flat[m]
-        else:
-            zz = z + offsets[m, 0]
-            yy = y + offsets[m, 1]
-            xx = x + offsets[m, 2]
-            if zz < 0 or zz >= Z or yy < 0 or yy >= Y or xx < 0 or xx >= W:
-                continue
-            u = v + flat[m]
-        if icm:
-            lk = labf[u]
-            if lk >= 0:
-                s[lk] += weights[m]
-        else:
-            w = weights[m]
-            for k in range(K):
-                s[k] += w * qf[u, k]  # 0 outside the mask
-
-
-@njit(cache=True, parallel=True)
-def sweep(site, q, lab, dens, top, X, means, offsets, weights, alpha, beta, axis_parity, icm, want_beta):
-    """One sweep over every colour; updates ``q`` (and ``lab`` for ICM) in place.
-
-    Returns ``(nk, sx, sxx, pl_beta, bound, changes)``: Gaussian statistics of the new
-    posteriors; when ``want_beta``, the derivative of the log pseudo-likelihood in beta and its negative second
-    derivative; the summed mean-field log-likelihood ``log sum_k p(x_i | k) p_ik``; and
-    the number of voxels whose label changed.
-    """
-    Z, Y, W = site.shape
-    K = q.shape[3]
-    D = X.shape[1]
-    shape = (Z, Y, W)
-    sitef = site.reshape(-1)
-    qf = q.reshape(-1, K)
-    labf = lab.reshape(-1)
     reach = np.zeros(3, dtype=np.int64)
     flat = np.empty(offsets.shape[0], dtype=np.int64)
     for m in range(offsets.shape[0]):
         flat[m] = (offsets[m, 0] * Y + offsets[m, 1]) * W + offsets[m, 2]
         for a in range(3):
             reach[a] = max(reach[a], abs(offsets[m, a]))
+    return flat, reach
+
+
+@njit(cache=True, inline="always")
+def _inside(offsets, m, z, y, x, shape):
+    Z, Y, W = shape
+    zz = z + offsets[m, 0]
+    yy = y + offsets[m, 1]
+    xx = x + offsets[m, 2]
+    return zz >= 0 and zz < Z and yy >= 0 and yy < Y and xx >= 0 and xx < W
+
+
+@njit(cache=True, inline="always")
+def _exp(x, double):
+    """exp(x) for x <= 0; in single precision (plenty for float32 posteriors) unless
+    ``double`` (ICM compares its terms exactly)."""
+    if double:
+        return np.exp(x)
+    return np.float64(np.exp(np.float32(x)))
+
+
+@njit(cache=True, inline="always")
+def _maha(X, d, means, prec_chol, k, y):
+    """Squared Mahalanobis distance of row ``d`` of ``X`` to component ``k``."""
+    D = X.shape[1]
+    for i in range(D):
+        y[i] = X[d, i] - means[k, i]
+    total = 0.0
+    for j in range(D):
+        z = 0.0
+        for i in range(j + 1):
+            z += y[i] * prec_chol[k, i, j]
+        total += z * z
+    return total
+
+
+@njit(cache=True, inline="always")
+def _add_stats(X, d, means, r, weight, y, nk, sx, sxx):
+    """Add row ``d`` of ``X`` with responsibilities ``r`` to centred statistics."""
+    D = X.shape[1]
+    for k in range(nk.shape[0]):
+        rk = r[k] * weight
+        nk[k] += rk
+        for i in range(D):
+            y[i] = X[d, i] - means[k, i]
+            sx[k, i] += rk * y[i]
+        for i in range(D):
+            ri = rk * y[i]
+            for j in range(i + 1):
+                sxx[k, i, j] += ri * y[j]
+
+
+@njit(cache=True, parallel=True)
+def sweep(
+    site, q, lab, X, means, dens, top, log_norm, prec_chol, offsets, weights, alpha, beta,
+    axis_parity, icm, want_beta, classes,
+):
+    """One sweep over every colour; updates ``q`` (and ``lab`` for ICM) in place.
+
+    The unary terms come from the table ``dens``, ``top`` (one row per row of ``X``)
+    or, when ``dens`` has no rows, are computed per voxel from ``log_norm`` (log of each
+    Gaussian's normalising constant) and ``prec_chol`` (K, D, D) (the upper Cholesky
+    factors of the precisions, diagonal for diagonal models): cheaper than a table when
+    nearly every voxel has its own row. ``classes`` is any tuple of length K. Returns ``(nk, sx, sxx, pl_beta, bound,
+    changes)``: Gaussian statistics of the new posteriors; when ``want_beta``, the
+    derivative of the log pseudo-likelihood in beta and its negative second derivative;
+    the summed mean-field log-likelihood ``log sum_k p(x_i | k) p_ik``; and the number
+    of voxels whose label changed.
+    """
+    K = len(classes)
+    Z, Y, W = site.shape
+    D = X.shape[1]
+    shape = (Z, Y, W)
+    sitef = site.reshape(-1)
+    qf = q.reshape(-1, K)
+    labf = lab.reshape(-1)
+    flat, reach = _geometry(shape, offsets)
+    M = flat.shape[0]
     rows_per_block = max(1, BLOCK // W)
     n_rows = Z * Y
     n_blocks = (n_rows + rows_per_block - 1) // rows_per_block
@@ -99,9 +141,13 @@ def sweep(site, q, lab, dens, top, X, means, offsets, weights, alpha, beta, axis
     acc_bound = np.zeros(n_blocks)
     acc_changes = np.zeros(n_blocks, dtype=np.int64)
     n_colours = 8 if axis_parity else 2
+    table = dens.shape[0] > 0
+    n_table = X.shape[0]
+    by_row = n_table * 8 <= rows_per_block * W  # few distinct rows: sum posteriors per row
     for colour in range(n_colours):
         for b in prange(n_blocks):
             s = np.empty(K)
+            t = np.empty(K)
             e = np.empty(K)
             f = np.empty(K)
             y = np.empty(D)
@@ -110,53 +156,85 @@ def sweep(site, q, lab, dens, top, X, means, offsets, weights, alpha, beta, axis
             sxx = np.zeros((K, D, D))
             g_beta = 0.0
             c_beta = 0.0
-            bound = 0.0
+            log_sum = 0.0  # the bound, as log_sum + log(ratio)
+            ratio = 1.0
             changes = 0
+            mass = np.zeros((n_table if by_row else 0, K))
             for r in range(b * rows_per_block, min(n_rows, (b + 1) * rows_per_block)):
                 z = r // Y
                 yy = r - z * Y
                 x0 = _row_colour_start(z, yy, colour, axis_parity)
                 if x0 < 0:
                     continue
-                interior = (
-                    z >= reach[0] and z < Z - reach[0] and yy >= reach[1] and yy < Y - reach[1]
-                )
+                inner_row = z >= reach[0] and z < Z - reach[0] and yy >= reach[1] and yy < Y - reach[1]
                 for x in range(x0, W, 2):
                     v = r * W + x
                     d = sitef[v]
                     if d < 0:
                         continue
-                    _neighbour_sums(qf, labf, offsets, flat, weights, z, yy, x, v, shape, reach, interior, icm, s)
-                    tmax = -np.inf
+                    # neighbour sums: weighted label counts (ICM) or posteriors (mean field)
                     for k in range(K):
-                        e[k] = alpha[k] + beta * s[k]
-                        if e[k] > tmax:
-                            tmax = e[k]
-                    se = 0.0
-                    sf = 0.0
-                    for k in range(K):
+                        s[k] = 0.0
+                    fast = inner_row and x >= reach[2] and x < W - reach[2]
+                    for m in range(M):
+                        if not fast and not _inside(offsets, m, z, yy, x, shape):
+                            continue
+                        u = v + flat[m]
                         if icm:
-                            e[k] = np.exp(e[k] - tmax)
-                        else:  # single precision is plenty for float32 posteriors
-                            e[k] = np.exp(np.float32(e[k] - tmax))
+                            lk = labf[u]
+                            if lk >= 0:
+                                s[lk] += weights[m]
+                        else:
+                            for k in range(K):
+                                s[k] += weights[m] * qf[u, k]  # 0 outside the mask
+                    # prior e and posterior f, unnormalised (one exponential each saved:
+                    # the largest term is exp(0))
+                    top_k = 0
+                    for k in range(K):
+                        t[k] = alpha[k] + beta * s[k]
+                        if t[k] > t[top_k]:
+                            top_k = k
+                    tmax = t[top_k]
+                    se = 0.0
+                    for k in range(K):
+                        t[k] -= tmax
+                        e[k] = 1.0 if k == top_k else _exp(t[k], icm)
                         se += e[k]
-                        f[k] = dens[d, k] * e[k]
-                        sf += f[k]
+                    sf = 0.0
+                    if table:
+                        for k in range(K):
+                            f[k] = dens[d, k] * e[k]
+                            sf += f[k]
+                        base = top[d]
+                    else:  # the table's arithmetic, one row at a time
+                        best = 0
+                        for k in range(K):
+                            f[k] = log_norm[k] - 0.5 * _maha(X, d, means, prec_chol, k, y)
+                            if f[k] > f[best]:
+                                best = k
+                        base = f[best]
+                        for k in range(K):
+                            f[k] = np.exp(f[k] - base) * e[k]
+                            sf += f[k]
                     if sf > 1e-300:
-                        bound += top[d] + np.log(np.float32(sf / se))
-                    else:  # the data and the prior disagree beyond float range
+                        log_sum += base
+                        ratio *= sf / se
+                        if ratio < _TINY:
+                            log_sum += np.log(ratio)
+                            ratio = 1.0
+                    else:  # (table only) the data and the prior disagree beyond float range
                         fmax = -np.inf
                         for k in range(K):
                             f[k] = -np.inf
                             if dens[d, k] > 0 and e[k] > 0:
                                 f[k] = np.log(dens[d, k]) + np.log(e[k])
-                            if f[k] > fmax:
-                                fmax = f[k]
+                            fmax = max(fmax, f[k])
                         sf = 0.0
                         for k in range(K):
                             f[k] = np.exp(f[k] - fmax)
                             sf += f[k]
-                        bound += top[d] + fmax + np.log(sf / se)
+                        log_sum += top[d] + fmax + np.log(sf / se)
+                    # the label: ICM keeps its label unless another is strictly better
                     if icm:
                         old = labf[v]
                         best = old
@@ -165,7 +243,6 @@ def sweep(site, q, lab, dens, top, X, means, offsets, weights, alpha, beta, axis
                                 best = k
                         if best != old:
                             labf[v] = best
-                            changes += 1
                     else:
                         old = 0
                         best = 0
@@ -174,8 +251,8 @@ def sweep(site, q, lab, dens, top, X, means, offsets, weights, alpha, beta, axis
                                 old = k
                             if f[k] > f[best]:
                                 best = k
-                        if best != old:
-                            changes += 1
+                    if best != old:
+                        changes += 1
                     inv_f = 1.0 / sf
                     inv_e = 1.0 / se
                     for k in range(K):
@@ -188,25 +265,23 @@ def sweep(site, q, lab, dens, top, X, means, offsets, weights, alpha, beta, axis
                             g_beta += (f[k] - e[k]) * s[k]
                             sbar += e[k] * s[k]
                         for k in range(K):
-                            c = s[k] - sbar
-                            c_beta += e[k] * c * c
-                    # Gaussian statistics, centred on the current means
+                            c_beta += e[k] * (s[k] - sbar) ** 2
+                    if by_row:  # posterior mass per row of X, turned into statistics below
+                        for k in range(K):
+                            mass[d, k] += f[k]
+                    else:
+                        _add_stats(X, d, means, f, 1.0, y, nk, sx, sxx)
+            if by_row:
+                for d in range(n_table):
                     for k in range(K):
-                        rk = f[k]
-                        nk[k] += rk
-                        for i in range(D):
-                            y[i] = X[d, i] - means[k, i]
-                            sx[k, i] += rk * y[i]
-                        for i in range(D):
-                            ri = rk * y[i]
-                            for j in range(i + 1):
-                                sxx[k, i, j] += ri * y[j]
+                        f[k] = mass[d, k]
+                    _add_stats(X, d, means, f, 1.0, y, nk, sx, sxx)
             acc_n[b] += nk
             acc_x[b] += sx
             acc_xx[b] += sxx
             acc_beta[b, 0] += g_beta
             acc_beta[b, 1] += c_beta
-            acc_bound[b] += bound
+            acc_bound[b] += log_sum + np.log(ratio)
             acc_changes[b] += changes
     nk = acc_n.sum(0)
     sx = acc_x.sum(0)
@@ -219,29 +294,58 @@ def sweep(site, q, lab, dens, top, X, means, offsets, weights, alpha, beta, axis
 
 
 @njit(cache=True, parallel=True)
-def scatter_rows(site, table, q):
-    """``q[voxel] = table[site[voxel]]`` inside the mask, 0 outside."""
-    Z, Y, W = site.shape
-    K = q.shape[3]
-    for r in prange(Z * Y):
-        z = r // Y
-        y = r - z * Y
-        for x in range(W):
-            d = site[z, y, x]
-            for k in range(K):
-                q[z, y, x, k] = table[d, k] if d >= 0 else 0.0
+def to_unary_table(logp):
+    """Turn log-densities (n, K) into ``dens`` in place; return ``top`` (see above)."""
+    n, K = logp.shape
+    top = np.empty(n)
+    for i in prange(n):
+        t = logp[i, 0]
+        for k in range(1, K):
+            t = max(t, logp[i, k])
+        top[i] = t
+        for k in range(K):
+            logp[i, k] = np.exp(logp[i, k] - t)
+    return top
 
 
 @njit(cache=True, parallel=True)
-def scatter_labels(site, table, lab):
-    """``lab[voxel] = table[site[voxel]]`` inside the mask, -1 outside."""
+def start_field(site, q, lab, X, means, dens, log_norm, prec_chol, log_weights, icm):
+    """The plain mixture's posteriors inside the mask, 0 outside, and for ICM their most
+    probable label (-1 outside); unary terms as in :func:`sweep`."""
     Z, Y, W = site.shape
+    K = q.shape[3]
+    table = dens.shape[0] > 0
     for r in prange(Z * Y):
         z = r // Y
-        y = r - z * Y
+        yy = r - z * Y
+        a = np.empty(K)
+        y = np.empty(X.shape[1])
         for x in range(W):
-            d = site[z, y, x]
-            lab[z, y, x] = table[d] if d >= 0 else -1
+            d = site[z, yy, x]
+            if d < 0:
+                for k in range(K):
+                    q[z, yy, x, k] = 0.0
+                if icm:
+                    lab[z, yy, x] = -1
+                continue
+            best = 0
+            for k in range(K):
+                if table:
+                    a[k] = np.log(dens[d, k]) if dens[d, k] > 0 else -np.inf
+                else:
+                    a[k] = log_norm[k] - 0.5 * _maha(X, d, means, prec_chol, k, y)
+                a[k] += log_weights[k]
+                if a[k] > a[best]:
+                    best = k
+            top = a[best]
+            total = 0.0
+            for k in range(K):
+                a[k] = np.exp(a[k] - top)
+                total += a[k]
+            for k in range(K):
+                q[z, yy, x, k] = a[k] / total
+            if icm:
+                lab[z, yy, x] = best
 
 
 @njit(cache=True, parallel=True)

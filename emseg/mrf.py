@@ -52,7 +52,7 @@ NEIGHBOURHOODS = {2: (4, 8), 3: (6, 18, 26)}
 _EMPTY = np.empty(0)
 _UNARY_CHUNK = 1 << 20
 _MAX_BETA_STEP = 0.5  # largest change of beta in one M-step (a trust region)
-_RAMP = 10  # iterations over which a given beta is raised from 0 to its value
+_RAMP = 5  # iterations over which a given beta is raised from 0 to its value
 _BETA_START = 0.1  # where beta="auto" starts
 _BETA_TOL = 0.01  # with beta="auto", converged also needs beta to move less than this
 _MIN_LOG_WEIGHT = -30.0
@@ -230,14 +230,14 @@ class _PottsField:
         self.offsets, self.weights = _offsets_3d(len(shape), neighbourhood, spacing)
         self.axis_parity = neighbourhood not in (4, 6)
         self.icm = icm
+        self.classes = (0,) * n_classes  # the sweeps are compiled for each K
         self.q = np.empty(grid + (n_classes,), dtype=np.float32)
         self.lab = np.empty(grid if icm else (1, 1, 1), dtype=np.int32)
 
-    def start(self, posteriors):
-        """Posteriors (and ICM labels) from a table of per-row posteriors."""
-        kern.scatter_rows(self.site, posteriors.astype(np.float32), self.q)
-        if self.icm:
-            kern.scatter_labels(self.site, posteriors.argmax(1).astype(np.int32), self.lab)
+    def start(self, X, means, unary, log_weights):
+        """The plain mixture's posteriors (and, for ICM, labels)."""
+        dens, _, log_norm, prec_chol = unary
+        kern.start_field(self.site, self.q, self.lab, X, means, dens, log_norm, prec_chol, log_weights, self.icm)
 
     def sweep(self, unary, X, means, alpha, beta, want_beta):
         """One E-step: a mean-field sweep, or ICM sweeps until no label changes.
@@ -245,12 +245,11 @@ class _PottsField:
         Returns the kernel's sums (see :func:`emseg._mrf_kernels.sweep`) with the label
         changes of every sweep added up.
         """
-        dens, top = unary
         changes = 0
         for _ in range(_ICM_SWEEPS if self.icm else 1):
             out = kern.sweep(
-                self.site, self.q, self.lab, dens, top, X, means, self.offsets,
-                self.weights, alpha, float(beta), self.axis_parity, self.icm, want_beta,
+                self.site, self.q, self.lab, X, means, *unary, self.offsets, self.weights,
+                alpha, float(beta), self.axis_parity, self.icm, want_beta, self.classes,
             )
             changes += out[-1]
             if out[-1] == 0:
@@ -287,9 +286,10 @@ class _HMRF:
         with np.errstate(divide="ignore"):
             log_weights = np.maximum(np.log(gm.weights_), _MIN_LOG_WEIGHT)
         self.alpha = log_weights if args.beta == 0 else np.zeros(gm.n_components_)
-        logp = _log_densities(gm, self.X)
-        self.field.start(_softmax(logp + log_weights))
-        self.unary = _unary_table(logp)
+        # a table of unary terms pays when rows repeat (the histogram trick)
+        self.table = self.X.shape[0] * 4 <= self.field.n_sites
+        self.unary = _unary_terms(gm, self.X, self.table)
+        self.field.start(self.X, _means(gm), self.unary, log_weights)
 
     def training_data(self):
         """The rows and weights :meth:`GaussianMixture._m_step` re-seeds from."""
@@ -299,7 +299,7 @@ class _HMRF:
         return _TrainingData(self.X, counts, [], float(counts.sum()))
 
     def e_step(self):
-        means = np.ascontiguousarray(self.gm.means_, dtype=np.float64)
+        means = _means(self.gm)
         return means, self.field.sweep(self.unary, self.X, means, self.alpha, self.beta, self.auto)
 
     def iterate(self):
@@ -319,7 +319,7 @@ class _HMRF:
             step = np.clip(pl_beta[0] / pl_beta[1], -_MAX_BETA_STEP, _MAX_BETA_STEP)
             old, self.beta = self.beta, max(self.beta + float(step), 0.0)
             self.beta_step = self.beta - old
-        self.unary = _unary_table(_log_densities(self.gm, self.X))
+        self.unary = _unary_terms(self.gm, self.X, self.table)
         return float(bound) / n, changes / self.field.n_sites
 
     def settled(self):
@@ -353,27 +353,28 @@ class _HMRF:
         )
 
 
-def _log_densities(gm, X):
-    """``log p(x | k)`` per row and component (the mixture weights left out), float64."""
-    unweighted = copy.copy(gm)
+def _means(gm):
+    return np.ascontiguousarray(gm.means_, dtype=np.float64)
+
+
+def _unary_terms(gm, X, table):
+    """``(dens, top, log_norm, prec_chol)`` as :func:`emseg._mrf_kernels.sweep` takes them:
+    a table of ``dens = exp(logp - top)`` (``logp`` the log-density of each row of ``X``
+    under each component, ``top`` its row maximum), or, without a table, each
+    Gaussian's log normalising constant and precision factor (always (K, D, D))."""
+    unweighted = copy.copy(gm)  # the densities without the mixture weights
     unweighted.weights_ = np.ones(gm.n_components_)
-    out = np.empty((X.shape[0], gm.n_components_))
+    K, D = gm.means_.shape
+    if not table:
+        kind, log_norm, _, prec = unweighted._kernel_params()
+        if kind == "diag":
+            prec = np.einsum("kd,de->kde", prec, np.eye(D))
+        return np.empty((0, K)), np.empty(0), log_norm, np.ascontiguousarray(prec)
+    dens = np.empty((X.shape[0], K))
     for start in range(0, X.shape[0], _UNARY_CHUNK):
-        out[start : start + _UNARY_CHUNK] = unweighted._weighted_log_prob(X[start : start + _UNARY_CHUNK])
-    return out
-
-
-def _unary_table(logp):
-    """``(exp(logp - rowmax), rowmax)``: the layout the sweeps take."""
-    top = logp.max(1)
-    dens = np.exp(logp - top[:, None])
-    return np.ascontiguousarray(dens), np.ascontiguousarray(top)
-
-
-def _softmax(a):
-    a = a - a.max(1, keepdims=True)
-    e = np.exp(a)
-    return e / e.sum(1, keepdims=True)
+        dens[start : start + _UNARY_CHUNK] = unweighted._weighted_log_prob(X[start : start + _UNARY_CHUNK])
+    top = kern.to_unary_table(dens)
+    return dens, top, np.zeros(K), np.zeros((K, D, D))
 
 
 # --- argument checks -------------------------------------------------------------------

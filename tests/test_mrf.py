@@ -7,7 +7,7 @@ import pytest
 from emseg import ConvergenceWarning, EmsegError, GaussianMixture
 from emseg import _mrf_kernels as kern
 from emseg.features import distinct_values
-from emseg.mrf import _PottsField, _unary_table, hmrf_em, neighbours, potts_sample
+from emseg.mrf import _HMRF, _check_args, _PottsField, hmrf_em, neighbours, potts_sample
 
 
 def noisy(truth, means, sigma, seed):
@@ -60,6 +60,20 @@ def test_beta_zero_gives_the_plain_mixture_labels(method):
     assert result.beta == 0.0 and result.converged
 
 
+@pytest.mark.parametrize("per_pixel", [False, True])
+def test_the_field_starts_from_the_plain_mixture(per_pixel):
+    truth = potts_sample((30, 40), 3, 1.0, n_sweeps=20, random_state=2)
+    image = np.clip(np.rint(noisy(truth, [60, 120, 180], 30, 3)), 0, 255).astype(np.uint8)
+    unique, counts, index = distinct_values(image.reshape(-1, 1))
+    X = unique.astype(np.float64)
+    gm = fit(X, 3, counts)
+    rows, index = (image.reshape(-1, 1).astype(np.float64), None) if per_pixel else (X, index)
+    model = _HMRF(gm, _check_args(gm, rows, index, image.shape, None, 1.0, "icm", None, None, 5, 1e-3, None))
+    assert model.table is not per_pixel
+    np.testing.assert_allclose(model.field.q.reshape(-1, 3), gm.predict_proba(image.reshape(-1, 1)), atol=1e-6)
+    np.testing.assert_array_equal(model.field.lab.ravel(), gm.predict(image.reshape(-1, 1)))
+
+
 @pytest.mark.parametrize("method", ["meanfield", "icm"])
 def test_noisy_two_region_image_is_cleaned(method):
     truth = two_regions((64, 64))
@@ -99,10 +113,11 @@ def test_histogram_rows_give_the_same_fit_as_one_row_per_pixel():
     X = unique.astype(np.float64)
     per_pixel = image.reshape(-1, 1).astype(np.float64)
     gm_a, gm_b = fit(X, 3, counts), fit(X, 3, counts)
-    a = hmrf_em(gm_a, X, index, image.shape, beta=0.8)
-    b = hmrf_em(gm_b, per_pixel, None, image.shape, beta=0.8)
+    a = hmrf_em(gm_a, X, index, image.shape, beta=0.8)  # unary terms from a table
+    b = hmrf_em(gm_b, per_pixel, None, image.shape, beta=0.8)  # computed per pixel
+    # the same model and arithmetic; only the order of the statistics' sums differs
     np.testing.assert_array_equal(a.labels, b.labels)
-    np.testing.assert_allclose(a.posteriors, b.posteriors, atol=1e-5)
+    np.testing.assert_allclose(a.posteriors, b.posteriors, atol=1e-6)
     np.testing.assert_allclose(gm_a.means_, gm_b.means_, rtol=1e-9)
 
 
@@ -153,16 +168,19 @@ def test_icm_energy_never_increases(shape, neighbourhood, spacing):
     valid = rng.random(shape) > 0.2
     index = rng.integers(0, n_rows, int(valid.sum()))
     field = _PottsField(shape, valid, index, n_rows, K, neighbourhood, np.ones(len(shape)) if spacing is None else np.array(spacing), icm=True)
-    field.start(rng.dirichlet(np.ones(K), n_rows))
-    dens, top = _unary_table(logp)
-    alpha = np.zeros(K)
+    dens = logp.copy()
+    top = kern.to_unary_table(dens)
     X, means = np.zeros((n_rows, 1)), np.zeros((K, 1))
+    unary = (dens, top, np.zeros(K), np.zeros((K, 1, 1)))
+    random_start = (rng.dirichlet(np.ones(K), n_rows), None, np.zeros(K), np.zeros((K, 1, 1)))
+    field.start(X, means, random_start, np.zeros(K))
+    alpha = np.zeros(K)
     for beta in (0.3, 1.5):
         energies = [field.energy(logp, alpha, beta)]
         for _ in range(100):
             changes = kern.sweep(
-                field.site, field.q, field.lab, dens, top, X, means, field.offsets,
-                field.weights, alpha, beta, field.axis_parity, True, False,
+                field.site, field.q, field.lab, X, means, *unary, field.offsets, field.weights,
+                alpha, beta, field.axis_parity, True, False, field.classes,
             )[-1]
             energies.append(field.energy(logp, alpha, beta))
             if changes == 0:
