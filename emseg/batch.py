@@ -257,11 +257,12 @@ def run_batch(
                                 max_samples, progress)
         _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progress)
     except BaseException:
-        if any(row.status != "pending" for row in rows):  # some work was done: record it
-            for row in rows:
-                if row.status == "pending":
-                    row.status, row.error = "failed", "interrupted: the batch stopped first"
-            _write_summary_quietly(summary_path, rows)
+        # record what was done, even when no result had come back yet: a worker may
+        # have finished writing an image's outputs just before the interrupt
+        for row in rows:
+            if row.status == "pending":
+                row.status, row.error = "failed", "interrupted: the batch stopped first"
+        _write_summary_quietly(summary_path, rows)
         raise
     write_summary(summary_path, rows)
     return BatchResult(rows, summary_path, model_path)

@@ -230,7 +230,10 @@ def test_ctrl_c_stops_workers_and_writes_the_summary(tmp_path):
     if proc.returncode == 0:
         pytest.skip("the batch finished before the interrupt arrived")
     assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert "interrupted" in stderr
+    # emseg prints no traceback; the interpreter itself may report an interrupt that
+    # landed inside a C callback (numba's compiler) as "Exception ignored ... Traceback"
+    assert "Traceback" not in stderr or "Exception ignored" in stderr
     assert not temp_files(out)
     rows = read_summary(out)
     assert len(rows) == 8 and "ok" in {r["status"] for r in rows.values()}
