@@ -359,7 +359,7 @@ def _pack_rgb(values, n):
 @njit(cache=True)
 def rgb_counts(values):
     """How often each packed 24-bit colour occurs among the (N, 3) uint8 rows."""
-    counts = np.zeros(1 << 24, dtype=np.int64)
+    counts = np.zeros(1 << 24, dtype=np.int32)  # callers keep N below 2**31
     for n in range(values.shape[0]):
         counts[_pack_rgb(values, n)] += 1
     return counts

@@ -185,7 +185,7 @@ def distinct_values(values):
         present, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
         unique = np.stack([present >> 16, (present >> 8) & 255, present & 255], 1)
         return unique.astype(np.uint8), counts.astype(np.float64), inverse.ravel()
-    if values.dtype == np.uint8 and C == 3:
+    if values.dtype == np.uint8 and C == 3 and N < 2**31:
         from . import _kernels
 
         counts = _kernels.rgb_counts(values)
