@@ -116,8 +116,9 @@ def sweep(
     or, when ``dens`` has no rows, are computed per voxel from ``log_norm`` (log of each
     Gaussian's normalising constant) and ``prec_chol`` (K, D, D) (the upper Cholesky
     factors of the precisions, diagonal for diagonal models): cheaper than a table when
-    nearly every voxel has its own row. ``classes`` is any tuple of length K. Returns ``(nk, sx, sxx, pl_beta, bound,
-    changes)``: Gaussian statistics of the new posteriors; when ``want_beta``, the
+    nearly every voxel has its own row. ``classes`` is any tuple of length K.
+
+    Returns ``(nk, sx, sxx, pl_beta, bound, changes)``: Gaussian statistics of the new posteriors; when ``want_beta``, the
     derivative of the log pseudo-likelihood in beta and its negative second derivative;
     the summed mean-field log-likelihood ``log sum_k p(x_i | k) p_ik``; and the number
     of voxels whose label changed.
@@ -166,7 +167,9 @@ def sweep(
                 x0 = _row_colour_start(z, yy, colour, axis_parity)
                 if x0 < 0:
                     continue
-                inner_row = z >= reach[0] and z < Z - reach[0] and yy >= reach[1] and yy < Y - reach[1]
+                inner_row = (
+                    z >= reach[0] and z < Z - reach[0] and yy >= reach[1] and yy < Y - reach[1]
+                )
                 for x in range(x0, W, 2):
                     v = r * W + x
                     d = sitef[v]
@@ -214,7 +217,7 @@ def sweep(
                                 best = k
                         base = f[best]
                         for k in range(K):
-                            f[k] = np.exp(f[k] - base) * e[k]
+                            f[k] = (1.0 if k == best else _exp(f[k] - base, icm)) * e[k]
                             sf += f[k]
                     if sf > 1e-300:
                         log_sum += base
@@ -294,17 +297,21 @@ def sweep(
 
 
 @njit(cache=True, parallel=True)
-def to_unary_table(logp):
-    """Turn log-densities (n, K) into ``dens`` in place; return ``top`` (see above)."""
+def to_unary_table(logp, double):
+    """Turn log-densities (n, K) into ``dens`` in place; return ``top`` (see above).
+    The exponentials are those of :func:`sweep` without a table, so both give the same
+    numbers: single precision unless ``double`` (ICM)."""
     n, K = logp.shape
     top = np.empty(n)
     for i in prange(n):
-        t = logp[i, 0]
+        best = 0
         for k in range(1, K):
-            t = max(t, logp[i, k])
+            if logp[i, k] > logp[i, best]:
+                best = k
+        t = logp[i, best]
         top[i] = t
         for k in range(K):
-            logp[i, k] = np.exp(logp[i, k] - t)
+            logp[i, k] = 1.0 if k == best else _exp(logp[i, k] - t, double)
     return top
 
 

@@ -21,16 +21,25 @@ Class weights. With ``beta > 0`` the prior of a voxel is its neighbourhood's alo
 ``softmax(beta s_i)`` with ``s_ik`` the weighted count (or mean-field share) of
 neighbours in class k: no global mixing weights, as in FSL FAST, ANTs Atropos and DIPY.
 Global weights re-estimated from the class shares feed on themselves (a class that
-loses voxels loses prior and then more voxels); on the Potts benchmark at noise 95
-every variant we tried that estimates them (shares, pseudo-likelihood field, weights
-frozen at the mixture's) did no better than the plain mixture, where the
-neighbourhood-only prior cut its error by three quarters. With ``beta = 0`` there is no
-field and the model is the plain mixture, weights included, so its fit is plain EM.
+loses voxels loses prior, then more voxels). On the Potts images of
+``benchmarks/bench_mrf.py`` at noise 95, the variants we tried that keep global weights
+(re-estimated shares, a pseudo-likelihood field, weights frozen at the mixture's) left
+0.7 to 1.4 times the plain mixture's error, the neighbourhood-only prior about a
+quarter of it. With ``beta = 0`` there is no field and the model is the plain mixture,
+weights included, so its fit is plain EM (and ``beta`` just above 0 is the mixture with
+equal weights: the one discontinuity of this choice).
 
 Continuation. A given ``beta`` is raised linearly from 0 over the first ``_RAMP``
 iterations, and ``"auto"`` starts from a small value: full smoothing applied to a poor
-initial fit locks a class out before its parameters can move (at noise 95 the error
-stayed at the plain mixture's without the ramp and fell to a quarter of it with it).
+initial fit locks a class out before its parameters can move (at noise 95 and beta 1,
+0.9 to 1.2 times the plain mixture's error without the ramp, about a quarter with it).
+
+Stopping. The mean-field log-likelihood is not monotone and is nearly flat while the
+parameters still drift (heavily overlapping classes), so the fit stops on the labels
+instead: when at most a fraction ``tol`` of the voxels changed label in an iteration
+(and beta has reached its value). The E-step keeps its state (the posteriors) from one
+iteration to the next, so there are no restarts; the loop is written here rather than
+in :mod:`emseg.em`, whose stopping rule is on the log-likelihood.
 
 The unary terms use the histogram trick: the log-density of each distinct feature row
 is computed once per iteration and looked up per voxel.
@@ -65,9 +74,10 @@ class MRFResult:
 
     ``labels``: int32 of the image's shape, -1 outside ``valid``. ``posteriors``:
     float32, shape + (K,), 0 outside ``valid``. ``beta``: the value used (estimated when
-    ``"auto"``). ``history``: the
-    mean-field log-likelihood per voxel of the parameters each iteration started from;
-    ``changed``: the fraction of the voxels that changed label in each iteration.
+    ``"auto"``). ``history``: the mean-field log-likelihood per voxel of the parameters
+    each iteration started from; ``changed``: the fraction of the voxels that changed
+    label in each iteration. ``n_iter``, ``converged``, ``method``, ``neighbourhood``:
+    as they sound.
     """
 
     labels: np.ndarray
@@ -119,7 +129,9 @@ def hmrf_em(
     shares). Its components keep their order unless the means cross, when they are
     sorted again by the first feature as :meth:`GaussianMixture.fit` does.
     """
-    args = _check_args(gm, X, index, shape, valid, beta, method, neighbourhood, spacing, max_iter, tol, callback)
+    args = _check_args(
+        gm, X, index, shape, valid, beta, method, neighbourhood, spacing, max_iter, tol, callback
+    )
     model = _HMRF(gm, args)
     gm._fit_data = model.training_data()
     try:
@@ -158,7 +170,9 @@ def neighbours(ndim, neighbourhood=None, spacing=None):
     return _neighbour_table(ndim, *_check_geometry(ndim, neighbourhood, spacing))
 
 
-def potts_sample(shape, n_classes, beta, *, neighbourhood=None, spacing=None, n_sweeps=100, random_state=0):
+def potts_sample(
+    shape, n_classes, beta, *, neighbourhood=None, spacing=None, n_sweeps=100, random_state=0
+):
     """A label image drawn from the Potts model ``p(z) ∝ exp(beta sum_{i~j} w_ij [z_i =
     z_j])`` by Gibbs sampling (``n_sweeps`` raster sweeps from uniform random labels).
 
@@ -169,7 +183,8 @@ def potts_sample(shape, n_classes, beta, *, neighbourhood=None, spacing=None, n_
     n_classes = check_int(n_classes, "n_classes", 2)
     beta = _check_beta(beta, allow_auto=False)
     n_sweeps = check_int(n_sweeps, "n_sweeps", 0)
-    offsets, weights = _offsets_3d(len(shape), *_check_geometry(len(shape), neighbourhood, spacing))
+    geometry = _check_geometry(len(shape), neighbourhood, spacing)
+    offsets, weights = _offsets_3d(len(shape), *geometry)
     seed = int(as_generator(random_state).integers(2**31 - 1))
     lab = np.random.default_rng(seed).integers(0, n_classes, size=_grid(shape)).astype(np.int32)
     kern.gibbs_potts(lab, n_classes, float(beta), offsets, weights, n_sweeps, seed)
@@ -237,7 +252,10 @@ class _PottsField:
     def start(self, X, means, unary, log_weights):
         """The plain mixture's posteriors (and, for ICM, labels)."""
         dens, _, log_norm, prec_chol = unary
-        kern.start_field(self.site, self.q, self.lab, X, means, dens, log_norm, prec_chol, log_weights, self.icm)
+        kern.start_field(
+            self.site, self.q, self.lab, X, means, dens, log_norm, prec_chol, log_weights,
+            self.icm,
+        )
 
     def sweep(self, unary, X, means, alpha, beta, want_beta):
         """One E-step: a mean-field sweep, or ICM sweeps until no label changes.
@@ -265,7 +283,9 @@ class _PottsField:
 
     def energy(self, logp, alpha, beta):
         """Potts energy of the current ICM labels (used by the tests)."""
-        return kern.potts_energy(self.site, self.lab, logp, alpha, float(beta), self.offsets, self.weights)
+        return kern.potts_energy(
+            self.site, self.lab, logp, alpha, float(beta), self.offsets, self.weights
+        )
 
 
 class _HMRF:
@@ -288,7 +308,7 @@ class _HMRF:
         self.alpha = log_weights if args.beta == 0 else np.zeros(gm.n_components_)
         # a table of unary terms pays when rows repeat (the histogram trick)
         self.table = self.X.shape[0] * 4 <= self.field.n_sites
-        self.unary = _unary_terms(gm, self.X, self.table)
+        self.unary = _unary_terms(gm, self.X, self.table, self.field.icm)
         self.field.start(self.X, _means(gm), self.unary, log_weights)
 
     def training_data(self):
@@ -319,7 +339,7 @@ class _HMRF:
             step = np.clip(pl_beta[0] / pl_beta[1], -_MAX_BETA_STEP, _MAX_BETA_STEP)
             old, self.beta = self.beta, max(self.beta + float(step), 0.0)
             self.beta_step = self.beta - old
-        self.unary = _unary_terms(self.gm, self.X, self.table)
+        self.unary = _unary_terms(self.gm, self.X, self.table, self.field.icm)
         return float(bound) / n, changes / self.field.n_sites
 
     def settled(self):
@@ -357,7 +377,7 @@ def _means(gm):
     return np.ascontiguousarray(gm.means_, dtype=np.float64)
 
 
-def _unary_terms(gm, X, table):
+def _unary_terms(gm, X, table, double):
     """``(dens, top, log_norm, prec_chol)`` as :func:`emseg._mrf_kernels.sweep` takes them:
     a table of ``dens = exp(logp - top)`` (``logp`` the log-density of each row of ``X``
     under each component, ``top`` its row maximum), or, without a table, each
@@ -372,15 +392,19 @@ def _unary_terms(gm, X, table):
         return np.empty((0, K)), np.empty(0), log_norm, np.ascontiguousarray(prec)
     dens = np.empty((X.shape[0], K))
     for start in range(0, X.shape[0], _UNARY_CHUNK):
-        dens[start : start + _UNARY_CHUNK] = unweighted._weighted_log_prob(X[start : start + _UNARY_CHUNK])
-    top = kern.to_unary_table(dens)
+        rows = slice(start, start + _UNARY_CHUNK)
+        dens[rows] = unweighted._weighted_log_prob(X[rows])
+    top = kern.to_unary_table(dens, double)
     return dens, top, np.zeros(K), np.zeros((K, D, D))
 
 
 # --- argument checks -------------------------------------------------------------------
 
 
-def _check_args(gm, X, index, shape, valid, beta, method, neighbourhood, spacing, max_iter, tol, callback):
+def _check_args(
+    gm, X, index, shape, valid, beta, method, neighbourhood, spacing, max_iter, tol, callback
+):
+    """Every argument of :func:`hmrf_em` checked once, as clean values (an ``_Args``)."""
     if not hasattr(gm, "precisions_cholesky_"):
         raise EmsegError("gm is not fitted; fit the GaussianMixture before hmrf_em")
     shape = _check_shape(shape)
@@ -406,7 +430,10 @@ def _check_args(gm, X, index, shape, valid, beta, method, neighbourhood, spacing
     if valid is not None:
         valid = np.asarray(valid)
         if valid.shape != shape:
-            raise EmsegError(f"valid has shape {valid.shape} but shape is {shape}; pass a mask of the image's shape")
+            raise EmsegError(
+                f"valid has shape {valid.shape} but shape is {shape}; pass a mask of the "
+                "image's shape"
+            )
         valid = valid.astype(bool, copy=False)
         n_valid = int(np.count_nonzero(valid))
     else:
@@ -421,7 +448,8 @@ def _check_args(gm, X, index, shape, valid, beta, method, neighbourhood, spacing
             )
     else:
         index = np.asarray(index)
-        if index.ndim != 1 or index.shape[0] != n_valid or not np.issubdtype(index.dtype, np.integer):
+        integers = np.issubdtype(index.dtype, np.integer)
+        if index.ndim != 1 or index.shape[0] != n_valid or not integers:
             raise EmsegError(
                 f"index must be 1-D integers, one per valid voxel ({n_valid}), got "
                 f"{index.dtype} of shape {index.shape}"

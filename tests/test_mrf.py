@@ -68,9 +68,11 @@ def test_the_field_starts_from_the_plain_mixture(per_pixel):
     X = unique.astype(np.float64)
     gm = fit(X, 3, counts)
     rows, index = (image.reshape(-1, 1).astype(np.float64), None) if per_pixel else (X, index)
-    model = _HMRF(gm, _check_args(gm, rows, index, image.shape, None, 1.0, "icm", None, None, 5, 1e-3, None))
+    args = _check_args(gm, rows, index, image.shape, None, 1.0, "icm", None, None, 5, 1e-3, None)
+    model = _HMRF(gm, args)
     assert model.table is not per_pixel
-    np.testing.assert_allclose(model.field.q.reshape(-1, 3), gm.predict_proba(image.reshape(-1, 1)), atol=1e-6)
+    expected = gm.predict_proba(image.reshape(-1, 1))
+    np.testing.assert_allclose(model.field.q.reshape(-1, 3), expected, atol=1e-6)
     np.testing.assert_array_equal(model.field.lab.ravel(), gm.predict(image.reshape(-1, 1)))
 
 
@@ -159,7 +161,12 @@ def test_masked_voxels_are_unlabelled_and_no_ones_neighbours(method):
 
 @pytest.mark.parametrize(
     "shape, neighbourhood, spacing",
-    [((30, 40), 4, None), ((30, 40), 8, (1.0, 2.5)), ((8, 12, 14), 6, None), ((8, 12, 14), 26, (3.0, 1.0, 1.0))],
+    [
+        ((30, 40), 4, (1.0, 1.0)),
+        ((30, 40), 8, (1.0, 2.5)),
+        ((8, 12, 14), 6, (1.0, 1.0, 1.0)),
+        ((8, 12, 14), 26, (3.0, 1.0, 1.0)),
+    ],
 )
 def test_icm_energy_never_increases(shape, neighbourhood, spacing):
     rng = np.random.default_rng(12)
@@ -167,9 +174,9 @@ def test_icm_energy_never_increases(shape, neighbourhood, spacing):
     logp = rng.normal(0.0, 1.5, (n_rows, K))
     valid = rng.random(shape) > 0.2
     index = rng.integers(0, n_rows, int(valid.sum()))
-    field = _PottsField(shape, valid, index, n_rows, K, neighbourhood, np.ones(len(shape)) if spacing is None else np.array(spacing), icm=True)
+    field = _PottsField(shape, valid, index, n_rows, K, neighbourhood, np.array(spacing), icm=True)
     dens = logp.copy()
-    top = kern.to_unary_table(dens)
+    top = kern.to_unary_table(dens, True)
     X, means = np.zeros((n_rows, 1)), np.zeros((K, 1))
     unary = (dens, top, np.zeros(K), np.zeros((K, 1, 1)))
     random_start = (rng.dirichlet(np.ones(K), n_rows), None, np.zeros(K), np.zeros((K, 1, 1)))
@@ -240,7 +247,8 @@ def test_potts_samples_are_seeded_and_smoother_with_beta():
     assert a.dtype == np.int32 and set(np.unique(a)) == {0, 1, 2}
 
     def agreement(lab):
-        return np.mean(np.concatenate([(lab[1:] == lab[:-1]).ravel(), (lab[:, 1:] == lab[:, :-1]).ravel()]))
+        pairs = [(lab[1:] == lab[:-1]).ravel(), (lab[:, 1:] == lab[:, :-1]).ravel()]
+        return np.mean(np.concatenate(pairs))
 
     free = agreement(potts_sample((60, 60), 3, 0.0, n_sweeps=5, random_state=4))
     cold = agreement(potts_sample((60, 60), 3, 1.5, n_sweeps=60, random_state=4))
