@@ -44,7 +44,6 @@ What differs is how it is computed, and a few conventions:
 """
 
 import math
-import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -53,6 +52,7 @@ import numpy as np
 from . import _hmm_kernels as hk
 from . import _kernels as kern
 from ._errors import EmptyComponentWarning, EmsegError
+from ._jsonfields import check_header, field_array, field_int, fit_info, kind
 from ._kmeans import kmeans_plusplus, lloyd
 from ._validation import as_generator, check_choice, check_data, check_float, check_int
 from .em import run_em
@@ -369,22 +369,7 @@ class _BaseHMM:
     def _start_from_dict(cls, d, where, fields):
         """Check the format header and the fields every HMM has; returns (K, start, trans,
         fit info)."""
-        if not isinstance(d, dict):
-            raise EmsegError(f"{where} must be a JSON object, got {_kind(d)}")
-        fmt = d.get("format")
-        if fmt != cls._format:
-            raise EmsegError(
-                f"{where} is not an emseg {cls.__name__} (format {fmt!r}, expected "
-                f"{cls._format!r})"
-            )
-        version = d.get("format_version")
-        if not _is_int(version) or version < 1:
-            raise EmsegError(f"{where}.format_version must be a positive integer, got {version!r}")
-        if version > FORMAT_VERSION:
-            raise EmsegError(
-                f"{where} has format version {version}, newer than this emseg reads "
-                f"({FORMAT_VERSION}); upgrade emseg"
-            )
+        check_header(d, cls._format, FORMAT_VERSION, where, cls.__name__)
         known = set(fields) | {
             "format",
             "format_version",
@@ -398,19 +383,10 @@ class _BaseHMM:
         unknown = sorted(set(d) - known, key=str)
         if unknown:
             raise EmsegError(f"{where} has an unknown field {unknown[0]!r}")
-        K = _field_int(d, "n_components", where, 1)
+        K = field_int(d, "n_components", where, 1)
         start = _field_probabilities(d, "startprob_", (K,), where)
         trans = _field_probabilities(d, "transmat_", (K, K), where)
-        converged = d.get("converged_", False)
-        if not isinstance(converged, bool):
-            raise EmsegError(f"{where}.converged_ must be true or false, got {converged!r}")
-        n_iter = _field_int(d, "n_iter_", where, 0) if "n_iter_" in d else 0
-        lower = d.get("lower_bound_")
-        if lower is None:
-            lower = math.nan
-        elif not _is_number(lower) or not math.isfinite(lower):
-            raise EmsegError(f"{where}.lower_bound_ must be a finite number or null, got {lower!r}")
-        return K, start, trans, (converged, n_iter, float(lower))
+        return K, start, trans, fit_info(d, where, required=False)
 
     def _finish_from_dict(self, start, trans, info):
         self.startprob_ = start
@@ -689,9 +665,9 @@ class GaussianHMM(_BaseHMM):
                 f"{where}.covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, "
                 f"got {ctype!r}"
             )
-        D = _field_int(d, "n_features", where, 1)
-        means = _field_array(d, "means_", (K, D), where)
-        covars = _field_array(d, "covars_", _covars_shape(ctype, K, D), where)
+        D = field_int(d, "n_features", where, 1)
+        means = field_array(d, "means_", (K, D), where)
+        covars = field_array(d, "covars_", _covars_shape(ctype, K, D), where)
         _check_symmetric(covars, ctype, f"{where}.covars_")
         prec_chol = _precision_cholesky(covars, ctype, f"{where}.covars_")
         model = cls(K, covariance_type=ctype)
@@ -912,7 +888,7 @@ class CategoricalHMM(_BaseHMM):
         """A fitted CategoricalHMM from :meth:`to_dict`'s dict, checked field by field
         (see :meth:`GaussianHMM.from_dict`)."""
         K, start, trans, info = cls._start_from_dict(d, where, ("n_features", "emissionprob_"))
-        V = _field_int(d, "n_features", where, 1)
+        V = field_int(d, "n_features", where, 1)
         emission = _field_probabilities(d, "emissionprob_", (K, V), where)
         model = cls(K, n_features=V)
         model.emissionprob_ = emission
@@ -922,7 +898,7 @@ class CategoricalHMM(_BaseHMM):
 def hmm_from_dict(d, *, where="model"):
     """A fitted :class:`GaussianHMM` or :class:`CategoricalHMM`, chosen by ``d["format"]``."""
     if not isinstance(d, dict):
-        raise EmsegError(f"{where} must be a JSON object, got {_kind(d)}")
+        raise EmsegError(f"{where} must be a JSON object, got {kind(d)}")
     for cls in (GaussianHMM, CategoricalHMM):
         if d.get("format") == cls._format:
             return cls.from_dict(d, where=where)
@@ -1086,48 +1062,5 @@ def _plain(arr):
     return np.asarray(arr, dtype=np.float64).tolist()
 
 
-def _is_int(v):
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_number(v):
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-def _kind(v):
-    return {dict: "an object", list: "a list", str: "a string"}.get(type(v), type(v).__name__)
-
-
-def _field_int(d, name, where, minimum):
-    value = d.get(name)
-    if not _is_int(value) or value < minimum:
-        raise EmsegError(f"{where}.{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_nested(value, shape, label):
-    """Check that ``value`` is nested lists of numbers with exactly ``shape``."""
-    if not shape:
-        if not _is_number(value):
-            raise EmsegError(f"{label} must be a number, got {value!r}")
-        return
-    if not isinstance(value, list):
-        raise EmsegError(f"{label} must be a list of length {shape[0]}, got {_kind(value)}")
-    if len(value) != shape[0]:
-        raise EmsegError(f"{label} must have length {shape[0]}, got {len(value)}")
-    for i, item in enumerate(value):
-        _check_nested(item, shape[1:], f"{label}[{i}]")
-
-
-def _field_array(d, name, shape, where):
-    if name not in d:
-        raise EmsegError(f"{where} has no field {name!r}")
-    _check_nested(d[name], shape, f"{where}.{name}")
-    arr = np.array(d[name], dtype=np.float64).reshape(shape)
-    if not np.isfinite(arr).all():
-        raise EmsegError(f"{where}.{name} contains NaN or infinity")
-    return arr
-
-
 def _field_probabilities(d, name, shape, where):
-    return _normalised_rows(_field_array(d, name, shape, where), f"{where}.{name}", False)
+    return _normalised_rows(field_array(d, name, shape, where), f"{where}.{name}", False)

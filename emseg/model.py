@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._errors import EmsegError
+from ._jsonfields import check_header, field_array, field_int, fit_info, is_number, kind
 from ._validation import check_int
 from ._version import __version__
 from .features import (
@@ -87,40 +88,20 @@ def mixture_from_dict(d, *, where="mixture"):
     """
     from .mixture import GaussianMixture
 
-    if not isinstance(d, dict):
-        raise EmsegError(f"{where} must be a JSON object, got {_kind(d)}")
-    fmt = d.get("format")
-    if fmt != MIXTURE_FORMAT:
-        raise EmsegError(f"{where} is not an emseg mixture (format {fmt!r}, expected {MIXTURE_FORMAT!r})")
-    version = d.get("format_version")
-    if not _is_int(version) or version < 1:
-        raise EmsegError(f"{where}.format_version must be a positive integer, got {version!r}")
-    if version > MIXTURE_FORMAT_VERSION:
-        raise EmsegError(
-            f"{where} has format version {version}, newer than this emseg reads "
-            f"({MIXTURE_FORMAT_VERSION}); upgrade emseg"
-        )
+    check_header(d, MIXTURE_FORMAT, MIXTURE_FORMAT_VERSION, where, "mixture")
     ctype = d.get("covariance_type")
     if ctype not in _COVARIANCE_TYPES:
         raise EmsegError(
             f"{where}.covariance_type must be one of {', '.join(_COVARIANCE_TYPES)}, got {ctype!r}"
         )
-    K = _field_int(d, "n_components", where, 1)
-    D = _field_int(d, "n_features", where, 1)
-    weights = _field_array(d, "weights_", (K,), where)
-    means = _field_array(d, "means_", (K, D), where)
+    K = field_int(d, "n_components", where, 1)
+    D = field_int(d, "n_features", where, 1)
+    weights = field_array(d, "weights_", (K,), where)
+    means = field_array(d, "means_", (K, D), where)
     shape = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[ctype]
-    cov = _field_array(d, "covariances_", shape, where)
-    prec_chol = _field_array(d, "precisions_cholesky_", shape, where)
-    converged = d.get("converged_")
-    if not isinstance(converged, bool):
-        raise EmsegError(f"{where}.converged_ must be true or false, got {converged!r}")
-    n_iter = _field_int(d, "n_iter_", where, 0)
-    lower = d.get("lower_bound_")
-    if lower is None:
-        lower = math.nan
-    elif not _is_number(lower) or not math.isfinite(lower):
-        raise EmsegError(f"{where}.lower_bound_ must be a finite number or null, got {lower!r}")
+    cov = field_array(d, "covariances_", shape, where)
+    prec_chol = field_array(d, "precisions_cholesky_", shape, where)
+    converged, n_iter, lower = fit_info(d, where)
 
     if (weights < 0).any() or abs(weights.sum() - 1.0) > _WEIGHT_TOL:
         raise EmsegError(
@@ -136,7 +117,7 @@ def mixture_from_dict(d, *, where="mixture"):
     gm.precisions_cholesky_ = prec_chol
     gm.converged_ = converged
     gm.n_iter_ = n_iter
-    gm.lower_bound_ = float(lower)
+    gm.lower_bound_ = lower
     gm.history_ = np.empty(0)
     return gm
 
@@ -172,61 +153,6 @@ def _check_covariances(cov, prec_chol, ctype, where):
             f"{where}.precisions_cholesky_ does not match covariances_ (covariance x "
             f"precision is off the identity by {error:.3g}); the file was edited or is corrupt"
         )
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _kind(value):
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "null" if value is None else type(value).__name__
-    )
-
-
-def _field_int(d, key, where, minimum):
-    value = d.get(key)
-    if not _is_int(value) or value < minimum:
-        raise EmsegError(f"{where}.{key} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _field_array(d, key, shape, where):
-    """``d[key]`` as a float64 array of ``shape``: nested lists of finite numbers only."""
-    name = f"{where}.{key}"
-    if key not in d:
-        raise EmsegError(f"{name} is missing")
-    found = _nested_shape(d[key], name, len(shape))
-    if found != shape:
-        raise EmsegError(f"{name} must have shape {shape}, got {found}")
-    arr = np.array(d[key], dtype=np.float64)
-    if not np.isfinite(arr).all():
-        raise EmsegError(f"{name} contains a value that is not a finite number")
-    return arr
-
-
-def _nested_shape(value, name, depth):
-    """The shape of a rectangular nested list of numbers, at most ``depth`` deep;
-    EmsegError for anything else."""
-    if _is_number(value):
-        return ()
-    if value is None:
-        raise EmsegError(f"{name} contains null (NaN or infinity when written); the model is not usable")
-    if not isinstance(value, list):
-        raise EmsegError(f"{name} must hold numbers in lists, found {_kind(value)}")
-    if depth == 0:
-        raise EmsegError(f"{name} is nested too deeply (a number was expected)")
-    if not value:
-        return (0,)
-    inner = _nested_shape(value[0], name, depth - 1)
-    for item in value[1:]:
-        if _nested_shape(item, name, depth - 1) != inner:
-            raise EmsegError(f"{name} is ragged (lists of different lengths)")
-    return (len(value),) + inner
 
 
 # --------------------------------------------------------------------------- JSON files
@@ -338,22 +264,14 @@ class SegmentationModel:
     @classmethod
     def from_dict(cls, d, *, where="model"):
         """Validate ``d`` (as written by :meth:`to_dict`) and build the model."""
-        if not isinstance(d, dict):
-            raise EmsegError(f"{where} must be a JSON object, got {_kind(d)}")
-        fmt = d.get("format")
-        if fmt != SEGMENTATION_FORMAT:
-            raise EmsegError(
-                f"{where} is not an emseg segmentation model (format {fmt!r}); "
-                "make one with 'emseg fit'"
-            )
-        version = d.get("format_version")
-        if not _is_int(version) or version < 1:
-            raise EmsegError(f"{where}.format_version must be a positive integer, got {version!r}")
-        if version > SEGMENTATION_FORMAT_VERSION:
-            raise EmsegError(
-                f"{where} has format version {version}, newer than this emseg reads "
-                f"({SEGMENTATION_FORMAT_VERSION}); upgrade emseg"
-            )
+        check_header(
+            d,
+            SEGMENTATION_FORMAT,
+            SEGMENTATION_FORMAT_VERSION,
+            where,
+            "segmentation model",
+            hint="make one with 'emseg fit'",
+        )
         emseg_version = d.get("emseg_version")
         if not isinstance(emseg_version, str):
             raise EmsegError(f"{where}.emseg_version must be a string, got {emseg_version!r}")
@@ -382,7 +300,7 @@ class SegmentationModel:
         model.classes = _classes_from_dict(d.get("classes"), model.k, f"{where}.classes")
         training = d.get("training", {})
         if not isinstance(training, dict):
-            raise EmsegError(f"{where}.training must be a JSON object, got {_kind(training)}")
+            raise EmsegError(f"{where}.training must be a JSON object, got {kind(training)}")
         model.training = training
         return model
 
@@ -432,12 +350,12 @@ def load_model(path):
 
 def _spec_from_dict(d, where):
     if not isinstance(d, dict):
-        raise EmsegError(f"{where} must be a JSON object, got {_kind(d)}")
+        raise EmsegError(f"{where} must be a JSON object, got {kind(d)}")
     color_space = d.get("color_space")
     if color_space not in ("gray", "rgb", "lab", "hsv"):
         raise EmsegError(f"{where}.color_space must be gray, rgb, lab or hsv, got {color_space!r}")
     spatial = d.get("spatial")
-    if not _is_number(spatial) or not math.isfinite(spatial) or spatial < 0:
+    if not is_number(spatial) or not math.isfinite(spatial) or spatial < 0:
         raise EmsegError(f"{where}.spatial must be a number >= 0, got {spatial!r}")
     spec = FeatureSpec(color_space, float(spatial))
     expected = json.loads(json.dumps(spec.to_dict()))
@@ -457,7 +375,7 @@ def _classes_from_dict(classes, k, where):
         if not isinstance(c, dict) or c.get("label") != i:
             raise EmsegError(f"{where}[{i}] must be an object with label {i}")
         for key in ("fraction", "mean_luminance"):
-            if not _is_number(c.get(key)) or not math.isfinite(c[key]):
+            if not is_number(c.get(key)) or not math.isfinite(c[key]):
                 raise EmsegError(f"{where}[{i}].{key} must be a finite number")
     return classes
 
