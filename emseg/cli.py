@@ -98,7 +98,7 @@ def mrf_options(command):
         click.option(
             "--beta", type=BetaType(), default=0.0, show_default=True,
             help="Strength of the Potts prior that smooths the labels (0: none; 'auto': "
-            "estimate it). Typical values 0.3-1.5.",
+            "estimate it, a good first choice). Typical values 0.3-1.5.",
         ),
         click.option(
             "--mrf", type=click.Choice(["meanfield", "icm"]), default="meanfield",
