@@ -98,7 +98,8 @@ def mrf_options(command):
         click.option(
             "--beta", type=BetaType(), default=0.0, show_default=True,
             help="Strength of the Potts prior that smooths the labels (0: none; 'auto': "
-            "estimate it, a good first choice). Typical values 0.3-1.5.",
+            "estimate it; on natural photos it can grow past 10 and over-smooth). Typical "
+            "values 0.3-1.5.",
         ),
         click.option(
             "--mrf", type=click.Choice(["meanfield", "icm"]), default="meanfield",
