@@ -57,18 +57,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ._errors import EmsegError
+from .pipeline import file_stem
 
 SUMMARY_NAME = "summary.csv"
 MODEL_NAME = "model.json"
 SUMMARY_COLUMNS = ("path", "status", "error", "K", "iterations", "log_likelihood", "seconds")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz")
 # names emseg writes for an input <stem>; never taken as inputs from the output folder
-_OUTPUT_SUFFIXES = (
+_OUTPUT_SUFFIXES = (  # every name pipeline.output_paths gives, but the report
     "_labels.png",
     "_labels.tif",
+    "_labels.nii.gz",
     "_overlay.png",
     "_segments.png",
     "_posteriors.tif",
+    "_pve.nii.gz",
 )
 _TEMP = re.compile(r"\.[0-9a-f]{8}\.tmp$")
 
@@ -433,7 +436,7 @@ def _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progre
     for index, (item, row) in enumerate(zip(items, rows)):
         if row.status != "pending":
             continue
-        key = (os.path.normcase(os.path.abspath(item.out_dir)), item.path.stem)
+        key = (os.path.normcase(os.path.abspath(item.out_dir)), file_stem(item.path))
         if key in owners:
             state, reason = "conflict", (
                 f"its outputs would have the same names as {owners[key]}'s "
@@ -483,7 +486,7 @@ def _previous_outputs(item, options, model_key, overwrite):
     with other options), ``redo`` (interrupted: replace) or ``new``."""
     from .model import load_json
 
-    stem = item.path.stem
+    stem = file_stem(item.path)
     report_path = item.out_dir / f"{stem}_report.json"
     if overwrite:
         return "redo", None, None
@@ -557,7 +560,7 @@ def _segment_task(task):
                 f"cannot create output folder {folder}: {exc.strerror or exc}"
             ) from None
         if overwrite:
-            _remove_stale_temps(folder, Path(path).stem)
+            _remove_stale_temps(folder, file_stem(path))
         model = _cached_model(model_key, model_dict, model_source)
         report = segment_file(path, folder, options, overwrite=overwrite, model=model)
         return report["k"], report["iterations"], report["log_likelihood"]

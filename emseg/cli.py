@@ -420,6 +420,8 @@ def batch(folders, recursive, pattern, jobs, scheduler, max_pixels, shared_model
     from .batch import run_batch
     from .pipeline import RunOptions
 
+    if shared_model and model["beta"] != 0:
+        raise click.UsageError("--beta cannot be combined with --shared-model yet")
     out = Path(output_dir)  # run_batch creates it once it has found the inputs
     options = RunOptions(posteriors=posteriors, max_pixels=max_pixels, **model)
     view = _ProgressView(quiet, debug, verbose)
@@ -630,7 +632,8 @@ def gmm_select(table, k_max, covariances, max_iter, columns, seed, tol, n_init, 
 
     rows, best, _ = _table_call(debug, quiet, work, table, k_max, columns=columns,
                                 covariance_types=covariances or None, random_state=seed,
-                                max_iter=max_iter, tol=1e-3 if tol is None else tol)
+                                max_iter=max_iter, tol=1e-3 if tol is None else tol,
+                                n_init=n_init)
     click.echo(f"{'covariance':<10} {'K':>3} {'BIC':>16} {'AIC':>16} {'log-likelihood':>16}")
     for r in rows:
         click.echo(f"{r['covariance_type']:<10} {r['k']:>3} {r['bic']:>16.6g} "
@@ -672,7 +675,8 @@ def gmm_impute(table, output, classes, model_path, covariance, max_iter, columns
 
     s = _table_call(debug, quiet, work, table, output, k=classes, model_path=model_path,
                     columns=columns, covariance_type=covariance, random_state=seed,
-                    max_iter=max_iter, tol=1e-3 if tol is None else tol, overwrite=overwrite)
+                    max_iter=max_iter, tol=1e-3 if tol is None else tol, n_init=n_init,
+                    overwrite=overwrite)
     _say(f"{table}: {s['filled']} missing cells filled (K={s['k']}) into {output}", quiet)
 
 

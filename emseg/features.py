@@ -129,11 +129,12 @@ def unit_scale(values):
     return values.astype(np.float64)
 
 
-def luminance(values):
-    """Luminance of (M, 1) or (M, 3) pixel values, in unit scale."""
+def luminance(values, color_space=None):
+    """Luminance of (M, 1) or (M, 3) pixel values, in unit scale. Co-registered channels
+    (``color_space`` "channels", e.g. T1 and T2, however many) are ordered by the first,
+    as FSL FAST does."""
     v = unit_scale(values)
-    # co-registered channels (e.g. T1, T2): ordered by the first, as FSL FAST does
-    return v @ _LUMA if v.shape[1] == 3 else v[:, 0]
+    return v @ _LUMA if v.shape[1] == 3 and color_space != "channels" else v[:, 0]
 
 
 def value_features(values, color_space):

@@ -111,10 +111,18 @@ def segment(
     ``spatial``, if given, must agree with it. The model is not changed.
     """
     if model is not None:
+        if beta != 0 or multichannel:
+            raise EmsegError(
+                "segmenting with a given model does not take beta or multichannel yet; "
+                "fit the image itself to smooth it or to use co-registered channels"
+            )
         return _segment_with_model(image, model, k, color_space, spatial, mask, channel_axis)
     if k is None:
         raise EmsegError("give k (a number of classes, or 'auto') or a model to segment with")
-    beta = _check_beta(beta)
+    from .mrf import _check_beta
+
+    checked = _check_beta(beta, allow_auto=True)
+    beta = "auto" if checked is None else checked
     clock = time.perf_counter()
     values, is_color, alpha = split_channels(image, channel_axis, multichannel)
     shape = values.shape[:-1]
@@ -158,7 +166,7 @@ def segment(
 
     clock = time.perf_counter()
     resp = model.predict_proba(X)
-    order = _order_by_luminance(model, resp, luminance(unique), counts)
+    order = _order_by_luminance(model, resp, luminance(unique, spec.color_space), counts)
     result = _labelled(resp[:, order], model, spec, rows, shape, valid, values.dtype)
     timings["label"] = time.perf_counter() - clock
     result.bic_table = bic_table
@@ -268,8 +276,10 @@ def _smoothed(model, rows, spec, shape, valid, dtype, **mrf_options):
     hard = res.labels[inside]
     pixel_values = unit_scale(unique)[index]  # each valid pixel's value, C order
     counts = np.bincount(hard, minlength=k).astype(np.float64)
-    lum = luminance(unique)[index]
-    mean_lum = np.bincount(hard, weights=lum, minlength=k) / np.maximum(counts, 1)
+    lum = luminance(unique, spec.color_space)[index]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_lum = np.bincount(hard, weights=lum, minlength=k) / counts
+    mean_lum[counts == 0] = np.inf  # a class the field left empty goes last
     order = np.argsort(mean_lum, kind="stable")
     model._reorder(order)
     rank = np.empty(k, dtype=np.int32)
@@ -291,20 +301,6 @@ def _smoothed(model, rows, spec, shape, valid, dtype, **mrf_options):
              "changed": np.asarray(res.changed)},
         _posterior_source=np.ascontiguousarray(res.posteriors[..., order]),
     )
-
-
-def _check_beta(beta):
-    if isinstance(beta, str):
-        if beta == "auto":
-            return beta
-        raise EmsegError(f"beta must be a number >= 0 or 'auto', got {beta!r}")
-    try:
-        value = float(beta)
-    except (TypeError, ValueError):
-        raise EmsegError(f"beta must be a number >= 0 or 'auto', got {beta!r}") from None
-    if not np.isfinite(value) or value < 0:
-        raise EmsegError(f"beta must be a number >= 0 or 'auto', got {beta!r}")
-    return value
 
 
 def _check_spatial(spatial):

@@ -138,7 +138,7 @@ def gmm_fit(table_path, k, *, columns=None, covariance_type="full", random_state
 
 
 def gmm_select(table_path, k_max, *, columns=None, covariance_types=None, random_state=0,
-               max_iter=100, tol=1e-3, callback=None):
+               max_iter=100, tol=1e-3, n_init=1, callback=None):
     """BIC and AIC over K = 1..k_max and covariance types: ``(rows, best, table)``."""
     from . import table as tab
     from .mixture import COVARIANCE_TYPES
@@ -151,7 +151,8 @@ def gmm_select(table_path, k_max, *, columns=None, covariance_types=None, random
             "with 'emseg gmm fit' (which handles them)"
         )
     rows, best = tab.select_table(t.X, k_max, tuple(covariance_types or COVARIANCE_TYPES),
-                                  random_state, max_iter=max_iter, tol=tol, callback=callback)
+                                  random_state, n_init=n_init, max_iter=max_iter, tol=tol,
+                                  callback=callback)
     return rows, best, t
 
 
@@ -168,7 +169,7 @@ def gmm_predict(model_path, table_path, labels_path, *, overwrite=False):
 
 
 def gmm_impute(table_path, output_path, *, k=None, model_path=None, columns=None,
-               covariance_type="full", random_state=0, max_iter=100, tol=1e-3,
+               covariance_type="full", random_state=0, max_iter=100, tol=1e-3, n_init=1,
                overwrite=False):
     """Fill a table's missing cells with their expectation under a mixture: fitted here
     with ``k`` components, or read from ``model_path``. Writes the table again with only
@@ -186,7 +187,7 @@ def gmm_impute(table_path, output_path, *, k=None, model_path=None, columns=None
         t = tab.read_table(table_path, columns)
         _need_features(t)
         gm = GaussianMixture(k, covariance_type=covariance_type, random_state=random_state,
-                             max_iter=max_iter, tol=tol).fit(t.X)
+                             max_iter=max_iter, tol=tol, n_init=n_init).fit(t.X)
     missing = int(np.isnan(t.X).sum())
     tab.write_imputed(output_path, t, gm.impute(t.X), overwrite=overwrite)
     return {"rows": t.n_rows, "filled": missing, "k": gm.n_components_}

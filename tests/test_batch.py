@@ -376,3 +376,19 @@ def test_dask_scheduler_gives_the_same_outputs(tmp_path):
     assert "not an image" in dask.rows[0].error
     for name in ("x_labels.png", "y_labels.png", "x_overlay.png"):
         assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+
+
+def test_nifti_batch_rerun_skips_done_volumes(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    root = tmp_path / "nii"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        data = np.where(np.arange(12)[:, None, None] < 6, 50.0, 150.0) + rng.normal(0, 10, (12, 10, 6))
+        nib.save(nib.Nifti1Image(data.astype(np.float32), np.eye(4)), root / f"{name}.nii.gz")
+    out = tmp_path / "out"
+    first = run_batch([root], out, RunOptions(classes=2), jobs=1)
+    assert [r.status for r in first.rows] == ["ok", "ok"]
+    assert (out / "a_labels.nii.gz").exists()
+    again = run_batch([root], out, RunOptions(classes=2), jobs=1)
+    assert [r.status for r in again.rows] == ["skipped", "skipped"]

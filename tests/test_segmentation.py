@@ -239,3 +239,36 @@ def test_multichannel_volume_uses_every_channel():
         assert (labels == top).mean() > 0.97
         majority.append(top)
     assert sorted(majority) == [0, 1, 2, 3]
+
+
+def test_mrf_class_left_empty_goes_last_not_first():
+    # two materials, five classes, strong smoothing: the field empties some classes;
+    # label 0 must still be the darkest class that holds pixels
+    rng = np.random.default_rng(0)
+    truth = np.zeros((60, 80), int)
+    truth[:, 40:] = 1
+    img = np.clip((0.3 + 0.4 * truth + rng.normal(0, 0.1, truth.shape)) * 255, 0, 255)
+    seg = segment(img.astype(np.uint8), 5, beta=2.0)
+    filled = seg.fractions > 0
+    assert not filled.all()  # the case this test is about
+    assert list(filled) == sorted(filled, reverse=True)  # empty classes last
+    assert np.all(np.diff(seg.mean_values[filled, 0]) > 0)
+
+
+def test_three_channels_are_ordered_by_the_first_not_as_rgb():
+    rng = np.random.default_rng(1)
+    truth = np.repeat(np.arange(3), 400).reshape(30, 40)
+    first = np.array([0.2, 0.5, 0.8])[truth]
+    others = np.array([0.9, 0.5, 0.1])[truth]  # falling: an RGB luma would reverse the order
+    img = np.stack([first, others, others], -1) + rng.normal(0, 0.02, truth.shape + (3,))
+    seg = segment(img.astype(np.float32), 3, multichannel=True)
+    assert np.all(np.diff(seg.mean_values[:, 0]) > 0)
+
+
+def test_a_given_model_refuses_beta():
+    from emseg.model import fit_model
+
+    img = np.random.default_rng(2).integers(0, 255, (20, 20)).astype(np.uint8)
+    model = fit_model([img], 2)
+    with pytest.raises(EmsegError, match="beta"):
+        segment(img, model=model, beta=1.0)
