@@ -33,7 +33,6 @@ Writing
     replace an existing file unless ``overwrite=True``.
 """
 
-import contextlib
 import csv
 import ctypes
 import ctypes.util
@@ -50,7 +49,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._errors import EmsegError
-from .io import atomic_output
+from .io import _reason, _writing
 
 __all__ = [
     "MISSING_TOKENS",
@@ -722,11 +721,6 @@ def _set_sequences(table, name, ids, run_starts, where):
     table.lengths = np.diff(bounds).astype(np.int64)
 
 
-def _reason(exc):
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
 # --- the compiled scanner --------------------------------------------------------------
 #
 # A number is [+-] digits [. digits] [(e|E) [+-] digits], parsed by hand into up to 19
@@ -1211,16 +1205,6 @@ def _gather(buf, spans, width):
 
 
 # =========================================================================== writing
-
-
-@contextlib.contextmanager
-def _writing(path, overwrite):
-    """atomic_output, with OS errors while writing reported as EmsegError."""
-    try:
-        with atomic_output(path, overwrite) as tmp:
-            yield tmp
-    except OSError as exc:
-        raise EmsegError(f"could not write {path}: {exc.strerror or exc}") from None
 
 
 def _check_rows(path, name, arr, n_rows, ndim):
