@@ -232,7 +232,7 @@ class GaussianMixture:
 
     def _prepare(self, X, w):
         """Split rows into complete ones (merged when repeated) and missingness groups."""
-        K, D = self.n_components, X.shape[1]
+        K = self.n_components
         if w is not None and (w == 0).any():
             keep = w > 0
             X, w = X[keep], w[keep]
