@@ -31,7 +31,7 @@ def save_gmm(path, gm, columns, *, overwrite=False):
 
 def load_gmm(path):
     """``(GaussianMixture, columns)`` from a file :func:`save_gmm` wrote."""
-    from .model import load_json, mixture_from_dict
+    from .model import mixture_from_dict
 
     d = _load_kind(path, GMM_KIND, "a Gaussian mixture model (emseg gmm fit --model)")
     columns = _columns_field(path, d, "columns")
