@@ -343,12 +343,9 @@ def describe_machine():
     import numba
     import sklearn
 
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from _common import cpu_name
+
+    cpu = cpu_name()
     try:
         from threadpoolctl import threadpool_info
 

@@ -313,12 +313,9 @@ def describe_machine():
 
     import emseg
 
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from _common import cpu_name
+
+    cpu = cpu_name()
     print(f"machine: {os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__} "
           f"({numba.get_num_threads()} threads, "
