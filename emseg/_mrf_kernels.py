@@ -29,6 +29,8 @@ the mean-field log-likelihood and the number of labels changed.
 import numpy as np
 from numba import njit, prange
 
+from ._kernels import _maha_full
+
 BLOCK = 4096  # voxels per block of rows (about)
 _TINY = 1e-200  # rescale the running product of likelihood ratios below this
 
@@ -72,21 +74,6 @@ def _exp(x, double):
     if double:
         return np.exp(x)
     return np.float64(np.exp(np.float32(x)))
-
-
-@njit(cache=True, inline="always")
-def _maha(X, d, means, prec_chol, k, y):
-    """Squared Mahalanobis distance of row ``d`` of ``X`` to component ``k``."""
-    D = X.shape[1]
-    for i in range(D):
-        y[i] = X[d, i] - means[k, i]
-    total = 0.0
-    for j in range(D):
-        z = 0.0
-        for i in range(j + 1):
-            z += y[i] * prec_chol[k, i, j]
-        total += z * z
-    return total
 
 
 @njit(cache=True, inline="always")
@@ -212,7 +199,7 @@ def sweep(
                     else:  # the table's arithmetic, one row at a time
                         best = 0
                         for k in range(K):
-                            f[k] = log_norm[k] - 0.5 * _maha(X, d, means, prec_chol, k, y)
+                            f[k] = log_norm[k] - 0.5 * _maha_full(X, d, means, prec_chol, k, y, X.shape[1])
                             if f[k] > f[best]:
                                 best = k
                         base = f[best]
@@ -340,7 +327,7 @@ def start_field(site, q, lab, X, means, dens, log_norm, prec_chol, log_weights, 
                 if table:
                     a[k] = np.log(dens[d, k]) if dens[d, k] > 0 else -np.inf
                 else:
-                    a[k] = log_norm[k] - 0.5 * _maha(X, d, means, prec_chol, k, y)
+                    a[k] = log_norm[k] - 0.5 * _maha_full(X, d, means, prec_chol, k, y, X.shape[1])
                 a[k] += log_weights[k]
                 if a[k] > a[best]:
                     best = k
