@@ -377,6 +377,18 @@ def rgb_lookup(values, table):
 
 
 @njit(parallel=True, cache=True)
+def gather(table, index):
+    """``table[index]`` for a 1-D table, in parallel and without numpy's cast of a
+    non-``intp`` index to a temporary copy."""
+    N = index.shape[0]
+    out = np.empty(N, dtype=table.dtype)
+    for c in prange(n_chunks(N)):
+        for n in range(c * CHUNK, min(N, (c + 1) * CHUNK)):
+            out[n] = table[index[n]]
+    return out
+
+
+@njit(parallel=True, cache=True)
 def normalise_rows(lp):
     """Turn (N, K) log-probabilities into probabilities in place; return each row's
     logsumexp (``-inf`` rows, impossible under every component, stay ``-inf``/NaN-free:

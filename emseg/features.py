@@ -189,12 +189,13 @@ def distinct_values(values):
     if values.dtype == np.uint8 and C == 3 and N < 2**31:
         from . import _kernels
 
-        counts = _kernels.rgb_counts(values)
-        present = np.flatnonzero(counts)
-        table = np.zeros(1 << 24, dtype=np.int32)
+        table = _kernels.rgb_counts(values)
+        present = np.flatnonzero(table)
+        counts = table[present].astype(np.float64)
+        # the count table becomes the lookup table: colour -> its row in unique
         table[present] = np.arange(present.size, dtype=np.int32)
         unique = np.stack([present >> 16, (present >> 8) & 255, present & 255], 1)
-        return unique.astype(np.uint8), counts[present].astype(np.float64), _kernels.rgb_lookup(values, table)
+        return unique.astype(np.uint8), counts, _kernels.rgb_lookup(values, table)
     if values.dtype in (np.uint8, np.uint16) and C == 1:
         bins = 256 if values.dtype == np.uint8 else 65536
         packed = values[:, 0]

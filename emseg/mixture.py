@@ -16,8 +16,6 @@ starting parameters both reach the same estimates), computed differently:
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
-from scipy.special import logsumexp
 
 from . import _kernels as kern
 from ._errors import ConvergenceWarning, EmptyComponentWarning, EmsegError
@@ -373,7 +371,7 @@ class GaussianMixture:
             Xc = pattern.X[start : start + _PATTERN_CHUNK]
             wc = pattern.w[start : start + _PATTERN_CHUNK]
             lp, centred = parts.log_prob(Xc)
-            lse = logsumexp(lp, axis=1)
+            lse = logsumexp_rows(lp)
             resp = np.exp(lp - lse[:, None]) * wc[:, None]
             ll += float(wc @ lse)
             for k in range(K):
@@ -598,7 +596,7 @@ class GaussianMixture:
             for start in range(0, rows.size, _PATTERN_CHUNK):
                 idx = rows[start : start + _PATTERN_CHUNK]
                 lp, centred = parts.log_prob(out[idx])
-                resp = np.exp(lp - logsumexp(lp, axis=1)[:, None])
+                resp = np.exp(lp - logsumexp_rows(lp)[:, None])
                 fill = np.zeros((idx.size, parts.m.size))
                 for k in range(self.n_components_):
                     cond = self.means_[k, parts.m] + centred[k] @ parts.regress[k].T
@@ -692,6 +690,8 @@ class _PatternParts:
         cov = _full_covariances(gm)
         o, m = self.o, self.m
         self.chol, self.log_det, self.regress, self.cond_cov = [], [], [], []
+        from scipy import linalg  # only for missing values: plain fits do without scipy
+
         for S in cov:
             if o.size:
                 L = linalg.cholesky(S[np.ix_(o, o)], lower=True)
@@ -714,6 +714,8 @@ class _PatternParts:
         for k in range(K):
             y = xo - self.means[k, self.o]
             if self.o.size:
+                from scipy import linalg
+
                 z = linalg.solve_triangular(self.chol[k], y.T, lower=True)
                 maha = np.einsum("ij,ij->j", z, z)
             else:
@@ -732,6 +734,15 @@ class _PatternParts:
         return y
 
 
+def logsumexp_rows(a):
+    """``log(sum(exp(a), axis=1))`` for a 2-D array, without overflow (as
+    ``scipy.special.logsumexp``; a row of -inf gives -inf)."""
+    top = a.max(axis=1)
+    top[~np.isfinite(top)] = 0.0
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(a - top[:, None]).sum(axis=1)) + top
+
+
 def _cholesky_of_covariances(cov, ctype):
     """Upper-triangular precision factors, as scikit-learn stores them."""
     fix = "increase reg_covar or use fewer components"
@@ -743,8 +754,10 @@ def _cholesky_of_covariances(cov, ctype):
     out = np.empty_like(covs)
     for k, S in enumerate(covs):
         try:
-            L = linalg.cholesky(S, lower=True)
-        except (linalg.LinAlgError, ValueError):
+            if not np.isfinite(S).all():
+                raise np.linalg.LinAlgError
+            L = np.linalg.cholesky(S)
+        except np.linalg.LinAlgError:
             raise EmsegError(f"a fitted covariance is singular; {fix}") from None
         out[k] = kern.inv_lower(L).T
     return out[0] if ctype == "tied" else out
@@ -760,8 +773,10 @@ def _cholesky_of_precisions(prec, ctype):
     for k, P in enumerate(precs):
         try:
             # the upper factor U with P = U U^T, by Cholesky of P with rows and columns reversed
-            out[k] = np.flipud(np.fliplr(linalg.cholesky(np.flipud(np.fliplr(P)), lower=True)))
-        except (linalg.LinAlgError, ValueError):
+            if not np.isfinite(P).all():
+                raise np.linalg.LinAlgError
+            out[k] = np.flipud(np.fliplr(np.linalg.cholesky(np.flipud(np.fliplr(P)))))
+        except np.linalg.LinAlgError:
             raise EmsegError("precisions_init must be symmetric positive definite") from None
     return out[0] if ctype == "tied" else out
 

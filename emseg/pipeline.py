@@ -136,7 +136,7 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
     clock = time.perf_counter()
     writes = [  # PNG encoding releases the GIL: the pictures are written side by side
         (io.write_png, targets["overlay"], overlay, {}),
-        (io.write_png, targets["segments"], segments, {"few_colors": True}),
+        (io.write_png, targets["segments"], segments, {}),
     ]
     if image.nifti is not None:
         from .medical import write_nifti
@@ -146,7 +146,7 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
         writes.append((io.write_tiff_stack, targets["labels"], label_values,
                        {"dtype": label_values.dtype}))
     else:
-        writes.append((io.write_png, targets["labels"], label_values, {"few_colors": True}))
+        writes.append((io.write_png, targets["labels"], label_values, {}))
     if options.posteriors:
         pages = render.posterior_pages(seg.posteriors)
         if image.nifti is not None:
@@ -225,8 +225,13 @@ def _pictures(image, seg):
     if not image.is_stack:
         if image.channels:
             pixels = pixels[..., 0]  # channels: show the first (labels are ordered by it)
-        display = render.to_display(pixels)
-        colors = render.class_colors(display, labels, k)
+        if pixels.dtype == np.uint8:
+            # shown as they are: each class's display colour is its mean pixel value
+            means = seg.mean_values if seg.mean_values.shape[1] == 3 else np.repeat(
+                seg.mean_values, 3, axis=1)
+            colors = np.clip(np.rint(means), 0, 255).astype(np.uint8)
+        else:
+            colors = render.class_colors(render.to_display(pixels), labels, k)
         return render.overlay(pixels, labels, k), render.segments(labels, colors), colors
     slices = render.representative_slices(labels.shape[0])
     if image.channels:

@@ -75,6 +75,15 @@ def to_display(pixels, *, valid=None):
     balance) map to 0 and 255, and clipped. ``valid`` (a bool mask of shape
     ``(H, W)``) restricts the percentiles to those pixels. NaN shows as black.
     """
+    out = _display_values(pixels, valid)
+    if out.ndim == 2:
+        out = np.repeat(out[:, :, None], 3, axis=2)
+    return np.array(out, dtype=np.uint8, copy=True, order="C")
+
+
+def _display_values(pixels, valid=None):
+    """``to_display`` without the copy and without repeating grey into three channels:
+    uint8 ``(H, W)`` or ``(H, W, 3)``, the input itself when it is uint8 already."""
     arr = np.asarray(pixels)
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
         raise EmsegError(
@@ -82,16 +91,12 @@ def to_display(pixels, *, valid=None):
             "pass one slice of a stack at a time"
         )
     if arr.dtype == bool:
-        out = arr.astype(np.uint8) * np.uint8(255)
-    elif arr.dtype == np.uint8:
-        out = arr
-    elif np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating):
-        out = _stretch(arr, valid)
-    else:
-        raise EmsegError(f"pixels must be numeric to display, got dtype {arr.dtype}")
-    if out.ndim == 2:
-        out = np.repeat(out[:, :, None], 3, axis=2)
-    return np.array(out, dtype=np.uint8, copy=True, order="C")
+        return arr.astype(np.uint8) * np.uint8(255)
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating):
+        return _stretch(arr, valid)
+    raise EmsegError(f"pixels must be numeric to display, got dtype {arr.dtype}")
 
 
 def _stretch(arr, valid):
@@ -129,9 +134,8 @@ def label_image(labels, k):
         raise EmsegError(f"k={k} classes do not fit a 16-bit label image; use k <= 65535")
     lab = _check_labels(labels, k)
     dtype = np.uint8 if k <= 255 else np.uint16
-    out = lab.astype(dtype)
-    out[lab < 0] = np.iinfo(dtype).max
-    return out
+    table = np.append(np.arange(k), np.iinfo(dtype).max).astype(dtype)[:, None]
+    return _paint(lab, table).reshape(lab.shape)
 
 
 def boundaries(labels):
@@ -168,26 +172,23 @@ def overlay(pixels, labels, k, *, alpha=0.45, draw_boundaries=True):
     if not 0.0 <= float(alpha) <= 1.0:
         raise EmsegError(f"alpha must be between 0 and 1, got {alpha}")
     k = _check_k(k, "k", minimum=1)
-    base = to_display(pixels)
+    base = _display_values(pixels)
     lab = _check_labels(labels, k)
     if lab.shape != base.shape[:2]:
         raise EmsegError(
             f"labels have shape {lab.shape} but the image is {base.shape[:2]}; "
             "pass the labels of this image"
         )
-    colors = np.take(np.vstack([palette(k), np.zeros((1, 3), np.uint8)]), lab, axis=0)
-    # OpenCV's weighted sum rounds to nearest, like np.rint on the float blend
-    out = cv2.addWeighted(base, 1.0 - float(alpha), colors, float(alpha), 0.0)
-    outside = lab < 0
-    if outside.any():
-        np.copyto(out, base, where=outside[..., None])
-    if draw_boundaries:
-        edge = boundaries(lab)
-        if outside.any():
-            edge &= ~outside
-        luminance = out[edge].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        out[edge] = np.where(luminance[:, None] < 128, np.uint8(255), np.uint8(0))
-    return out
+    from ._render_kernels import blend
+
+    # every (class, channel, value) blend, rounded to nearest as np.rint does
+    alpha = float(alpha)
+    blended = np.rint(
+        (1.0 - alpha) * np.arange(256.0) + alpha * palette(k)[:, :, None].astype(np.float64)
+    ).astype(np.uint8)
+    base = np.ascontiguousarray(base.reshape(base.shape[:2] + (-1,)))
+    return blend(base, np.ascontiguousarray(lab, dtype=np.int32), blended,
+                 bool(draw_boundaries))
 
 
 def segments(labels, class_colors):
@@ -204,7 +205,8 @@ def segments(labels, class_colors):
         )
     lab = _check_labels(labels, colors.shape[0])
     # label -1 picks the appended black row
-    return np.take(np.vstack([colors, np.zeros((1, 3), np.uint8)]), lab, axis=0)
+    table = np.vstack([colors, np.zeros((1, 3), np.uint8)])
+    return _paint(lab, table).reshape(lab.shape + (3,))
 
 
 def class_colors(display, labels, k):
@@ -235,6 +237,13 @@ def posterior_pages(posteriors):
             f"posteriors must have shape (H, W, k), got {post.shape}"
         )
     return np.ascontiguousarray(np.moveaxis(post, -1, 0), dtype=np.float32)
+
+
+def _paint(labels, table):
+    """``table[labels]`` (label -1: the last row) as ``(labels.size, C)``, in one pass."""
+    from ._render_kernels import paint
+
+    return paint(np.ascontiguousarray(labels, dtype=np.int32).reshape(-1), table)
 
 
 def _check_k(k, name, minimum):

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-from scipy.special import logsumexp
 
 from ._errors import EmsegError
 from ._validation import check_int
@@ -25,7 +24,7 @@ from .features import (
     unit_scale,
     value_features,
 )
-from .mixture import GaussianMixture
+from .mixture import GaussianMixture, logsumexp_rows
 
 
 @dataclass
@@ -60,6 +59,8 @@ class Segmentation:
         if isinstance(self._posterior_source, np.ndarray):  # per pixel (the MRF's)
             return self._posterior_source
         table, index, valid = self._posterior_source
+        if valid is None:  # every pixel
+            return table[index].reshape(self.labels.shape + (self.k,))
         out = np.zeros(self.labels.shape + (self.k,), dtype=np.float32)
         out[valid] = table[index]
         return out
@@ -203,10 +204,12 @@ def _labelled(resp, model, spec, rows, shape, valid, dtype):
         [np.bincount(hard, weights=counts * c, minlength=k) for c in unit_scale(unique).T],
         axis=1,
     ) / np.maximum(fractions, 1e-300)[:, None]
-    labels = np.full(int(np.prod(shape)), -1, dtype=np.int32)
     if valid is None:
-        labels[:] = hard[index]
+        from ._kernels import gather
+
+        labels = gather(hard, index)
     else:
+        labels = np.full(int(np.prod(shape)), -1, dtype=np.int32)
         labels[valid.ravel()] = hard[index]
     return Segmentation(
         labels=labels.reshape(shape),
@@ -214,11 +217,7 @@ def _labelled(resp, model, spec, rows, shape, valid, dtype):
         features=spec,
         fractions=fractions / fractions.sum(),
         mean_values=_to_image_units(means, dtype),
-        _posterior_source=(
-            resp.astype(np.float32),
-            index,
-            np.ones(shape, bool) if valid is None else valid,
-        ),
+        _posterior_source=(resp.astype(np.float32), index, valid),
     )
 
 
@@ -251,7 +250,7 @@ def _segment_with_model(image, model, k, color_space, spatial, mask, channel_axi
     clock = time.perf_counter()
     gm = model.mixture
     log_prob = gm._weighted_log_prob(gm._check_fitted(X))  # one pass for both results
-    norm = logsumexp(log_prob, axis=1)
+    norm = logsumexp_rows(log_prob)
     resp = np.exp(log_prob - norm[:, None])
     result = _labelled(resp, gm, spec, rows, shape, valid, values.dtype)
     result.log_likelihood = float(np.average(norm, weights=weights))

@@ -1223,3 +1223,16 @@ def test_large_fits_start_from_a_subsample_and_reach_the_same_maximum(monkeypatc
     assert quick.n_iter_ < cold.n_iter_
     np.testing.assert_allclose(quick.lower_bound_, cold.lower_bound_, rtol=1e-6)
     np.testing.assert_allclose(quick.means_, cold.means_, atol=1e-3)
+
+
+def test_logsumexp_rows_matches_scipy():
+    from scipy.special import logsumexp
+
+    from emseg.mixture import logsumexp_rows
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(50, 4)) * 300
+    a[3] = -np.inf
+    a[4, :2] = -np.inf
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(logsumexp_rows(a), logsumexp(a, axis=1), rtol=1e-14)

@@ -194,6 +194,38 @@ def test_overlay_boundaries_contrast(halves):
     np.testing.assert_array_equal(out[~edge], plain[~edge])
 
 
+def test_overlay_matches_numpy_blend_and_boundaries_on_random_labels():
+    """The compiled overlay against its definition written out in numpy: the rounded
+    blend, background kept, edges exactly where boundaries() marks a labelled pixel."""
+    rng = np.random.default_rng(7)
+    for pixels in (rng.integers(0, 256, (33, 47, 3), dtype=np.uint8),
+                   rng.integers(0, 256, (33, 47), dtype=np.uint8)):
+        labels = rng.integers(-1, 5, (33, 47))
+        labels[5:20, 10:30] = 2  # a block, so some pixels are not on an edge
+        out = render.overlay(pixels, labels, 5, alpha=0.3)
+        base = render.to_display(pixels).astype(float)
+        colors = np.vstack([render.palette(5), [0, 0, 0]]).astype(float)[labels]
+        want = np.rint(0.7 * base + 0.3 * colors).astype(np.uint8)
+        want[labels < 0] = render.to_display(pixels)[labels < 0]
+        edge = render.boundaries(labels) & (labels >= 0)
+        luma = want[edge].astype(float) @ [0.299, 0.587, 0.114]
+        want[edge] = np.where(luma < 128, 255, 0)[:, None]
+        np.testing.assert_array_equal(out, want)
+        assert edge.any() and (~edge & (labels >= 0)).any()
+
+
+def test_segments_and_label_image_take_any_integer_labels():
+    labels = np.array([[0, 1, -1], [2, 2, 0]])
+    for dtype in (np.int8, np.int16, np.int32, np.int64, np.uint8):
+        lab = np.where(labels < 0, 0, labels).astype(dtype) if dtype == np.uint8 else labels.astype(dtype)
+        colors = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], np.uint8)
+        np.testing.assert_array_equal(
+            render.segments(lab, colors),
+            np.vstack([colors, [[0, 0, 0]]])[lab.astype(int)])
+        np.testing.assert_array_equal(
+            render.label_image(lab, 3), np.where(lab.astype(int) < 0, 255, lab).astype(np.uint8))
+
+
 def test_overlay_alpha_zero_without_boundaries_is_the_image(halves):
     pixels, labels = halves
     out = render.overlay(pixels, labels, 2, alpha=0.0, draw_boundaries=False)
