@@ -26,9 +26,9 @@ Reruns
     Every output is written to a temporary file and renamed, and the report is written
     last, so an input whose report exists and lists only existing outputs is complete:
     a rerun skips it (``overwrite`` redoes it). An input with outputs but no report was
-    interrupted: it is redone, replacing those outputs and removing the temporary files
-    a killed run left. Outputs made with other options are not skipped but refused
-    (pass ``overwrite``).
+    interrupted: it is redone, replacing those outputs. Before an input is segmented,
+    the temporary files a killed run left for it are removed. Outputs made with other
+    options are not skipped but refused (pass ``overwrite``).
 
 Shared model
     ``shared_model=True`` first fits one :class:`~emseg.model.SegmentationModel` on all
@@ -40,7 +40,8 @@ Shared model
 ``OUT/summary.csv`` has one row per input: path, status (ok / failed / skipped),
 error, K, iterations, log_likelihood, seconds. It is written atomically at the end, and
 also when the batch is interrupted (unfinished inputs then read ``failed``,
-``interrupted``).
+``interrupted``; an input whose outputs were complete when the batch stopped reads
+``ok``, even if its worker's result had not come back yet).
 """
 
 import csv
@@ -254,6 +255,7 @@ def run_batch(
     model_path = out / MODEL_NAME if shared_model else None
     if shared_model:
         model = _previous_model(model_path, options, overwrite)
+    started = time.time()
     try:
         if shared_model and model is None:
             model = _fit_shared(items, rows, model_path, options, jobs, scheduler,
@@ -262,8 +264,14 @@ def run_batch(
     except BaseException:
         # record what was done, even when no result had come back yet: a worker may
         # have finished writing an image's outputs just before the interrupt
-        for row in rows:
-            if row.status == "pending":
+        for item, row in zip(items, rows):
+            if row.status != "pending":
+                continue
+            report = _written_since(item, started)
+            if report is not None:
+                row.status = "ok"
+                _fill_from_report(row, report)
+            else:
                 row.status, row.error = "failed", "interrupted: the batch stopped first"
         _write_summary_quietly(summary_path, rows)
         raise
@@ -532,6 +540,23 @@ def _previous_outputs(item, options, model_key, overwrite):
     return "done", report, None
 
 
+def _written_since(item, since):
+    """The report of ``item`` if this batch wrote it (after ``since``) with all the
+    outputs it lists, else None. The report is written last, so it marks them complete."""
+    from .model import load_json
+
+    report_path = item.out_dir / f"{file_stem(item.path)}_report.json"
+    try:
+        if report_path.stat().st_mtime < since:
+            return None
+        report = load_json(report_path)
+        if all(os.path.exists(p) for p in report["outputs"].values()):
+            return report
+    except (EmsegError, KeyError, TypeError, AttributeError, OSError):
+        pass
+    return None
+
+
 def _fill_from_report(row, report):
     row.k = report.get("k")
     row.iterations = report.get("iterations")
@@ -559,8 +584,8 @@ def _segment_task(task):
             raise EmsegError(
                 f"cannot create output folder {folder}: {exc.strerror or exc}"
             ) from None
-        if overwrite:
-            _remove_stale_temps(folder, file_stem(path))
+        # a killed run may have left temporary files even before any output appeared
+        _remove_stale_temps(folder, file_stem(path))
         model = _cached_model(model_key, model_dict, model_source)
         report = segment_file(path, folder, options, overwrite=overwrite, model=model)
         return report["k"], report["iterations"], report["log_likelihood"]

@@ -842,24 +842,52 @@ def write_png(path, array, *, overwrite=False):
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise EmsegError(f"cannot write {path}: the image is empty (shape {arr.shape})")
-    import cv2
-
-    if arr.ndim == 3:
-        arr = arr[..., ::-1]  # OpenCV stores channels in BGR order
-    # zlib level 1 on run-length matches, after PNG's "up" filter on every row: for a
-    # 12-megapixel photo's overlay 1.7x faster than OpenCV's default (level 1, each
-    # row's filter chosen by trying all five) at about the same size, and 2.5-3x faster
-    # for label and segment images, which come out smaller too.
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 1,
-              cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-    if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV 4.11 and later
-        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr), params)
-    if not ok:  # pragma: no cover - OpenCV encodes any uint8/uint16 grey or RGB array
-        raise EmsegError(f"cannot write {path}: OpenCV could not encode the image")
     with _writing(path, overwrite) as tmp:
         with open(tmp, "wb") as f:
-            f.write(buf.tobytes())
+            for piece in _png_pieces(arr):
+                f.write(piece)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_MAX_CHUNK = (1 << 31) - 1
+
+
+def _png_pieces(arr):
+    """The bytes of a PNG of ``arr`` (uint8/uint16, (H, W) or (H, W, 3)), in pieces.
+
+    Every row takes PNG's "up" filter (each byte minus the byte above it), computed by
+    numpy, and the rows are deflated by ISA-L (the ``isal`` package) at its level 2:
+    for a 12-megapixel photo's overlay 4-5x faster than zlib at level 1 (the fastest
+    OpenCV and Pillow offer), at about the same size. Nothing but the pixels goes in,
+    so the same array always gives the same bytes.
+    """
+    import struct
+    import zlib
+
+    from isal import isal_zlib
+
+    h, w = arr.shape[:2]
+    depth = 16 if arr.dtype == np.uint16 else 8
+    rows = np.ascontiguousarray(arr, dtype=">u2" if depth == 16 else np.uint8)
+    rows = rows.view(np.uint8).reshape(h, -1)
+    filtered = np.empty((h, rows.shape[1] + 1), dtype=np.uint8)
+    filtered[:, 0] = 2  # filter type "up"; the row above the first counts as zeros
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    data = isal_zlib.compress(filtered, 2)
+    del filtered
+
+    def chunk(tag, body):
+        crc = zlib.crc32(body, zlib.crc32(tag))
+        return [struct.pack(">I", len(body)), tag, body, struct.pack(">I", crc)]
+
+    colour_type = 2 if arr.ndim == 3 else 0  # truecolour or greyscale
+    yield _PNG_SIGNATURE
+    yield from chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour_type, 0, 0, 0))
+    view = memoryview(data)
+    for start in range(0, len(data), _PNG_MAX_CHUNK):
+        yield from chunk(b"IDAT", view[start : start + _PNG_MAX_CHUNK])
+    yield from chunk(b"IEND", b"")
 
 
 def write_tiff_stack(path, pages, *, dtype=np.float32, overwrite=False):

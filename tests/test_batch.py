@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -237,6 +238,46 @@ def test_ctrl_c_stops_workers_and_writes_the_summary(tmp_path):
     assert not temp_files(out)
     rows = read_summary(out)
     assert len(rows) == 8 and "ok" in {r["status"] for r in rows.values()}
+
+
+def test_interrupt_after_an_image_was_written_records_it_ok(tmp_path, monkeypatch):
+    """Ctrl-C between a worker finishing an image's outputs and its result coming back:
+    the summary says ok for it (its outputs are complete), and a rerun skips it."""
+    import emseg.pipeline
+
+    root = tmp_path / "in"
+    for i in range(3):
+        save(root / f"img{i}.png", scene(60 + i)[0])
+    out = tmp_path / "out"
+    real = emseg.pipeline.segment_file
+
+    def interrupted_after_second(path, *args, **kwargs):
+        report = real(path, *args, **kwargs)
+        if Path(path).name == "img1.png":
+            raise KeyboardInterrupt
+        return report
+
+    monkeypatch.setattr(emseg.pipeline, "segment_file", interrupted_after_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch([root], out, RunOptions(classes=3), jobs=1)
+    rows = {Path(k).name: v for k, v in read_summary(out).items()}
+    assert [rows[f"img{i}.png"]["status"] for i in range(3)] == ["ok", "ok", "failed"]
+    assert rows["img1.png"]["K"] == "3"
+    assert "interrupted" in rows["img2.png"]["error"]
+    monkeypatch.setattr(emseg.pipeline, "segment_file", real)
+    result = run_batch([root], out, RunOptions(classes=3), jobs=1)
+    assert [r.status for r in result.rows] == ["skipped", "skipped", "ok"]
+
+
+def test_rerun_removes_temporary_files_of_an_input_with_no_output_yet(tmp_path):
+    root = tmp_path / "in"
+    save(root / "img0.png", scene(1)[0])
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".img0_overlay.png.0123abcd.tmp"  # a killed run's, before any rename
+    stale.write_bytes(b"half")
+    run_batch([root], out, RunOptions(classes=3), jobs=1)
+    assert not stale.exists() and (out / "img0_overlay.png").is_file()
 
 
 # --------------------------------------------------------------------------- inputs

@@ -660,3 +660,25 @@ def test_sample_images_read():
         img = io.read_image(IMAGES / name)
         assert img.pixels.dtype == np.uint8 and max(img.pixels.shape[:2]) <= 512
         assert (IMAGES / name).stat().st_size < 300_000
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 17), (17, 1), (23, 31), (23, 31, 3), (1, 1, 3)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_write_png_read_back_by_pillow_and_opencv(tmp_path, rng, shape, dtype, monkeypatch):
+    """emseg's own PNG encoder against two independent decoders, with the data split
+    over several IDAT chunks as a very large image's is."""
+    import cv2
+
+    monkeypatch.setattr(io, "_PNG_MAX_CHUNK", 7)
+    arr = rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+    arr = arr[::-1]  # not contiguous in memory
+    io.write_png(tmp_path / "x.png", arr)
+    with PILImage.open(tmp_path / "x.png") as im:
+        im.load()
+        if dtype == np.uint8:
+            np.testing.assert_array_equal(np.asarray(im), arr)
+    back = cv2.imread(str(tmp_path / "x.png"), cv2.IMREAD_UNCHANGED)
+    if len(shape) == 3:
+        back = back[..., ::-1]
+    np.testing.assert_array_equal(back.reshape(shape), arr)
+    assert back.dtype == dtype
