@@ -139,23 +139,36 @@ def luminance(values, color_space=None):
 
 def value_features(values, color_space):
     """Features of (M, C) pixel values (C = 1 or 3) for a value-only colour space."""
+    if color_space in ("lab", "hsv"):
+        return _converted(values, color_space)
     v = unit_scale(values)
     if color_space == "channels":
         return v
     if color_space == "gray":
         return v if v.shape[1] == 1 else (v @ _LUMA)[:, None]
-    if v.shape[1] == 1:
-        v = np.repeat(v, 3, axis=1)
-    if color_space == "rgb":
-        return v
+    return v if v.shape[1] == 3 else np.repeat(v, 3, axis=1)
+
+
+def _converted(values, color_space):
+    """Lab or HSV features through OpenCV's float32 conversion of the unit-scale RGB."""
     import cv2
 
-    rgb = np.clip(v, 0.0, 1.0).astype(np.float32)[None]
+    if values.dtype in (np.uint8, np.uint16):
+        # float32 division rounds v/255 (v/65535) exactly as float64 division then a
+        # cast to float32 does (checked for every value), without the float64 copy
+        top = np.float32(255 if values.dtype == np.uint8 else 65535)
+        rgb = np.divide(values, top, dtype=np.float32)
+    else:
+        rgb = np.clip(unit_scale(values), 0.0, 1.0).astype(np.float32)
+    if rgb.shape[1] == 1:
+        rgb = np.repeat(rgb, 3, axis=1)
     if color_space == "lab":
-        return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[0].astype(np.float64) / 100.0
-    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[0].astype(np.float64)
-    hsv[:, 0] /= 360.0
-    return hsv
+        out = cv2.cvtColor(rgb[None], cv2.COLOR_RGB2Lab)[0].astype(np.float64)
+        out /= 100.0
+        return out
+    out = cv2.cvtColor(rgb[None], cv2.COLOR_RGB2HSV)[0].astype(np.float64)
+    out[:, 0] /= 360.0
+    return out
 
 
 def spatial_features(shape, weight):
@@ -189,13 +202,12 @@ def distinct_values(values):
     if values.dtype == np.uint8 and C == 3 and N < 2**31:
         from . import _kernels
 
-        table = _kernels.rgb_counts(values)
-        present = np.flatnonzero(table)
-        counts = table[present].astype(np.float64)
-        # the count table becomes the lookup table: colour -> its row in unique
-        table[present] = np.arange(present.size, dtype=np.int32)
+        bits = _kernels.rgb_bitmap(values)
+        present, before = _kernels.bitmap_colours(bits)
+        index = _kernels.bitmap_index(values, bits, before)
+        counts = _kernels.count_index(index, present.size)
         unique = np.stack([present >> 16, (present >> 8) & 255, present & 255], 1)
-        return unique.astype(np.uint8), counts, _kernels.rgb_lookup(values, table)
+        return unique.astype(np.uint8), counts, index
     if values.dtype in (np.uint8, np.uint16) and C == 1:
         bins = 256 if values.dtype == np.uint8 else 65536
         packed = values[:, 0]

@@ -283,7 +283,10 @@ class GaussianMixture:
         if all(p is not None for p in supplied):
             self._set_initial(self.weights_init, self.means_init, self.precisions_init)
             return
-        X, w = data.init_view()
+        # many rows: seed and iterate on a weighted subsample first (see _subsample)
+        large = data.X.shape[0] > self._presubsample_rows and not data.patterns
+        start = self._subsample(data, rng) if large else data
+        X, w = start.init_view()
         if self.means_init is not None:
             centres = np.asarray(self.means_init, dtype=np.float64)
             stats = _stats_from_labels(X, w, kern.nearest_centre(X, centres)[0], centres)
@@ -303,29 +306,28 @@ class GaussianMixture:
             stats = _stats_from_labels(X, w, labels, centres)
         self._m_step(stats)
         self._set_initial(self.weights_init, self.means_init, self.precisions_init)
-        if data.X.shape[0] > self._presubsample_rows and not data.patterns:
-            self._presubsample(data, rng)
+        if large:
+            import warnings
 
-    def _presubsample(self, data, rng):
-        """Run EM first on a weighted random subsample of the rows, to start the full
-        fit close to a maximum: the full data then converge in a few iterations.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                run_em(self, start, n_init=1, max_iter=self.max_iter, tol=self.tol,
+                       rng=rng, start_bound=-np.inf)
+
+    def _subsample(self, data, rng):
+        """A weighted random subsample of the rows, to seed and run EM on first, so the
+        fit starts close to a maximum and the full data converge in a few iterations.
 
         This only chooses where EM starts; the fit still iterates on all the rows until
         the log-likelihood changes by less than ``tol``.
         """
-        import warnings
-
         X, w = data.X, _unit(data.w, data.X.shape[0])
         m = self._presubsample_rows // 2
         picks = rng.choice(X.shape[0], size=m, p=w / w.sum())
         rows, counts = np.unique(picks, return_counts=True)
-        sub = _TrainingData(
+        return _TrainingData(
             np.ascontiguousarray(X[rows]), counts.astype(np.float64), [], float(m)
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            run_em(self, sub, n_init=1, max_iter=self.max_iter, tol=self.tol, rng=rng,
-                   start_bound=-np.inf)
 
     def _set_initial(self, weights, means, precisions):
         """Overwrite the starting parameters the caller supplied (copies, never views)."""

@@ -58,7 +58,8 @@ class Segmentation:
     def posteriors(self):
         if isinstance(self._posterior_source, np.ndarray):  # per pixel (the MRF's)
             return self._posterior_source
-        table, index, valid = self._posterior_source
+        resp, order, index, valid = self._posterior_source
+        table = (resp if order is None else resp[:, order]).astype(np.float32)
         if valid is None:  # every pixel
             return table[index].reshape(self.labels.shape + (self.k,))
         out = np.zeros(self.labels.shape + (self.k,), dtype=np.float32)
@@ -168,7 +169,7 @@ def segment(
     clock = time.perf_counter()
     resp = model.predict_proba(X)
     order = _order_by_luminance(model, resp, luminance(unique, spec.color_space), counts)
-    result = _labelled(resp[:, order], model, spec, rows, shape, valid, values.dtype)
+    result = _labelled(resp, order, model, spec, rows, shape, valid, values.dtype)
     timings["label"] = time.perf_counter() - clock
     result.bic_table = bic_table
     result.timings = timings
@@ -194,11 +195,16 @@ def _feature_rows(values, shape, valid, spec):
     return X, None, flat, np.ones(flat.shape[0]), np.arange(flat.shape[0])
 
 
-def _labelled(resp, model, spec, rows, shape, valid, dtype):
-    """The :class:`Segmentation` for responsibilities ``resp`` already in label order."""
+def _labelled(resp, order, model, spec, rows, shape, valid, dtype):
+    """The :class:`Segmentation` for responsibilities ``resp``, whose column
+    ``order[i]`` is label ``i`` (``order`` None: already in label order)."""
     _, _, unique, counts, index = rows
     k = resp.shape[1]
     hard = resp.argmax(1).astype(np.int32)
+    if order is not None:
+        rank = np.empty(k, dtype=np.int32)
+        rank[order] = np.arange(k, dtype=np.int32)
+        hard = rank[hard]
     fractions = np.bincount(hard, weights=counts, minlength=k)
     means = np.stack(
         [np.bincount(hard, weights=counts * c, minlength=k) for c in unit_scale(unique).T],
@@ -217,7 +223,7 @@ def _labelled(resp, model, spec, rows, shape, valid, dtype):
         features=spec,
         fractions=fractions / fractions.sum(),
         mean_values=_to_image_units(means, dtype),
-        _posterior_source=(resp.astype(np.float32), index, valid),
+        _posterior_source=(resp, order, index, valid),
     )
 
 
@@ -252,7 +258,7 @@ def _segment_with_model(image, model, k, color_space, spatial, mask, channel_axi
     log_prob = gm._weighted_log_prob(gm._check_fitted(X))  # one pass for both results
     norm = logsumexp_rows(log_prob)
     resp = np.exp(log_prob - norm[:, None])
-    result = _labelled(resp, gm, spec, rows, shape, valid, values.dtype)
+    result = _labelled(resp, None, gm, spec, rows, shape, valid, values.dtype)
     result.log_likelihood = float(np.average(norm, weights=weights))
     timings["label"] = time.perf_counter() - clock
     result.timings = timings
@@ -346,8 +352,7 @@ def _choose_k(X, weights, n_valid, n_distinct, k_max, options):
 
 def _order_by_luminance(model, resp, lum, counts):
     """Reorder the model's components darkest first (by mean luminance of their pixels)."""
-    mass = resp * counts[:, None]
-    mean_lum = (mass * lum[:, None]).sum(0) / np.maximum(mass.sum(0), 1e-300)
+    mean_lum = ((counts * lum) @ resp) / np.maximum(counts @ resp, 1e-300)
     order = np.argsort(mean_lum, kind="stable")
     model._reorder(order)
     return order

@@ -665,11 +665,12 @@ def test_sample_images_read():
 @pytest.mark.parametrize("shape", [(1, 1), (1, 17), (17, 1), (23, 31), (23, 31, 3), (1, 1, 3)])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_write_png_read_back_by_pillow_and_opencv(tmp_path, rng, shape, dtype, monkeypatch):
-    """emseg's own PNG encoder against two independent decoders, with the data split
-    over several IDAT chunks as a very large image's is."""
+    """emseg's own PNG encoder against two independent decoders, with the rows
+    filtered in several blocks and the data split over several IDAT chunks."""
     import cv2
 
-    monkeypatch.setattr(io, "_PNG_MAX_CHUNK", 7)
+    monkeypatch.setattr(io, "_PNG_IDAT_BYTES", 7)
+    monkeypatch.setattr(io, "_PNG_BLOCK_BYTES", 50)  # a few rows at a time
     arr = rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
     arr = arr[::-1]  # not contiguous in memory
     io.write_png(tmp_path / "x.png", arr)

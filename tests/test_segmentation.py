@@ -272,3 +272,23 @@ def test_a_given_model_refuses_beta():
     model = fit_model([img], 2)
     with pytest.raises(EmsegError, match="beta"):
         segment(img, model=model, beta=1.0)
+
+
+@pytest.mark.parametrize("n", [1000, (1 << 20) + 3])
+def test_distinct_colours_match_numpy_unique(n):
+    """Both colour paths (sorting below a megapixel, the compiled bitmap above) against
+    np.unique: same colours in the same order, same counts, same inverse."""
+    from emseg.features import distinct_values
+
+    rng = np.random.default_rng(n)
+    values = rng.integers(0, 256, (n, 3), dtype=np.uint8)
+    values[: n // 3] = values[0]  # one colour many times
+    values[-5:] = [[0, 0, 0], [255, 255, 255], [255, 255, 254], [0, 0, 1], [0, 0, 0]]
+    unique, counts, inverse = distinct_values(values)
+    packed = (values.astype(np.int64) << [16, 8, 0]).sum(1)
+    want, want_inverse, want_counts = np.unique(packed, return_inverse=True,
+                                                return_counts=True)
+    np.testing.assert_array_equal((unique.astype(np.int64) << [16, 8, 0]).sum(1), want)
+    np.testing.assert_array_equal(counts, want_counts)
+    np.testing.assert_array_equal(inverse, want_inverse.ravel())
+    assert unique.dtype == np.uint8 and counts.dtype == np.float64
