@@ -44,9 +44,9 @@ also when the batch is interrupted (unfinished inputs then read ``failed``,
 ``ok``, even if its worker's result had not come back yet).
 """
 
+import contextlib
 import csv
 import fnmatch
-import glob
 import json
 import os
 import re
@@ -441,6 +441,7 @@ def _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progre
     total = sum(row.status == "pending" for row in rows)
     done = 0
     owners = {}
+    temps = {}  # output folder -> the temporary files in it, listed once
     for index, (item, row) in enumerate(zip(items, rows)):
         if row.status != "pending":
             continue
@@ -459,6 +460,7 @@ def _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progre
         elif state == "conflict":
             row.status, row.error = "failed", reason
         else:
+            _remove_stale_temps(item.out_dir, file_stem(item.path), temps)
             todo.append(index)
             tasks.append((
                 _task_path(item.path, scheduler), _task_path(item.out_dir, scheduler), options,
@@ -584,8 +586,6 @@ def _segment_task(task):
             raise EmsegError(
                 f"cannot create output folder {folder}: {exc.strerror or exc}"
             ) from None
-        # a killed run may have left temporary files even before any output appeared
-        _remove_stale_temps(folder, file_stem(path))
         model = _cached_model(model_key, model_dict, model_source)
         report = segment_file(path, folder, options, overwrite=overwrite, model=model)
         return report["k"], report["iterations"], report["log_likelihood"]
@@ -651,15 +651,23 @@ def _cached_model(key, model_dict, source):
     return model
 
 
-def _remove_stale_temps(folder, stem):
-    """Delete the temporary files a killed run left for ``stem``'s outputs."""
-    for suffix in _OUTPUT_SUFFIXES + ("_report.json",):
-        for tmp in glob.glob(os.path.join(glob.escape(str(folder)), f".{glob.escape(stem + suffix)}.*.tmp")):
-            if _TEMP.search(tmp):
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
+def _remove_stale_temps(folder, stem, listed):
+    """Delete the temporary files a killed run left for ``stem``'s outputs in
+    ``folder``; ``listed`` caches each folder's temporary files (one listing per folder,
+    however many inputs write there)."""
+    key = os.path.abspath(folder)
+    if key not in listed:
+        try:
+            with os.scandir(folder) as entries:
+                listed[key] = [e.name for e in entries
+                               if e.name.startswith(".") and _TEMP.search(e.name)]
+        except OSError:  # not created yet: nothing left there
+            listed[key] = []
+    names = {f".{stem}{suffix}" for suffix in _OUTPUT_SUFFIXES + ("_report.json",)}
+    for name in listed[key]:
+        if _TEMP.sub("", name) in names:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
 
 
 def _init_worker(threads):

@@ -247,9 +247,24 @@ def _pictures(image, seg):
 
 
 def _write_all(writes, overwrite):
-    """Run the writes in threads; the first error, if any, is raised after all finish."""
+    """Run the writes, two at a time when this process may use two or more threads
+    (numba's thread count is its share of the cores: a batch worker on a busy machine
+    gets one, and then writes one file after another, which is faster there); the
+    first error, if any, is raised after all finish."""
     from concurrent.futures import ThreadPoolExecutor
 
+    import numba
+
+    if numba.get_num_threads() < 2:
+        errors = []
+        for fn, target, data, kw in writes:
+            try:
+                fn(target, data, overwrite=overwrite, **kw)
+            except Exception as exc:  # every write is attempted, as in the threads
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        return
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = [pool.submit(fn, target, data, overwrite=overwrite, **kw)
                    for fn, target, data, kw in writes]
