@@ -23,6 +23,11 @@ the reports) is printed too, with the 1-minute load average after each round.
 
     python benchmarks/bench_batch.py --repeats 5           # 200 images, 5 rounds
     python benchmarks/bench_batch.py --n 40 --repeats 1    # a quick look
+
+Each batch also runs on the first ``--small`` images (default 40) in each round; from
+the two folder sizes its wall time splits into a fixed start-up and a cost per image
+(``(wall(N) - wall(small)) / (N - small)``), and the speed-up once the workers are
+running is the ratio of the per-image costs.
 """
 
 import argparse
@@ -94,6 +99,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", help="folder for images and outputs (default: a temp dir)")
+    parser.add_argument("--small", type=int, default=40,
+                        help="also run each batch on the first SMALL images, to split its "
+                             "time into start-up and a per-image cost (0: skip)")
     args = parser.parse_args()
 
     from emseg.pipeline import RunOptions
@@ -108,6 +116,13 @@ def main():
           f"(made in {time.perf_counter() - t:.1f} s); {os.cpu_count()} cores; "
           f"{args.repeats} round(s), medians")
 
+    small = None
+    if 0 < args.small < len(inputs):
+        small = work / "images-small"
+        small.mkdir(exist_ok=True)
+        for path in inputs[: args.small]:
+            if not (small / path.name).exists():
+                shutil.copy(path, small / path.name)
     options = RunOptions(classes=args.k)
     # warm up: numba caches, imports
     direct(inputs[:2], work / "warm", options)
@@ -115,6 +130,7 @@ def main():
 
     times = {"direct": [], "batch -j 1": [], "batch -j 2": []}
     own = {"batch -j 1": [], "batch -j 2": []}  # wall minus the images' own time, per image
+    short = {"batch -j 1": [], "batch -j 2": []}  # wall on the SMALL images
     loads = [os.getloadavg()[0]]
     phases = {}
     for r in range(args.repeats):
@@ -128,6 +144,8 @@ def main():
             wall, work_seconds = batch(images, out / f"j{jobs}", args.k, jobs)
             times[f"batch -j {jobs}"].append(wall)
             own[f"batch -j {jobs}"].append((jobs * wall - work_seconds) / len(inputs))
+            if small is not None:
+                short[f"batch -j {jobs}"].append(batch(small, out / f"s{jobs}", args.k, jobs)[0])
         shutil.rmtree(out)
         loads.append(os.getloadavg()[0])
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items())
@@ -150,6 +168,19 @@ def main():
         f"-j 2 {1000 * inside['batch -j 2']:.1f} ms/image of worker time "
         "(includes the start-up of Python and of the workers, and idle cores at the end)"
     )
+    if small is not None:
+        # wall = start-up + images x marginal cost, from the two folder sizes
+        extra = n - args.small
+        marginal = {name: (med[name] - statistics.median(short[name])) / extra for name in short}
+        startup = {name: statistics.median(short[name]) - args.small * marginal[name]
+                   for name in short}
+        print(
+            f"  start-up and per-image cost, from {n} and {args.small} images: "
+            + "; ".join(f"{name}: {startup[name]:.2f} s + {1000 * marginal[name]:.1f} ms/image"
+                        for name in short)
+            + f"; speed-up per image once running: "
+            f"{marginal['batch -j 1'] / marginal['batch -j 2']:.2f}x"
+        )
     print(f"1-minute load average during the runs: {min(loads):.1f} to {max(loads):.1f} "
           f"on {os.cpu_count()} cores (above 2, the workers wait for the CPU)")
     print("per-image work (direct loop), median ms: " + ", ".join(
