@@ -254,7 +254,7 @@ def run_batch(
     summary_path = out / SUMMARY_NAME
     model_path = out / MODEL_NAME if shared_model else None
     if shared_model:
-        model = _previous_model(model_path, options, overwrite)
+        model = _previous_model(model_path, options, overwrite, max_samples)
     started = time.time()
     try:
         if shared_model and model is None:
@@ -338,17 +338,22 @@ def _check_jobs(jobs):
     return jobs
 
 
-def _previous_model(model_path, options, overwrite):
+def _previous_model(model_path, options, overwrite, max_samples=None):
     """The shared model a previous run left at ``model_path`` (None: fit one)."""
-    from .model import load_model
+    from .model import DEFAULT_MAX_SAMPLES, load_model
 
     if overwrite or not model_path.exists():
         return None
     model = load_model(model_path)
+    fix = "pass --overwrite to refit it (and redo every image), or use another output folder"
     if model.training.get("fit_settings") != _fit_settings(options):
+        raise EmsegError(f"{model_path} was fitted with other options; {fix}")
+    # the pixel sample only matters when the fit was made from one (float images)
+    used = model.training.get("max_samples")
+    if not model.training.get("exact", True) and used != (max_samples or DEFAULT_MAX_SAMPLES):
         raise EmsegError(
-            f"{model_path} was fitted with other options; pass --overwrite to refit "
-            "it (and redo every image), or use another output folder"
+            f"{model_path} was fitted on a sample of {used} pixels, not "
+            f"{max_samples or DEFAULT_MAX_SAMPLES}; {fix}"
         )
     return model
 

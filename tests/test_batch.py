@@ -375,6 +375,29 @@ def test_shared_model_gives_one_meaning_per_label(tmp_path):
     assert other.exit_code == 1 and "model.json was fitted with other options" in other.output
 
 
+def test_shared_model_rerun_notices_another_pixel_sample(tmp_path):
+    """Float images are fitted on a sample of pixels: a rerun with another
+    --max-samples must not reuse the model.json fitted on the old sample."""
+    import tifffile
+
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(2):
+        tifffile.imwrite(root / f"f{i}.tif", scene(70 + i)[0].astype(np.float32) / 255)
+    out = tmp_path / "out"
+    first = invoke("batch", root, "-k", 3, "-o", out, "-j", 1, "--shared-model",
+                   "--max-samples", 500)
+    assert first.exit_code == 0, first.output
+    model = json.loads((out / "model.json").read_text())
+    assert not model["training"]["exact"] and model["training"]["max_samples"] == 500
+    again = invoke("batch", root, "-k", 3, "-o", out, "-j", 1, "--shared-model",
+                   "--max-samples", 500)
+    assert again.exit_code == 0, again.output
+    other = invoke("batch", root, "-k", 3, "-o", out, "-j", 1, "--shared-model",
+                   "--max-samples", 800)
+    assert other.exit_code == 1 and "sample of 500 pixels, not 800" in other.output
+
+
 def test_shared_model_refuses_images_of_another_kind(tmp_path):
     root = tmp_path / "in"
     grey, _ = scene(32)
