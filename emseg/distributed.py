@@ -1,6 +1,6 @@
 """Dask support: Gaussian mixtures fitted on chunked arrays, and per-item work on a cluster.
 
-Two entry points, both optional (``pip install 'emseg[dask]'``); this module imports
+Three entry points, all optional (``pip install 'emseg[dask]'``); this module imports
 dask only when one of them is called, so ``import emseg`` never needs it.
 
 ``fit_dask_array(gm, X, sample_weight)`` is what :meth:`GaussianMixture.fit` runs when
@@ -31,6 +31,9 @@ Missing values (NaN) are fitted as in memory, by EM on the observed coordinates:
 chunk groups its incomplete rows by pattern. Rows repeated in the data are not merged
 (that would need the whole array at once); the fit is the same, the chunks just do not
 get the speed-up.
+
+``map_rows(gm, X, method)`` is what a fitted mixture's ``predict``, ``predict_proba`` and
+``score_samples`` return for a dask array: a lazy dask array, computed chunk by chunk.
 
 ``map_unordered(fn, items, scheduler)`` runs ``fn`` on each item on a dask.distributed
 cluster (``"local"`` or a scheduler address) and yields ``(index, result)`` or
@@ -166,6 +169,38 @@ def fit_dask_array(gm, X, sample_weight=None):
     finally:
         del gm._fit_data
     return gm._finish_fit(result)
+
+
+def map_rows(gm, X, method):
+    """``gm.<method>(X)`` for a dask array ``X``, as a lazy dask array computed chunk by
+    chunk of rows (``method``: "predict", "predict_proba" or "score_samples"), so the
+    data are never loaded at once. Nothing runs until the result is computed."""
+    from functools import partial
+
+    da = _require("dask.array")
+    gm._require_fitted()
+    X, _ = _check_dask_input(da, X, None)
+    gm._require_fitted(X.shape[1])
+    fn = partial(_apply_block, gm, method)
+    if method == "predict_proba":
+        return X.map_blocks(fn, dtype=np.float64, chunks=(X.chunks[0], (gm.n_components_,)))
+    dtype = np.int64 if method == "predict" else np.float64
+    return X.map_blocks(fn, dtype=dtype, drop_axis=1)
+
+
+def mean_score(gm, X, sample_weight=None):
+    """``gm.score(X, sample_weight)`` for a dask array ``X``: the weighted mean
+    log-likelihood, computed chunk by chunk."""
+    da = _require("dask.array")
+    X, w = _check_dask_input(da, X, sample_weight)
+    scores = map_rows(gm, X, "score_samples")
+    if w is None:
+        return float(scores.mean().compute())
+    return float(((scores * w).sum() / w.sum()).compute())
+
+
+def _apply_block(gm, method, block):
+    return getattr(gm, method)(_as_float(block))
 
 
 def _check_dask_input(da, X, sample_weight):

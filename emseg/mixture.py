@@ -156,7 +156,7 @@ class GaussianMixture:
 
         A dask array is fitted chunk by chunk: see :mod:`emseg.distributed`.
         """
-        if type(X).__module__.startswith("dask."):  # checked without importing dask
+        if _is_dask(X):
             from .distributed import fit_dask_array
 
             return fit_dask_array(self, X, sample_weight)
@@ -490,15 +490,20 @@ class GaussianMixture:
     # --- using a fitted model -------------------------------------------------------
 
     def _check_fitted(self, X):
+        self._require_fitted()
+        X = check_data(X)
+        self._require_fitted(X.shape[1])
+        return X
+
+    def _require_fitted(self, n_features=None):
+        """Refuse an unfitted model, or data with another number of features."""
         if not hasattr(self, "precisions_cholesky_"):
             raise EmsegError("this GaussianMixture is not fitted yet; call fit(X) first")
-        X = check_data(X)
-        if X.shape[1] != self.means_.shape[1]:
+        if n_features is not None and n_features != self.means_.shape[1]:
             raise EmsegError(
-                f"X has {X.shape[1]} features but the model was fitted with "
+                f"X has {n_features} features but the model was fitted with "
                 f"{self.means_.shape[1]}"
             )
-        return X
 
     def _weighted_log_prob(self, X):
         """``log w_k + log p(x_obs | k)`` for every row, (N, K); NaN rows use their marginal."""
@@ -521,23 +526,42 @@ class GaussianMixture:
         return self.means_.shape[0]
 
     def score_samples(self, X):
-        """Log-likelihood of each row (of its observed values, when some are NaN)."""
+        """Log-likelihood of each row (of its observed values, when some are NaN).
+        For a dask array: a lazy dask array, computed chunk by chunk."""
+        if _is_dask(X):
+            from .distributed import map_rows
+
+            return map_rows(self, X, "score_samples")
         return kern.normalise_rows(self._weighted_log_prob(self._check_fitted(X)))
 
     def score(self, X, sample_weight=None):
-        """Weighted mean log-likelihood of the rows."""
+        """Weighted mean log-likelihood of the rows (a dask array: chunk by chunk)."""
+        if _is_dask(X):
+            from .distributed import mean_score
+
+            return mean_score(self, X, sample_weight)
         X = self._check_fitted(X)
         w = check_sample_weight(sample_weight, X.shape[0])
         return float(np.average(self.score_samples(X), weights=w))
 
     def predict_proba(self, X):
-        """Posterior probability of each component for each row, (N, K)."""
+        """Posterior probability of each component for each row, (N, K).
+        For a dask array: a lazy dask array, computed chunk by chunk."""
+        if _is_dask(X):
+            from .distributed import map_rows
+
+            return map_rows(self, X, "predict_proba")
         lp = self._weighted_log_prob(self._check_fitted(X))
         kern.normalise_rows(lp)
         return lp
 
     def predict(self, X):
-        """Most probable component of each row."""
+        """Most probable component of each row.
+        For a dask array: a lazy dask array, computed chunk by chunk."""
+        if _is_dask(X):
+            from .distributed import map_rows
+
+            return map_rows(self, X, "predict")
         return self._weighted_log_prob(self._check_fitted(X)).argmax(axis=1)
 
     def _n_parameters(self):
@@ -552,12 +576,12 @@ class GaussianMixture:
 
     def bic(self, X):
         """Bayesian information criterion on ``X`` (lower is better)."""
-        n = self._check_fitted(X).shape[0]
+        n = X.shape[0] if _is_dask(X) else self._check_fitted(X).shape[0]
         return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
 
     def aic(self, X):
         """Akaike information criterion on ``X`` (lower is better)."""
-        n = self._check_fitted(X).shape[0]
+        n = X.shape[0] if _is_dask(X) else self._check_fitted(X).shape[0]
         return -2 * self.score(X) * n + 2 * self._n_parameters()
 
     @property
@@ -734,6 +758,11 @@ class _PatternParts:
         y[:, self.o] = y_obs
         y[:, self.m] = y_obs @ self.regress[k].T
         return y
+
+
+def _is_dask(X):
+    """True for a dask array (checked without importing dask)."""
+    return type(X).__module__.startswith("dask.")
 
 
 def logsumexp_rows(a):

@@ -164,6 +164,26 @@ def test_callback_and_one_dimensional_input(data):
     assert seen == list(range(1, gm.n_iter_ + 1))
 
 
+def test_predictions_on_a_dask_array_are_lazy_and_equal_in_memory(data, cluster):
+    gm = GaussianMixture(3, random_state=0).fit(data)
+    X = data.copy()
+    X[5, 1] = np.nan  # a missing value takes the marginal, as in memory
+    Xd = da.from_array(X, chunks=(700, 1))
+    for method in ("predict", "predict_proba", "score_samples"):
+        lazy = getattr(gm, method)(Xd)
+        assert isinstance(lazy, da.Array), method  # nothing computed yet
+        np.testing.assert_allclose(lazy.compute(), getattr(gm, method)(X), rtol=1e-12,
+                                   err_msg=method)
+    w = np.linspace(0.5, 2, X.shape[0])
+    assert gm.score(Xd) == pytest.approx(gm.score(X), rel=1e-12)
+    assert gm.score(Xd, w) == pytest.approx(gm.score(X, w), rel=1e-12)
+    assert gm.bic(Xd) == pytest.approx(gm.bic(X), rel=1e-12)
+    with distributed.Client(cluster):  # and on a cluster's workers
+        np.testing.assert_array_equal(gm.predict(Xd).compute(), gm.predict(X))
+    with pytest.raises(EmsegError, match="features"):
+        gm.predict(da.from_array(data[:, :1]))
+
+
 def test_dask_input_refused_as_in_memory(data):
     X = data.copy()
     X[10, 1] = np.inf
