@@ -15,7 +15,7 @@ from PIL import Image
 from emseg import EmsegError, io
 from emseg.batch import _map_processes, find_inputs, run_batch
 from emseg.cli import main
-from emseg.pipeline import RunOptions
+from emseg.pipeline import RunOptions, segment_file
 
 OUTPUT_NAMES = ("_labels.png", "_overlay.png", "_segments.png", "_report.json")
 
@@ -214,8 +214,10 @@ def test_ctrl_c_stops_workers_and_writes_the_summary(tmp_path):
     from emseg import segment
 
     segment(scene(0, shape=(30, 40))[0], 3)
+    save(tmp_path / "warm.png", scene(0, shape=(30, 40))[0])  # and the render kernels
+    segment_file(tmp_path / "warm.png", tmp_path)
     root = tmp_path / "in"
-    for i in range(8):
+    for i in range(40):  # enough that the batch is still running when the first is done
         save(root / f"img{i}.png", scene(40 + i, shape=(300, 400))[0])
     out = tmp_path / "out"
     proc = subprocess.Popen(
@@ -237,7 +239,7 @@ def test_ctrl_c_stops_workers_and_writes_the_summary(tmp_path):
     assert "Traceback" not in stderr or "Exception ignored" in stderr
     assert not temp_files(out)
     rows = read_summary(out)
-    assert len(rows) == 8 and "ok" in {r["status"] for r in rows.values()}
+    assert len(rows) == 40 and "ok" in {r["status"] for r in rows.values()}
 
 
 def test_interrupt_after_an_image_was_written_records_it_ok(tmp_path, monkeypatch):
