@@ -218,7 +218,7 @@ def test_ctrl_c_stops_workers_and_writes_the_summary(tmp_path):
     segment_file(tmp_path / "warm.png", tmp_path)
     root = tmp_path / "in"
     for i in range(40):  # enough that the batch is still running when the first is done
-        save(root / f"img{i}.png", scene(40 + i, shape=(300, 400))[0])
+        save(root / f"img{i}.png", scene(40 + i, shape=(600, 800))[0])
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "emseg", "batch", str(root), "-k", "3", "-o", str(out), "-j", "2",
