@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import _kernels as kern
+from . import _compute as kern
 
 
 def _weights_or_ones(w, n):

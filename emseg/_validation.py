@@ -95,3 +95,18 @@ def as_generator(random_state):
     raise EmsegError(
         f"random_state must be None, an integer or a numpy Generator, got {random_state!r}"
     )
+
+
+def check_beta(beta, allow_auto):
+    """The Potts prior strength ``beta`` as a float >= 0, or None for ``"auto"``
+    (when ``allow_auto``)."""
+    if allow_auto and isinstance(beta, str) and beta == "auto":
+        return None
+    try:
+        value = float(beta)
+    except (TypeError, ValueError):
+        extra = ' or "auto"' if allow_auto else ""
+        raise EmsegError(f"beta must be a number >= 0{extra}, got {beta!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise EmsegError(f"beta must be >= 0 (0: no smoothing), got {beta!r}; use 0 or more")
+    return value

@@ -677,12 +677,9 @@ def _remove_stale_temps(folder, stem, listed):
 
 def _init_worker(threads):
     """Give each worker process an equal share of the cores."""
-    try:
-        import numba
+    from ._compute import set_num_threads
 
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-    except Exception:  # pragma: no cover - numba is a dependency; threads only tune speed
-        pass
+    set_num_threads(threads)
     try:
         import cv2
 

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _hmm_kernels as hk
-from . import _kernels as kern
+from . import _compute as kern
 from ._errors import EmptyComponentWarning, EmsegError
 from ._jsonfields import check_header, field_array, field_int, fit_info, kind
 from ._kmeans import kmeans_plusplus, lloyd

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _kernels as kern
+from . import _compute as kern
 from ._errors import ConvergenceWarning, EmptyComponentWarning, EmsegError
 from ._kmeans import kmeans_plusplus, lloyd
 from ._validation import (

@@ -53,7 +53,7 @@ import numpy as np
 
 from . import _mrf_kernels as kern
 from ._errors import ConvergenceWarning, EmsegError
-from ._validation import as_generator, check_float, check_int
+from ._validation import as_generator, check_beta, check_float, check_int
 from .mixture import GaussianStats, _TrainingData
 
 METHODS = ("meanfield", "icm")
@@ -181,7 +181,7 @@ def potts_sample(
     """
     shape = _check_shape(shape)
     n_classes = check_int(n_classes, "n_classes", 2)
-    beta = _check_beta(beta, allow_auto=False)
+    beta = check_beta(beta, allow_auto=False)
     n_sweeps = check_int(n_sweeps, "n_sweeps", 0)
     geometry = _check_geometry(len(shape), neighbourhood, spacing)
     offsets, weights = _offsets_3d(len(shape), *geometry)
@@ -410,7 +410,7 @@ def _check_args(
     shape = _check_shape(shape)
     if method not in METHODS:
         raise EmsegError(f"method must be 'meanfield' or 'icm', got {method!r}; use one of those")
-    beta = _check_beta(beta, allow_auto=True)
+    beta = check_beta(beta, allow_auto=True)
     neighbourhood, spacing = _check_geometry(len(shape), neighbourhood, spacing)
     max_iter = check_int(max_iter, "max_iter", 0)
     tol = check_float(tol, "tol")
@@ -470,19 +470,6 @@ def _check_shape(shape):
     if len(shape) not in (2, 3) or min(shape) < 1:
         raise EmsegError(f"shape must be 2-D or 3-D with positive sizes, got {shape}")
     return shape
-
-
-def _check_beta(beta, allow_auto):
-    if allow_auto and isinstance(beta, str) and beta == "auto":
-        return None
-    try:
-        value = float(beta)
-    except (TypeError, ValueError):
-        extra = ' or "auto"' if allow_auto else ""
-        raise EmsegError(f"beta must be a number >= 0{extra}, got {beta!r}") from None
-    if not np.isfinite(value) or value < 0:
-        raise EmsegError(f"beta must be >= 0 (0: no smoothing), got {beta!r}; use 0 or more")
-    return value
 
 
 def _check_geometry(ndim, neighbourhood, spacing):

@@ -253,9 +253,9 @@ def _write_all(writes, overwrite):
     first error, if any, is raised after all finish."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import numba
+    from ._compute import num_threads
 
-    if numba.get_num_threads() < 2:
+    if num_threads() < 2:
         errors = []
         for fn, target, data, kw in writes:
             try:

@@ -13,7 +13,7 @@ from functools import cached_property
 import numpy as np
 
 from ._errors import EmsegError
-from ._validation import check_int
+from ._validation import check_beta, check_int
 from .features import (
     FeatureSpec,
     distinct_values,
@@ -121,9 +121,7 @@ def segment(
         return _segment_with_model(image, model, k, color_space, spatial, mask, channel_axis)
     if k is None:
         raise EmsegError("give k (a number of classes, or 'auto') or a model to segment with")
-    from .mrf import _check_beta
-
-    checked = _check_beta(beta, allow_auto=True)
+    checked = check_beta(beta, allow_auto=True)
     beta = "auto" if checked is None else checked
     clock = time.perf_counter()
     values, is_color, alpha = split_channels(image, channel_axis, multichannel)
@@ -211,7 +209,7 @@ def _labelled(resp, order, model, spec, rows, shape, valid, dtype):
         axis=1,
     ) / np.maximum(fractions, 1e-300)[:, None]
     if valid is None:
-        from ._kernels import gather
+        from ._compute import gather
 
         labels = gather(hard, index)
     else:
