@@ -364,7 +364,7 @@ def _read_pillow(path, head, limit):
                     "corrupt or truncated: re-export or re-copy it"
                 ) from None
             try:
-                oriented = ImageOps.exif_transpose(im)
+                ImageOps.exif_transpose(im, in_place=True)  # no copy when upright
             except MemoryError:
                 raise
             except Exception as exc:  # a broken EXIF block; the pixels are fine
@@ -373,8 +373,7 @@ def _read_pillow(path, head, limit):
                     "using the image as stored",
                     stacklevel=3,
                 )
-                oriented = im
-            return _pillow_pixels(oriented, path)
+            return _pillow_pixels(im, path)
 
 
 def _pillow_header_size(path):
