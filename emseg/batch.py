@@ -739,11 +739,28 @@ def _map(fn, tasks, jobs, scheduler):
         yield from _map_processes(fn, tasks, jobs)
 
 
+# What a worker imports to segment an image. The fork server imports them once, and
+# each worker it forks starts with them loaded (numba is not among them: it loads in a
+# worker only for the inputs that need compiled kernels).
+_WORKER_MODULES = (
+    "emseg.batch",
+    "emseg.pipeline",
+    "emseg.segmentation",
+    "emseg.render",
+    "emseg.io",
+    "PIL.PngImagePlugin",
+    "isal.isal_zlib",
+)
+
+
 def _context():
     import multiprocessing
 
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(_WORKER_MODULES))  # used when the server starts
+    return context
 
 
 def _map_processes(fn, tasks, jobs):
