@@ -1,33 +1,14 @@
-"""Compiled kernels for :mod:`emseg.render`: one pass over the pixels per picture.
+"""The compiled overlay of :mod:`emseg.render`, for colour images and many classes.
 
-A 12-megapixel overlay built from numpy pieces (a gather of class colours, a weighted
-sum, four shifted comparisons for the boundaries, a masked copy) touches several
-image-sized temporaries; each of these kernels reads its inputs once and writes its
-output once, spread over the cores by rows.
+A grey overlay with up to 127 classes is drawn by table lookups in numpy and OpenCV
+(no numba to load); a colour one needs the pixel's three channels and its class
+together, which this kernel looks up in one pass, reading its inputs once and writing
+its output once, spread over the cores by rows. Colour images load numba for their
+features anyway.
 """
 
 import numpy as np
 from numba import njit, prange
-
-from ._kernels import CHUNK, n_chunks
-
-
-@njit(parallel=True, cache=True)
-def paint(labels, table):
-    """``table[labels[n]]`` for each of the (N,) int32 labels, as an (N, C) array;
-    label -1 (background) takes ``table``'s last row."""
-    N = labels.shape[0]
-    C = table.shape[1]
-    last = table.shape[0] - 1
-    out = np.empty((N, C), dtype=table.dtype)
-    for c in prange(n_chunks(N)):
-        for n in range(c * CHUNK, min(N, (c + 1) * CHUNK)):
-            lab = labels[n]
-            if lab < 0:
-                lab = last
-            for j in range(C):
-                out[n, j] = table[lab, j]
-    return out
 
 
 @njit(parallel=True, cache=True)

@@ -6,6 +6,7 @@ background (pixels outside the mask, or transparent). Inputs are never modified.
 """
 
 import colorsys
+import concurrent.futures
 
 import cv2
 import numpy as np
@@ -133,9 +134,8 @@ def label_image(labels, k):
     if k > 65535:
         raise EmsegError(f"k={k} classes do not fit a 16-bit label image; use k <= 65535")
     lab = _check_labels(labels, k)
-    dtype = np.uint8 if k <= 255 else np.uint16
-    table = np.append(np.arange(k), np.iinfo(dtype).max).astype(dtype)[:, None]
-    return _paint(lab, table).reshape(lab.shape)
+    # an integer cast to an unsigned type wraps round: -1 becomes the type's max
+    return lab.astype(np.uint8 if k <= 255 else np.uint16, order="C")
 
 
 def boundaries(labels):
@@ -179,16 +179,18 @@ def overlay(pixels, labels, k, *, alpha=0.45, draw_boundaries=True):
             f"labels have shape {lab.shape} but the image is {base.shape[:2]}; "
             "pass the labels of this image"
         )
+    alpha, draw_boundaries = float(alpha), bool(draw_boundaries)
+    blended = _blends(k, alpha)
+    if base.ndim == 2 and k <= _MAX_CODED_K:
+        out = np.empty(lab.shape + (3,), dtype=np.uint8)
+        if out.size:
+            _overlay_grey(base, lab, blended, draw_boundaries, out)
+        return out
+    # colour, or many classes: the compiled kernel (colour images load numba anyway)
     from ._render_kernels import blend
 
-    # every (class, channel, value) blend, rounded to nearest as np.rint does
-    alpha = float(alpha)
-    blended = np.rint(
-        (1.0 - alpha) * np.arange(256.0) + alpha * palette(k)[:, :, None].astype(np.float64)
-    ).astype(np.uint8)
     base = np.ascontiguousarray(base.reshape(base.shape[:2] + (-1,)))
-    return blend(base, np.ascontiguousarray(lab, dtype=np.int32), blended,
-                 bool(draw_boundaries))
+    return blend(base, np.ascontiguousarray(lab, dtype=np.int32), blended, draw_boundaries)
 
 
 def segments(labels, class_colors):
@@ -205,8 +207,8 @@ def segments(labels, class_colors):
         )
     lab = _check_labels(labels, colors.shape[0])
     # label -1 picks the appended black row
-    table = np.vstack([colors, np.zeros((1, 3), np.uint8)])
-    return _paint(lab, table).reshape(lab.shape + (3,))
+    table = _pack_rgb(np.vstack([colors, np.zeros((1, 3), np.uint8)]))
+    return _paint(lab, table)
 
 
 def class_colors(display, labels, k):
@@ -239,11 +241,141 @@ def posterior_pages(posteriors):
     return np.ascontiguousarray(np.moveaxis(post, -1, 0), dtype=np.float32)
 
 
-def _paint(labels, table):
-    """``table[labels]`` (label -1: the last row) as ``(labels.size, C)``, in one pass."""
-    from ._render_kernels import paint
+# The pictures are drawn a strip of about this many pixels at a time, so that every
+# temporary is strip-sized: allocated once, reused while it is in cache. Image-sized
+# temporaries cost more in first touches of fresh memory than the arithmetic does, and
+# numpy's gathers (np.take) make an intp copy of their indices.
+_STRIP = 1 << 17
+# Strips a thread gets at least when a picture is drawn in parallel bands: with fewer
+# (a 1-megapixel picture on 2 cores), starting threads and their contention with
+# OpenCV's own cost as much as they save.
+_BAND_STRIPS = 8
 
-    return paint(np.ascontiguousarray(labels, dtype=np.int32).reshape(-1), table)
+# Grey overlays look pixels up in a table indexed by a uint8 code per pixel: 0 for
+# background, 1 + c for class c, 1 + k + c for class c on a boundary, so 2k + 1 codes.
+_MAX_CODED_K = 127
+
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
+def _in_bands(size, step, draw):
+    """Call ``draw(start, stop)`` on contiguous bands that cover ``range(size)``, each a
+    whole number of ``step``s: one band per thread OpenCV may use (``cv2.setNumThreads``),
+    in parallel, since numpy and OpenCV release the GIL while they work."""
+    steps = -(-size // step)
+    n = max(1, min(cv2.getNumThreads(), steps // _BAND_STRIPS))
+    if n == 1:
+        draw(0, size)
+        return
+    cuts = [min(size, steps * i // n * step) for i in range(n + 1)]
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        for band in [pool.submit(draw, a, b) for a, b in zip(cuts, cuts[1:])]:
+            band.result()
+
+
+def _paint(labels, table):
+    """``table[labels]`` for a packed-RGB ``table`` (:func:`_pack_rgb`; label -1 takes
+    its last entry): ``labels.shape + (3,)`` uint8."""
+    flat = labels.reshape(-1)
+    out = np.empty((flat.size, 3), dtype=np.uint8)
+
+    def draw(start, stop):
+        packed = np.empty(min(_STRIP, stop - start), dtype="<u4")
+        for at in range(start, stop, _STRIP):
+            part = flat[at : min(stop, at + _STRIP)]
+            n = part.size
+            # "wrap" sends -1 to the last entry; "raise" would also buffer the output
+            np.take(table, part, out=packed[:n], mode="wrap")
+            _unpack_rgb(packed[:n].reshape(1, n), out[at : at + n].reshape(1, n, 3))
+
+    _in_bands(flat.size, _STRIP, draw)
+    return out.reshape(labels.shape + (3,))
+
+
+def _pack_rgb(colors):
+    """``(..., 3)`` uint8 colours as little-endian uint32 ``r | g << 8 | b << 16``, so
+    that one np.take moves a whole colour; :func:`_unpack_rgb` undoes it."""
+    c = colors.astype(np.uint32)
+    return (c[..., 0] | c[..., 1] << 8 | c[..., 2] << 16).astype("<u4", copy=False)
+
+
+def _unpack_rgb(packed, out):
+    """Write the ``(h, w)`` packed colours into ``out``, an ``(h, w, 3)`` uint8 array."""
+    h, w = packed.shape
+    cv2.cvtColor(packed.view(np.uint8).reshape(h, w, 4), cv2.COLOR_RGBA2RGB, dst=out)
+
+
+def _is_dark(c0, c1, c2):
+    """Whether boundary pixels over colour ``(c0, c1, c2)`` are drawn white (else black):
+    its luma, in float64 and summed in this order, is below 128."""
+    return 0.299 * c0 + 0.587 * c1 + 0.114 * c2 < 128.0
+
+
+def _strip_rows(width):
+    """Rows in a strip of a picture ``width`` pixels wide."""
+    return max(1, _STRIP // width)
+
+
+def _codes(labels, k, draw_boundaries, start, stop):
+    """Yield ``(rows, code)`` for strips of rows ``start .. stop - 1``: ``code`` is the
+    uint8 code (0 background, 1 + c class c, 1 + k + c class c on a boundary) of
+    ``labels[rows]``, for k <= 127.
+
+    A labelled pixel is on a boundary when a 4-neighbour in the image has a lower label,
+    background included (as :func:`boundaries`). With the labels shifted up by one, so
+    background is 0, that is when the minimum over the pixel's cross, cv2.erode's, is
+    below the pixel; erode's default border lets pixels outside the image never count.
+    ``code`` is a view of a buffer that the next strip overwrites.
+    """
+    H, W = labels.shape
+    rows = _strip_rows(W)
+    shifted = np.empty((min(rows, stop - start) + 2, W), dtype=np.uint8)
+    for y0 in range(start, stop, rows):
+        y1 = min(stop, y0 + rows)
+        top, bottom = max(y0 - 1, 0), min(y1 + 1, H)  # a row of context on each side
+        near = shifted[: bottom - top]
+        np.copyto(near, labels[top:bottom], casting="unsafe")  # wraps -1 to 255
+        np.add(near, 1, out=near)  # and 255 to 0
+        code = near[y0 - top : y1 - top]
+        if draw_boundaries:
+            lowest = cv2.erode(near, _CROSS)[y0 - top : y1 - top]
+            on_edge = cv2.compare(lowest, code, cv2.CMP_LT)  # 255 or 0
+            code += np.bitwise_and(on_edge, k, out=on_edge)
+        yield slice(y0, y1), code
+
+
+def _overlay_grey(grey, labels, blended, draw_boundaries, out):
+    """:func:`overlay` of a grey ``(H, W)`` uint8 image into ``out``: one lookup per
+    pixel, in a table of packed colours indexed by ``code * 256 + grey value``."""
+    k = len(blended)
+    colors = np.empty((2 * k + 1, 256, 3), dtype=np.uint8)
+    colors[0] = np.arange(256)[:, None]  # background: the grey value itself
+    colors[1 : k + 1] = blended.transpose(0, 2, 1)
+    mark = _is_dark(*(colors[1 : k + 1, :, i].astype(np.float64) for i in range(3)))
+    colors[k + 1 :] = np.where(mark, 255, 0)[..., None]
+    table = _pack_rgb(colors).reshape(-1)
+    H, W = labels.shape
+    rows = _strip_rows(W)
+
+    def draw(start, stop):
+        size = (min(rows, stop - start), W)
+        index = np.empty(size + (2,), dtype=np.uint8)  # little-endian value + 256 * code
+        packed = np.empty(size, dtype="<u4")
+        for at, code in _codes(labels, k, draw_boundaries, start, stop):
+            h = len(code)
+            cv2.merge([grey[at], code], dst=index[:h])
+            np.take(table, index[:h].view("<u2")[..., 0], out=packed[:h], mode="wrap")
+            _unpack_rgb(packed[:h], out[at])
+
+    _in_bands(H, rows, draw)
+
+
+def _blends(k, alpha):
+    """``(k, 3, 256)`` uint8: channel ``i`` of class ``c``'s colour blended over the value
+    ``v``, ``(1 - alpha) * v + alpha * palette(k)[c, i]`` rounded as np.rint does."""
+    return np.rint(
+        (1.0 - alpha) * np.arange(256.0) + alpha * palette(k)[:, :, None].astype(np.float64)
+    ).astype(np.uint8)
 
 
 def _check_k(k, name, minimum):

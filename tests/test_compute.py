@@ -1,5 +1,8 @@
 """The numpy twins in emseg._compute against the compiled kernels they stand in for."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -140,3 +143,22 @@ def test_fit_is_the_same_on_either_path(covariance_type, monkeypatch):
     np.testing.assert_allclose(a.means_, b.means_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(a.covariances_, b.covariances_, rtol=1e-8, atol=1e-10)
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+def test_grey_image_segmentation_does_not_load_numba():
+    """The start-up that matters: an 8-bit grey image is segmented and drawn without
+    numba (whose loading costs about 1.5-2 s per process)."""
+    code = (
+        "import sys, numpy as np, emseg\n"
+        "from emseg import render\n"
+        "rng = np.random.default_rng(0)\n"
+        "img = np.clip(rng.normal(100, 30, (64, 80)), 0, 255).astype(np.uint8)\n"
+        "seg = emseg.segment(img, 3)\n"
+        "render.overlay(img, seg.labels, 3)\n"
+        "render.segments(seg.labels, np.zeros((3, 3), np.uint8))\n"
+        "render.label_image(seg.labels, 3)\n"
+        "print('numba' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"

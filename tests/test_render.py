@@ -195,7 +195,7 @@ def test_overlay_boundaries_contrast(halves):
 
 
 def test_overlay_matches_numpy_blend_and_boundaries_on_random_labels():
-    """The compiled overlay against its definition written out in numpy: the rounded
+    """The overlay against its definition written out in numpy: the rounded
     blend, background kept, edges exactly where boundaries() marks a labelled pixel."""
     rng = np.random.default_rng(7)
     for pixels in (rng.integers(0, 256, (33, 47, 3), dtype=np.uint8),
@@ -224,6 +224,113 @@ def test_segments_and_label_image_take_any_integer_labels():
             np.vstack([colors, [[0, 0, 0]]])[lab.astype(int)])
         np.testing.assert_array_equal(
             render.label_image(lab, 3), np.where(lab.astype(int) < 0, 255, lab).astype(np.uint8))
+
+
+def _reference_overlay(base, labels, k, alpha, draw_boundaries):
+    """The overlay as its definition reads, in whole-image numpy: the rounded blend of
+    (1 - alpha) * image and alpha * class colour, background kept, and, with boundaries,
+    every labelled pixel with a lower-labelled 4-neighbour inside the image (background
+    -1 counts as lower) white where 0.299 r + 0.587 g + 0.114 b < 128, else black."""
+    lab = labels.astype(np.int64)
+    rgb = base if base.ndim == 3 else np.repeat(base[:, :, None], 3, axis=2)
+    colors = render.palette(k).astype(np.float64)[np.maximum(lab, 0)]
+    blend = np.rint((1.0 - alpha) * rgb.astype(np.float64) + alpha * colors)
+    out = np.where((lab >= 0)[..., None], blend, rgb).astype(np.uint8)
+    if draw_boundaries:
+        padded = np.pad(lab, 1, constant_values=np.iinfo(np.int64).max)  # outside: never lower
+        centre = padded[1:-1, 1:-1]
+        lower = ((padded[:-2, 1:-1] < centre) | (padded[2:, 1:-1] < centre)
+                 | (padded[1:-1, :-2] < centre) | (padded[1:-1, 2:] < centre))
+        o = out.astype(np.float64)
+        dark = 0.299 * o[..., 0] + 0.587 * o[..., 1] + 0.114 * o[..., 2] < 128.0
+        edge = lower & (lab >= 0)
+        out[edge] = np.where(dark, 255, 0)[edge][:, None]
+    return out
+
+
+def _random_case(rng, k, colour, shape):
+    """Pixels and labels for the reference comparison: random or blocky labels (so that
+    some pixels are off boundaries), with or without background, of a random integer
+    dtype, either array possibly a non-contiguous view."""
+    low = -1 if rng.random() < 0.8 else 0
+    if rng.random() < 0.5:
+        labels = rng.integers(low, k, shape)
+    else:
+        blocks = rng.integers(low, k, (shape[0] // 3 + 1, shape[1] // 3 + 1))
+        labels = np.kron(blocks, np.ones((3, 3), int))[: shape[0], : shape[1]]
+    dtypes = [np.int16, np.int32, np.int64] + ([np.int8] if k <= 128 else [])
+    if low == 0:
+        dtypes += [np.uint8, np.uint16] if k <= 256 else [np.uint16]
+    labels = labels.astype(dtypes[rng.integers(len(dtypes))])
+    pixels = rng.integers(0, 256, shape + ((3,) if colour else ()), dtype=np.uint8)
+    if rng.random() < 0.5:
+        pixels = np.sort(pixels, axis=1)  # smooth, so that blends repeat along rows
+    view = rng.integers(3)
+    if view == 1:  # every other pixel of a larger array
+        big = np.zeros((2 * shape[0], 2 * shape[1]) + pixels.shape[2:], np.uint8)
+        big[::2, ::2] = pixels
+        pixels = big[::2, ::2]
+        labels = np.repeat(labels, 2, axis=1)[:, ::2]
+    elif view == 2:  # negative strides
+        pixels = pixels[::-1, ::-1].copy()[::-1, ::-1]
+        labels = labels[:, ::-1].copy()[:, ::-1]
+    return pixels, labels
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 7, 31, 32, 127, 128, 254, 255, 300])
+def test_pictures_match_a_numpy_reference_on_random_cases(k, monkeypatch):
+    """overlay, segments and label_image against their definitions in plain numpy, on
+    grey and colour images, with and without boundaries, any alpha, tiny shapes and
+    views; the drawing in strips and parallel bands is forced down to a few pixels, so
+    that strip and band edges fall inside these small images."""
+    rng = np.random.default_rng(k)
+    monkeypatch.setattr(render, "_STRIP", 16)
+    monkeypatch.setattr(render, "_BAND_STRIPS", 1)
+    monkeypatch.setattr(render.cv2, "getNumThreads", lambda: 3)
+    shapes = [(1, 1), (1, 5), (5, 1), (2, 3), (7, 9), (23, 31), (40, 17)]
+    for i, shape in enumerate(shapes * 2):
+        colour = i % 2 == 1
+        pixels, labels = _random_case(rng, k, colour, shape)
+        alpha = [0.0, 1.0, 0.45, float(rng.random())][i % 4]
+        draw = i % 3 != 2
+        before = pixels.copy(), labels.copy()
+        out = render.overlay(pixels, labels, k, alpha=alpha, draw_boundaries=draw)
+        assert out.dtype == np.uint8 and out.shape == shape + (3,)
+        np.testing.assert_array_equal(
+            out, _reference_overlay(pixels, labels, k, alpha, draw),
+            err_msg=f"k={k} shape={shape} colour={colour} alpha={alpha} {labels.dtype}")
+        colors = rng.integers(0, 256, (k, 3), dtype=np.uint8)
+        lab = labels.astype(np.int64)
+        np.testing.assert_array_equal(
+            render.segments(labels, colors), np.vstack([colors, [[0, 0, 0]]])[lab])
+        stored = render.label_image(labels, k)
+        top = 255 if k <= 255 else 65535
+        assert stored.dtype == (np.uint8 if k <= 255 else np.uint16)
+        np.testing.assert_array_equal(stored, np.where(lab < 0, top, lab))
+        np.testing.assert_array_equal(pixels, before[0])
+        np.testing.assert_array_equal(labels, before[1])
+
+
+def test_boundary_colour_at_exact_luma_ties():
+    """Where 0.299 r + 0.587 g + 0.114 b is exactly 128, float64 rounding decides (46 of
+    the 111 such colours come out below 128, and grey 128 does): boundaries follow it."""
+    o = np.arange(256)
+    luma = 299 * o[:, None, None] + 587 * o[None, :, None] + 114 * o[None, None, :]
+    ties = np.argwhere(luma == 128000).astype(np.uint8)
+    greys = np.arange(256, dtype=np.uint8)[:, None]
+    for pixels in (np.stack([ties, ties]), np.stack([greys, greys])[..., 0]):
+        labels = np.zeros(pixels.shape[:2], int)
+        labels[1] = 1  # the second row is all boundary; alpha 0 leaves the colours
+        out = render.overlay(pixels, labels, 2, alpha=0.0)
+        np.testing.assert_array_equal(out, _reference_overlay(pixels, labels, 2, 0.0, True))
+        assert set(out[1, :, 0]) == {0, 255}
+
+
+def test_overlay_of_all_background_is_the_image():
+    for pixels in (np.arange(24, dtype=np.uint8).reshape(4, 6),
+                   np.arange(72, dtype=np.uint8).reshape(4, 6, 3)):
+        out = render.overlay(pixels, np.full((4, 6), -1), 3)
+        np.testing.assert_array_equal(out, render.to_display(pixels))
 
 
 def test_overlay_alpha_zero_without_boundaries_is_the_image(halves):
