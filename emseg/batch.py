@@ -676,9 +676,12 @@ def _remove_stale_temps(folder, stem, listed):
 
 
 def _init_worker(threads):
-    """Give each worker process an equal share of the cores."""
+    """Give each worker process an equal share of the cores; let it reuse the memory
+    of one image for the next."""
     from ._compute import set_num_threads
+    from ._process import keep_freed_memory
 
+    keep_freed_memory()
     set_num_threads(threads)
     try:
         import cv2

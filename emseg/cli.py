@@ -136,6 +136,9 @@ def output_options(command):
 @click.version_option(__version__, prog_name="emseg")
 def main():
     """Image segmentation and mixture modelling by Expectation-Maximization."""
+    from ._process import keep_freed_memory
+
+    keep_freed_memory()
 
 
 def _say(message, quiet=False):

@@ -134,7 +134,7 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
     render_seconds = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    writes = [  # PNG encoding releases the GIL: the pictures are written side by side
+    writes = [  # PNG encoding releases the GIL: large pictures are written side by side
         (io.write_png, targets["overlay"], overlay, {}),
         (io.write_png, targets["segments"], segments, {}),
     ]
@@ -246,16 +246,24 @@ def _pictures(image, seg):
     return render.montage(overlays), render.montage(segments), colors
 
 
+# From this many bytes of pictures on, writing them two at a time pays: measured with
+# emseg's allocator settings (emseg._process), a 12-megapixel photo's three PNGs (84 MB)
+# took 119-130 ms in two threads against 153 ms in one; a 1-megapixel grey image's
+# (7 MB) no less time in one thread than in two, which also start and stop per image.
+_PARALLEL_WRITE_BYTES = 16 << 20
+
+
 def _write_all(writes, overwrite):
-    """Run the writes, two at a time when this process may use two or more threads
-    (numba's thread count is its share of the cores: a batch worker on a busy machine
-    gets one, and then writes one file after another, which is faster there); the
-    first error, if any, is raised after all finish."""
+    """Run the writes, two at a time when the pictures are large and this process may
+    use two or more threads (the compiled kernels' share of the cores: a batch worker
+    on a 2-core machine gets one, and writes one file after another); the first error,
+    if any, is raised after all finish."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ._compute import num_threads
 
-    if num_threads() < 2:
+    size = sum(np.asarray(data).nbytes for _, _, data, _ in writes)
+    if size < _PARALLEL_WRITE_BYTES or num_threads() < 2:
         errors = []
         for fn, target, data, kw in writes:
             try:
