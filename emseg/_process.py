@@ -35,3 +35,49 @@ def keep_freed_memory():
     return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(
         mallopt(_M_TRIM_THRESHOLD, 256 << 20)
     )
+
+
+def cores():
+    """The cores this process may use (its CPU affinity where the OS tells)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+# What a batch worker imports to segment an image. The fork server imports them once,
+# and each worker it forks starts with them loaded (numba is not among them: it loads
+# in a worker only for the inputs that need compiled kernels).
+WORKER_MODULES = (
+    "emseg.batch",
+    "emseg.pipeline",
+    "emseg.segmentation",
+    "emseg.render",
+    "emseg.io",
+    "PIL.PngImagePlugin",
+    "isal.isal_zlib",
+)
+
+
+def worker_context():
+    """The multiprocessing context for local batch workers: a fork server that has
+    imported :data:`WORKER_MODULES` where the OS has one, else ``spawn``."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(WORKER_MODULES))  # used when the server starts
+    return context
+
+
+def start_worker_server():
+    """Start the fork server now, so that it imports the worker modules while this
+    process goes on (finding the inputs, importing its own modules): the workers of a
+    batch then start about as soon as the batch would start in this process alone."""
+    if worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ._errors import EmsegError
+from ._process import cores, worker_context
 from .pipeline import file_stem
 
 SUMMARY_NAME = "summary.csv"
@@ -322,17 +323,9 @@ def _write_summary_quietly(path, rows):
         pass
 
 
-def _cores():
-    """The cores this process may use (its CPU affinity where the OS tells)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _check_jobs(jobs):
     if jobs is None:
-        return _cores()
+        return cores()
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise EmsegError(f"jobs must be a whole number >= 1, got {jobs!r}")
     return jobs
@@ -742,35 +735,11 @@ def _map(fn, tasks, jobs, scheduler):
         yield from _map_processes(fn, tasks, jobs)
 
 
-# What a worker imports to segment an image. The fork server imports them once, and
-# each worker it forks starts with them loaded (numba is not among them: it loads in a
-# worker only for the inputs that need compiled kernels).
-_WORKER_MODULES = (
-    "emseg.batch",
-    "emseg.pipeline",
-    "emseg.segmentation",
-    "emseg.render",
-    "emseg.io",
-    "PIL.PngImagePlugin",
-    "isal.isal_zlib",
-)
-
-
-def _context():
-    import multiprocessing
-
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(_WORKER_MODULES))  # used when the server starts
-    return context
-
-
 def _map_processes(fn, tasks, jobs):
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    threads = max(1, _cores() // jobs)
+    threads = max(1, cores() // jobs)
     queue = deque(range(len(tasks)))
     suspects = deque()  # tasks running when a worker died: retried one at a time
     while queue or suspects:
@@ -779,7 +748,7 @@ def _map_processes(fn, tasks, jobs):
         workers = 1 if alone else min(jobs, len(queue))
         limit = 1 if alone else 2 * workers
         pool = ProcessPoolExecutor(
-            workers, mp_context=_context(), initializer=_init_worker, initargs=(threads,)
+            workers, mp_context=worker_context(), initializer=_init_worker, initargs=(threads,)
         )
         running = {}
         broken = False

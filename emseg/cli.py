@@ -420,6 +420,10 @@ def batch(folders, recursive, pattern, jobs, scheduler, max_pixels, shared_model
     log-likelihood and seconds. A bad image never stops the batch; the exit code is 1
     if any failed. A rerun skips the images whose outputs are complete.
     """
+    from ._process import cores, start_worker_server
+
+    if scheduler is None and (jobs or cores()) > 1:
+        start_worker_server()  # its imports overlap this process's own
     from .batch import run_batch
     from .pipeline import RunOptions
 
