@@ -214,7 +214,7 @@ def test_ctrl_c_stops_workers_and_writes_the_summary(tmp_path):
     from emseg import segment
 
     segment(scene(0, shape=(30, 40))[0], 3)
-    save(tmp_path / "warm.png", scene(0, shape=(30, 40))[0])  # and the render kernels
+    save(tmp_path / "warm.png", scene(0, shape=(30, 40))[0])  # and a whole image
     segment_file(tmp_path / "warm.png", tmp_path)
     root = tmp_path / "in"
     for i in range(40):  # enough that the batch is still running when the first is done
