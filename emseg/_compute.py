@@ -91,20 +91,30 @@ def _responsibilities(lp, weights):
     return float(weights @ lse)
 
 
+def _log_prob(Y, log_norm, prec, full):
+    """(N, K) weighted log-probabilities from the centred rows ``Y`` (K, N, D)."""
+    Z = np.einsum("knd,kde->kne", Y, prec) if full else Y * prec[:, None, :]
+    return log_norm[None, :] - 0.5 * np.einsum("kne,kne->nk", Z, Z)
+
+
+def _estep(X, weights, log_norm, means, prec, full):
+    Y = _centred(X, means)
+    lp = _log_prob(Y, log_norm, prec, full)
+    ll = _responsibilities(lp, weights)
+    if full:
+        sxx = np.einsum("nk,kni,knj->kij", lp, Y, Y)
+    else:
+        sxx = np.einsum("nk,knd,knd->kd", lp, Y, Y)
+    return lp.sum(0), np.einsum("nk,knd->kd", lp, Y), sxx, ll
+
+
 def estep_full(X, weights, log_norm, means, prec_chol):
     """``(nk, sx, sxx, loglik)`` for full (and tied) covariances; see
     :func:`emseg._kernels.estep_full`."""
     K, D = means.shape
     if not _small(X.shape[0], K, D, D):
         return _compiled().estep_full(X, weights, log_norm, means, prec_chol)
-    Y = _centred(X, means)
-    Z = np.einsum("knd,kde->kne", Y, prec_chol)
-    lp = log_norm[None, :] - 0.5 * np.einsum("kne,kne->nk", Z, Z)
-    ll = _responsibilities(lp, weights)
-    nk = lp.sum(0)
-    sx = np.einsum("nk,knd->kd", lp, Y)
-    sxx = np.einsum("nk,kni,knj->kij", lp, Y, Y)
-    return nk, sx, sxx, ll
+    return _estep(X, weights, log_norm, means, prec_chol, full=True)
 
 
 def estep_diag(X, weights, log_norm, means, prec_diag):
@@ -113,30 +123,22 @@ def estep_diag(X, weights, log_norm, means, prec_diag):
     K, D = means.shape
     if not _small(X.shape[0], K, D):
         return _compiled().estep_diag(X, weights, log_norm, means, prec_diag)
-    Y = _centred(X, means)
-    Z = Y * prec_diag[:, None, :]
-    lp = log_norm[None, :] - 0.5 * np.einsum("kne,kne->nk", Z, Z)
-    ll = _responsibilities(lp, weights)
-    nk = lp.sum(0)
-    sx = np.einsum("nk,knd->kd", lp, Y)
-    sxx = np.einsum("nk,knd,knd->kd", lp, Y, Y)
-    return nk, sx, sxx, ll
+    return _estep(X, weights, log_norm, means, prec_diag, full=False)
 
 
 def log_prob_full(X, log_norm, means, prec_chol):
     """``log w_k + log N(x | k)`` for every row, (N, K), full covariances."""
-    if not _small(X.shape[0], *means.shape, means.shape[1]):
+    K, D = means.shape
+    if not _small(X.shape[0], K, D, D):
         return _compiled().log_prob_full(X, log_norm, means, prec_chol)
-    Z = np.einsum("knd,kde->kne", _centred(X, means), prec_chol)
-    return log_norm[None, :] - 0.5 * np.einsum("kne,kne->nk", Z, Z)
+    return _log_prob(_centred(X, means), log_norm, prec_chol, full=True)
 
 
 def log_prob_diag(X, log_norm, means, prec_diag):
     """``log w_k + log N(x | k)`` for every row, (N, K), diagonal covariances."""
     if not _small(X.shape[0], *means.shape):
         return _compiled().log_prob_diag(X, log_norm, means, prec_diag)
-    Z = _centred(X, means) * prec_diag[:, None, :]
-    return log_norm[None, :] - 0.5 * np.einsum("kne,kne->nk", Z, Z)
+    return _log_prob(_centred(X, means), log_norm, prec_diag, full=False)
 
 
 def normalise_rows(lp):
