@@ -16,11 +16,12 @@ def keep_freed_memory():
 
     An image's arrays are a few MB each; glibc gives large blocks back when they are
     freed (mmap, or trimming the top of the heap) and the next image takes fresh pages
-    again, each a page fault, costly in a virtual machine: 1,800-3,000 faults and
-    15-24 ms of system time per megapixel image were measured, against 10-15 faults and
-    10 ms with blocks up to 32 MB kept on the heap and up to 256 MB of free heap kept.
-    Peak memory is unchanged; what is kept is reused by the next image, and given back
-    when the process ends. Does nothing where the C library has no ``mallopt``.
+    again, each a page fault, costly in a virtual machine: 1,800-3,300 faults and
+    15-24 ms of system time per megapixel image were measured, against 14-19 faults and
+    6-8 ms with blocks up to 32 MB kept on the heap and up to 256 MB of free heap kept.
+    What is kept is reused by the next image, and given back when the process ends
+    (peak memory with these settings was not measured). Does nothing where the C
+    library has no ``mallopt``.
     """
     if not sys.platform.startswith("linux"):
         return False
