@@ -124,6 +124,9 @@ class _ChunkedEM:
     def _get_params(self):
         return self.gm._get_params()
 
+    def _extrapolate(self, p0, p1, p2):
+        return self.gm._extrapolate(p0, p1, p2)
+
     def _set_params(self, params):
         self.gm._set_params(params)
 
@@ -154,12 +157,14 @@ def fit_dask_array(gm, X, sample_weight=None):
     supplied = (gm.weights_init, gm.means_init, gm.precisions_init)
     prefit = rate < 1.0 and not all(p is not None for p in supplied)
     data = _ChunkedData(blocks, summary["clean"], sample, summary["weight"], prefit)
+    gm.reg_covar_ = gm._floor_from_moments(summary["moments"])
     gm._fit_data = sample  # rows to re-seed an emptied component on (None: the means)
     try:
         result = run_em(
             _ChunkedEM(gm),
             data,
-            n_init=gm.n_init,
+            n_init=gm._restarts(int(X.shape[0]), D),
+            accelerate=gm.accelerate,
             max_iter=gm.max_iter,
             tol=gm.tol,
             rng=as_generator(gm.random_state),
@@ -297,7 +302,10 @@ def _summarise_block(X, w, K, rate, index):
     elif K > 1:
         first, _ = _distinct_rows(np.ascontiguousarray(canon), None, cap=K - 1)
         distinct = bits[first] if first.shape[0] else None
+    from .mixture import column_moments
+
     return {
+        "moments": column_moments(rows, np.empty(0) if rw is None else rw),
         "weight": float(rows.shape[0] if rw is None else rw.sum()),
         "any_weight": bool(w is None or (w > 0).any()),
         "observed": (~np.isnan(rows)).sum(axis=0),
@@ -334,7 +342,10 @@ def _summarise(blocks, K, rate):
                 f"X has only {distinct} distinct rows, cannot fit n_components={K}; "
                 "lower n_components"
             )
+    from .mixture import _sum_moments
+
     return {
+        "moments": _sum_moments([c["moments"] for c in chunks]),
         "weight": weight,
         "clean": [c["clean"] for c in chunks],
         "sample_x": np.concatenate([c["sample_x"] for c in chunks]),

@@ -31,7 +31,11 @@ from ._validation import (
 from .em import run_em
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-INIT_METHODS = ("kmeans++", "kmeans", "random", "random_from_data")
+INIT_METHODS = ("kmeans", "kmeans++", "k-means++", "random", "random_from_data")
+# reg_covar="auto": the covariance floor of each feature is this fraction of its variance
+RELATIVE_FLOOR = 1e-6
+# n_init="auto": restarts while a restart is cheap (rows x components x features^2)
+_AUTO_RESTARTS = ((2e5, 10), (2e6, 3))
 _LOG_2PI = np.log(2 * np.pi)
 _EMPTY = np.empty(0)
 _PATTERN_CHUNK = 65536
@@ -102,12 +106,30 @@ def _unit(w, n):
 class GaussianMixture:
     """Gaussian mixture fitted by Expectation-Maximization.
 
-    Parameters follow :class:`sklearn.mixture.GaussianMixture`. After ``fit``:
-    ``weights_``, ``means_``, ``covariances_``, ``precisions_cholesky_``,
+    Parameters follow :class:`sklearn.mixture.GaussianMixture`, with these defaults
+    that differ, each chosen so the fit does not depend on how the data are stored and
+    reaches a maximum at least as good as scikit-learn's:
+
+    - ``reg_covar="auto"``: the covariance floor added to each feature's variance is
+      ``1e-6`` times that feature's (weighted) variance in the data, so multiplying a
+      column by 1e-4 or 1e4 gives the same fit. A number is an absolute floor, as in
+      scikit-learn (``reg_covar=1e-6`` reproduces scikit-learn's fit exactly).
+    - ``n_init="auto"``: 10 restarts when one costs little (rows x components x
+      features^2 up to 2e5, e.g. an image's few hundred grey levels), 3 up to 2e6,
+      else 1; the restart with the highest log-likelihood is kept.
+    - ``init_params="kmeans"``: k-means++ seeds refined by Lloyd's k-means, as
+      scikit-learn's default.
+    - ``accelerate=True``: SQUAREM extrapolation (Varadhan & Roland 2008) between
+      plain EM steps, kept only when it raises the log-likelihood, so the history never
+      decreases and the same maximum is reached in fewer iterations. ``False`` gives
+      plain EM step for step (the same iterates as scikit-learn from the same start).
+
+    After ``fit``: ``weights_``, ``means_``, ``covariances_``, ``precisions_cholesky_``,
     ``converged_``, ``n_iter_``, ``lower_bound_`` (weighted mean log-likelihood per
-    sample of the parameters the last M-step started from) and ``history_`` (that
-    value for every iteration). Components are ordered by the mean of their first
-    feature, ascending.
+    sample of the parameters the last M-step started from), ``history_`` (that value
+    for every iteration of the kept restart), ``reg_covar_`` (the floor used, one value
+    per feature), ``n_init_`` and ``restart_lower_bounds_`` (each restart's final
+    value). Components are ordered by the mean of their first feature, ascending.
 
     ``callback(iteration, lower_bound)`` is called after every EM iteration.
     """
@@ -124,16 +146,17 @@ class GaussianMixture:
         *,
         covariance_type="full",
         tol=1e-3,
-        reg_covar=1e-6,
+        reg_covar="auto",
         max_iter=100,
-        n_init=1,
-        init_params="kmeans++",
+        n_init="auto",
+        init_params="kmeans",
         weights_init=None,
         means_init=None,
         precisions_init=None,
         random_state=None,
         warm_start=False,
         callback=None,
+        accelerate=True,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -148,6 +171,7 @@ class GaussianMixture:
         self.random_state = random_state
         self.warm_start = warm_start
         self.callback = callback
+        self.accelerate = accelerate
 
     # --- fitting -----------------------------------------------------------------
 
@@ -170,21 +194,47 @@ class GaussianMixture:
                 f"warm_start: the model has {self.means_.shape[1]} features, X has "
                 f"{X.shape[1]}; refit with warm_start=False"
             )
+        self.reg_covar_ = self._covariance_floor(data)
         self._fit_data = data
         try:
             result = run_em(
                 self,
                 data,
-                n_init=self.n_init,
+                n_init=self._restarts(data.X.shape[0] + sum(p.X.shape[0] for p in data.patterns),
+                                      X.shape[1]),
                 max_iter=self.max_iter,
                 tol=self.tol,
                 rng=as_generator(self.random_state),
                 start_bound=self.lower_bound_ if warm else None,
                 callback=self.callback,
+                accelerate=self.accelerate,
             )
         finally:
             del self._fit_data
         return self._finish_fit(result)
+
+    def _restarts(self, n_rows, n_features):
+        """``n_init`` as a number: "auto" by the cost of one restart (see the class doc)."""
+        if self.n_init != "auto":
+            return self.n_init
+        work = n_rows * self.n_components * n_features**2
+        return next((n for limit, n in _AUTO_RESTARTS if work <= limit), 1)
+
+    def _covariance_floor(self, data):
+        """The covariance floor per feature: ``reg_covar``, or with "auto" a fraction
+        ``RELATIVE_FLOOR`` of each feature's weighted variance (see :func:`floor_from_moments`)."""
+        if self.reg_covar != "auto":
+            return np.full(data.X.shape[1], float(self.reg_covar))
+        parts = [column_moments(data.X, data.w)] + [column_moments(p.X, p.w) for p in data.patterns]
+        return self._floor_from_moments(_sum_moments(parts))
+
+    def _floor_from_moments(self, moments):
+        """The floor from ``column_moments`` of all the data (the Dask fit's path too)."""
+        n, _, m2 = moments
+        if self.reg_covar != "auto":
+            return np.full(n.shape[0], float(self.reg_covar))
+        var = m2 / np.maximum(n, 1e-300)
+        return np.where(var > 0, RELATIVE_FLOOR * var, RELATIVE_FLOOR)
 
     def _finish_fit(self, result):
         """Sort the components and record how EM went (shared with the Dask fit)."""
@@ -193,6 +243,8 @@ class GaussianMixture:
         self.n_iter_ = result.n_iter
         self.lower_bound_ = float(result.lower_bound)
         self.history_ = np.asarray(result.history, dtype=np.float64)
+        self.n_init_ = len(result.restarts)
+        self.restart_lower_bounds_ = np.asarray(result.restarts, dtype=np.float64)
         return self
 
     def fit_predict(self, X, sample_weight=None):
@@ -203,10 +255,14 @@ class GaussianMixture:
         check_int(self.n_components, "n_components", 1)
         check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
         check_float(self.tol, "tol")
-        check_float(self.reg_covar, "reg_covar")
+        if self.reg_covar != "auto":
+            check_float(self.reg_covar, "reg_covar")
         check_int(self.max_iter, "max_iter", 0)
-        check_int(self.n_init, "n_init", 1)
+        if self.n_init != "auto":
+            check_int(self.n_init, "n_init", 1)
         check_choice(self.init_params, "init_params", INIT_METHODS)
+        if not isinstance(self.accelerate, bool):
+            raise EmsegError(f"accelerate must be True or False, got {self.accelerate!r}")
         if self.callback is not None and not callable(self.callback):
             raise EmsegError(f"callback must be callable, got {self.callback!r}")
         K, D = self.n_components, n_features
@@ -312,7 +368,7 @@ class GaussianMixture:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 run_em(self, start, n_init=1, max_iter=self.max_iter, tol=self.tol,
-                       rng=rng, start_bound=-np.inf)
+                       rng=rng, start_bound=-np.inf, accelerate=self.accelerate)
 
     def _subsample(self, data, rng):
         """A weighted random subsample of the rows, to seed and run EM on first, so the
@@ -394,7 +450,7 @@ class GaussianMixture:
         safe = np.where(empty, 1.0, nk)
         shift = stats.sx / safe[:, None]
         means = stats.shift + shift
-        reg = self.reg_covar
+        reg = self.reg_covar_
         D = means.shape[1]
         ctype = self.covariance_type
         if ctype in ("full", "tied"):
@@ -450,6 +506,31 @@ class GaussianMixture:
 
     def _get_params(self):
         return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+
+    def _extrapolate(self, p0, p1, p2):
+        """SQUAREM's step from three successive parameter sets (see :mod:`emseg.em`):
+        the extrapolated parameters, or None when they are not a valid mixture."""
+        r = [b - a for a, b in zip(p0[:3], p1[:3])]
+        v = [c - 2 * b + a for a, b, c in zip(p0[:3], p1[:3], p2[:3])]
+        norm_v = np.sqrt(sum(float((x * x).sum()) for x in v))
+        if norm_v == 0 or not np.isfinite(norm_v):
+            return None
+        norm_r = np.sqrt(sum(float((x * x).sum()) for x in r))
+        alpha = -max(norm_r / norm_v, 1.0)
+        if alpha == -1.0:
+            return None
+        weights, means, cov = (
+            a - 2 * alpha * dr + alpha**2 * dv for a, dr, dv in zip(p0[:3], r, v)
+        )
+        if (weights <= 0).any():
+            return None
+        if self.covariance_type in ("full", "tied"):
+            cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+        try:
+            chol = _cholesky_of_covariances(cov, self.covariance_type)
+        except EmsegError:
+            return None
+        return (weights / weights.sum(), means, cov, chol)
 
     def _set_params(self, params):
         self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
@@ -634,6 +715,33 @@ class GaussianMixture:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def column_moments(X, w):
+    """Per column: the weight of the observed (non-NaN) values, their weighted mean and
+    centred sum of squares; ``w`` an empty array for unit weights. Moments of parts add
+    up through :func:`_sum_moments` (Chan, Golub & LeVeque's pairwise update)."""
+    X = np.asarray(X, dtype=np.float64)
+    w = _unit(w, X.shape[0])
+    seen = ~np.isnan(X)
+    ws = seen * w[:, None]
+    n = ws.sum(0)
+    Xz = np.where(seen, X, 0.0)
+    mean = (ws * Xz).sum(0) / np.maximum(n, 1e-300)
+    m2 = (ws * np.where(seen, X - mean, 0.0) ** 2).sum(0)
+    return n, mean, m2
+
+
+def _sum_moments(parts):
+    n, mean, m2 = parts[0]
+    for nb, mb, m2b in parts[1:]:
+        total = n + nb
+        delta = mb - mean
+        share = nb / np.maximum(total, 1e-300)
+        mean = mean + delta * share
+        m2 = m2 + m2b + delta**2 * n * share
+        n = total
+    return n, mean, m2
 
 
 def _check_init(value, name, shape):

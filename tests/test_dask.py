@@ -158,7 +158,7 @@ def test_warm_start_continues_as_in_memory(data):
 
 def test_callback_and_one_dimensional_input(data):
     seen = []
-    gm = GaussianMixture(2, callback=lambda i, bound: seen.append(i), random_state=0)
+    gm = GaussianMixture(2, callback=lambda i, bound: seen.append(i), random_state=0, n_init=1)
     gm.fit(da.from_array(data[:, 0], chunks=1000))
     assert gm.means_.shape == (2, 1)
     assert seen == list(range(1, gm.n_iter_ + 1))

@@ -242,13 +242,13 @@ def test_multichannel_volume_uses_every_channel():
 
 
 def test_mrf_class_left_empty_goes_last_not_first():
-    # two materials, five classes, strong smoothing: the field empties some classes;
+    # two materials, six classes, strong smoothing: the field empties some classes;
     # label 0 must still be the darkest class that holds pixels
     rng = np.random.default_rng(0)
     truth = np.zeros((60, 80), int)
     truth[:, 40:] = 1
     img = np.clip((0.3 + 0.4 * truth + rng.normal(0, 0.1, truth.shape)) * 255, 0, 255)
-    seg = segment(img.astype(np.uint8), 5, beta=2.0)
+    seg = segment(img.astype(np.uint8), 6, beta=2.0)
     filled = seg.fractions > 0
     assert not filled.all()  # the case this test is about
     assert list(filled) == sorted(filled, reverse=True)  # empty classes last
