@@ -1,13 +1,17 @@
 """Turn pixels into feature vectors, and find an image's distinct pixel values.
 
 Features are a fixed function of the pixel value (and, with ``spatial > 0``, of its
-position), in units that do not depend on the image's dtype: uint8 values are divided
-by 255, uint16 by 65535, floats are taken as they are (skimage's convention, so a
-uint8 image and its ``img_as_float`` copy give the same features). The recipe is a
-:class:`FeatureSpec`, stored with a model so the same model can label other images.
+position). Values are first mapped to 0..1 by the data's own range, never by what the
+dtype could hold: ``(value - offset) / scale`` with ``offset`` the smallest value and
+``scale`` the range of the pixels being fitted (one range for the three channels of a
+colour image, so colours keep their balance; one per channel for co-registered
+channels). A 16-bit microscope image using 0..235, its float32 copy, and the same
+values times 1e-4 or plus 1000 therefore give the same features and the same labels.
+The recipe, range included, is a :class:`FeatureSpec`, stored with a model so the same
+model labels other images on the same scale.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -29,13 +33,34 @@ class FeatureSpec:
     """How pixels become features.
 
     ``color_space`` is one of gray, rgb, lab, hsv; ``spatial`` the weight of the pixel
-    coordinates (divided by the image's longest side), 0 for none.
+    coordinates (divided by the image's longest side), 0 for none. ``offset`` and
+    ``scale``: per input channel, the value mapped to 0 and the span mapped to 1 (see
+    the module doc); empty until :meth:`with_range` sets them from the data.
     """
 
     color_space: str
     spatial: float = 0.0
 
     n_channels: int = 0  # for color_space "channels": how many co-registered channels
+    offset: tuple = ()
+    scale: tuple = ()
+
+    def with_range(self, values):
+        """This spec with ``offset`` and ``scale`` from (M, C) pixel values (no NaN)."""
+        v = np.asarray(values)
+        if self.color_space == "channels":
+            low, high = v.min(axis=0), v.max(axis=0)
+        else:  # grey, or one range for the three colour channels
+            low, high = np.full(v.shape[1], v.min()), np.full(v.shape[1], v.max())
+        low, high = low.astype(np.float64), high.astype(np.float64)
+        span = high - low
+        if not np.isfinite(span).all():
+            raise EmsegError(
+                f"pixel values span {low.min():g}..{high.max():g}, too wide for float64 "
+                "arithmetic; rescale the image"
+            )
+        span[span == 0] = 1.0
+        return replace(self, offset=tuple(low.tolist()), scale=tuple(span.tolist()))
 
     @property
     def names(self):
@@ -50,8 +75,10 @@ class FeatureSpec:
 
     def to_dict(self):
         return asdict(self) | {
+            "offset": list(self.offset),
+            "scale": list(self.scale),
             "names": list(self.names),
-            "value_scale": "uint8 / 255, uint16 / 65535, float as is",
+            "value_scale": "(value - offset) / scale, per channel, before any colour conversion",
             "lab_scale": "L, a and b divided by 100",
             "spatial_scale": "pixel index / longest side, times spatial",
         }
@@ -117,31 +144,30 @@ def resolve_color_space(color_space, is_color, multichannel=False):
     return color_space
 
 
-def unit_scale(values):
-    """Pixel values as float64 in the dtype-independent scale described above."""
-    if values.dtype == np.uint8:
-        return values.astype(np.float64) / 255.0
-    if values.dtype == np.uint16:
-        return values.astype(np.float64) / 65535.0
-    if np.issubdtype(values.dtype, np.integer):
-        info = np.iinfo(values.dtype)
-        return values.astype(np.float64) / info.max
-    return values.astype(np.float64)
+def scaled(values, spec, dtype=np.float64):
+    """(M, C) pixel values mapped to 0..1 by the spec's range."""
+    offset = np.asarray(spec.offset, dtype=dtype)
+    scale = np.asarray(spec.scale, dtype=dtype)
+    out = np.subtract(values, offset, dtype=dtype)
+    out /= scale
+    return out
 
 
 def luminance(values, color_space=None):
-    """Luminance of (M, 1) or (M, 3) pixel values, in unit scale. Co-registered channels
+    """Luminance of (M, 1) or (M, 3) pixel values, in the image's own units (only its
+    order matters: classes are ranked darkest first). Co-registered channels
     (``color_space`` "channels", e.g. T1 and T2, however many) are ordered by the first,
     as FSL FAST does."""
-    v = unit_scale(values)
+    v = np.asarray(values, dtype=np.float64)
     return v @ _LUMA if v.shape[1] == 3 and color_space != "channels" else v[:, 0]
 
 
-def value_features(values, color_space):
+def value_features(values, spec):
     """Features of (M, C) pixel values (C = 1 or 3) for a value-only colour space."""
+    color_space = spec.color_space
     if color_space in ("lab", "hsv"):
-        return _converted(values, color_space)
-    v = unit_scale(values)
+        return _converted(values, spec)
+    v = scaled(values, spec)
     if color_space == "channels":
         return v
     if color_space == "gray":
@@ -149,20 +175,15 @@ def value_features(values, color_space):
     return v if v.shape[1] == 3 else np.repeat(v, 3, axis=1)
 
 
-def _converted(values, color_space):
-    """Lab or HSV features through OpenCV's float32 conversion of the unit-scale RGB."""
+def _converted(values, spec):
+    """Lab or HSV features through OpenCV's float32 conversion of the scaled RGB
+    (values outside the spec's range, from a model applied to another image, clip)."""
     import cv2
 
-    if values.dtype in (np.uint8, np.uint16):
-        # float32 division rounds v/255 (v/65535) exactly as float64 division then a
-        # cast to float32 does (checked for every value), without the float64 copy
-        top = np.float32(255 if values.dtype == np.uint8 else 65535)
-        rgb = np.divide(values, top, dtype=np.float32)
-    else:
-        rgb = np.clip(unit_scale(values), 0.0, 1.0).astype(np.float32)
+    rgb = np.clip(scaled(values, spec, np.float32), 0.0, 1.0)
     if rgb.shape[1] == 1:
         rgb = np.repeat(rgb, 3, axis=1)
-    if color_space == "lab":
+    if spec.color_space == "lab":
         out = cv2.cvtColor(rgb[None], cv2.COLOR_RGB2Lab)[0].astype(np.float64)
         out /= 100.0
         return out

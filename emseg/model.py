@@ -208,7 +208,7 @@ def _refuse_constant(name):
 # --------------------------------------------------------------------------- shared models
 
 SEGMENTATION_FORMAT = "emseg.SegmentationModel"
-SEGMENTATION_FORMAT_VERSION = 1
+SEGMENTATION_FORMAT_VERSION = 2  # 2: features scaled by the training pixels' own range
 # Float images (and any image with spatial features) are sampled: together the sampled
 # images contribute about this many rows to a shared fit (see summarize_image).
 DEFAULT_MAX_SAMPLES = 1_000_000
@@ -272,6 +272,11 @@ class SegmentationModel:
             "segmentation model",
             hint="make one with 'emseg fit'",
         )
+        if d.get("format_version") != SEGMENTATION_FORMAT_VERSION:
+            raise EmsegError(
+                f"{where} has format version {d.get('format_version')}, whose features were "
+                "scaled by the dtype's range; refit the model with this emseg ('emseg fit')"
+            )
         emseg_version = d.get("emseg_version")
         if not isinstance(emseg_version, str):
             raise EmsegError(f"{where}.emseg_version must be a string, got {emseg_version!r}")
@@ -279,6 +284,11 @@ class SegmentationModel:
         channels = d.get("channels")
         if channels not in (1, 3) or isinstance(channels, bool):
             raise EmsegError(f"{where}.channels must be 1 (grey) or 3 (colour), got {channels!r}")
+        if len(spec.offset) != channels:
+            raise EmsegError(
+                f"{where}.features.offset and .scale need {channels} value(s), one per "
+                f"channel, got {len(spec.offset)}"
+            )
         ndim = d.get("spatial_ndim")
         if spec.value_only:
             if ndim is not None:
@@ -357,7 +367,18 @@ def _spec_from_dict(d, where):
     spatial = d.get("spatial")
     if not is_number(spatial) or not math.isfinite(spatial) or spatial < 0:
         raise EmsegError(f"{where}.spatial must be a number >= 0, got {spatial!r}")
-    spec = FeatureSpec(color_space, float(spatial))
+    value_range = []
+    for key in ("offset", "scale"):
+        values = d.get(key)
+        if not isinstance(values, list) or not values or not all(
+            is_number(v) and math.isfinite(v) for v in values
+        ):
+            raise EmsegError(f"{where}.{key} must be a non-empty list of finite numbers")
+        value_range.append(tuple(float(v) for v in values))
+    offset, scale = value_range
+    if len(offset) != len(scale) or min(scale) <= 0:
+        raise EmsegError(f"{where}.scale must hold one positive number per offset")
+    spec = FeatureSpec(color_space, float(spatial), offset=offset, scale=scale)
     expected = json.loads(json.dumps(spec.to_dict()))
     for key, value in expected.items():
         if d.get(key) != value:
@@ -382,15 +403,17 @@ def _classes_from_dict(classes, k, where):
 
 @dataclass
 class PixelSummary:
-    """The pixels of one or more images as weighted feature rows: the unit that travels
-    in a shared fit (computed per image, in any worker, then merged).
+    """The pixels of one or more images as weighted rows of pixel values: the unit that
+    travels in a shared fit (computed per image, in any worker, then merged). Features
+    are made only when the merged rows are fitted, on the range of all of them.
 
-    Exact part: for integer images with value-only features, the distinct feature rows
+    Exact part: for integer images with value-only features, the distinct pixel values
     and how many pixels have each (``exact_w``); merging sums counts, so it is exact and
     does not depend on the order images are merged in. Sampled part: for float images
-    and spatial features, per image index a seeded random sample ``(X, lum, w)`` whose
-    weights are (valid pixels / sampled pixels), so every image weighs by its pixels.
-    ``exact_lum`` holds count x luminance (summed on merge) to order the labels.
+    and spatial features, per image index a seeded random sample ``(X, w, lum)`` (the
+    pixel values, then the spatial features) whose weights are (valid pixels / sampled
+    pixels), so every image weighs by its pixels. ``exact_lum`` holds count x luminance
+    (summed on merge) to order the labels.
     """
 
     spec: FeatureSpec
@@ -434,13 +457,17 @@ class PixelSummary:
         )
 
     def training_rows(self):
-        """``(X, weights, luminance)``: exact rows (sorted) then samples by image index."""
+        """``(spec, X, weights, luminance)``: the feature rows, exact rows (sorted) then
+        samples by image index, and the spec with the range of all their values."""
         parts = [(self.exact_X, self.exact_w, self.exact_lum / np.maximum(self.exact_w, 1e-300))]
         parts += [self.samples[i] for i in sorted(self.samples)]
-        X = np.concatenate([p[0] for p in parts])
+        rows = np.concatenate([np.asarray(p[0], dtype=np.float64) for p in parts])
         w = np.concatenate([p[1] for p in parts])
         lum = np.concatenate([p[2] for p in parts])
-        return X, w, lum
+        values = rows[:, : self.channels]
+        spec = self.spec.with_range(values)
+        X = np.hstack([value_features(values, spec), rows[:, self.channels :]])
+        return spec, X, w, lum
 
 
 def summarize_image(
@@ -468,7 +495,7 @@ def summarize_image(
     values, is_color, alpha = split_channels(image, channel_axis)
     shape = values.shape[:-1]
     spec = FeatureSpec(resolve_color_space(color_space, is_color), _check_spatial(spatial))
-    valid = _valid_pixels(shape, alpha, mask)
+    valid = _valid_pixels(shape, alpha, mask, values)
     flat = values.reshape(-1, values.shape[-1])
     if valid is not None:
         flat = flat[valid.ravel()]
@@ -477,13 +504,11 @@ def summarize_image(
         raise EmsegError("no pixel to fit: the mask (or alpha) excludes every pixel")
     channels = 3 if is_color else 1
     ndim = None if spec.value_only else len(shape)
-    D = len(spec.names) + (ndim or 0)
-    empty = (np.empty((0, D)), np.empty(0), np.empty(0))
+    empty = (np.empty((0, channels + (ndim or 0))), np.empty(0), np.empty(0))
     if spec.value_only and np.issubdtype(flat.dtype, np.integer):
         unique, counts, _ = distinct_values(flat)
-        X = value_features(unique, spec.color_space)
         return PixelSummary(
-            spec, channels, ndim, X, counts, counts * luminance(unique), {}, 1, n_valid, index
+            spec, channels, ndim, unique, counts, counts * luminance(unique), {}, 1, n_valid, index
         )
     if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral) or random_state < 0:
         raise EmsegError(
@@ -493,7 +518,7 @@ def summarize_image(
     rng = np.random.default_rng([int(random_state), int(index)])
     rows = np.sort(rng.choice(n_valid, take, replace=False)) if take < n_valid else np.arange(n_valid)
     sample = flat[rows]
-    X = value_features(sample, spec.color_space)
+    X = sample.astype(np.float64)
     if ndim is not None:
         positions = np.flatnonzero(valid.ravel())[rows] if valid is not None else rows
         coords = np.stack(np.unravel_index(positions, shape), 1).astype(np.float64)
@@ -514,7 +539,7 @@ def fit_summary(summary, k, *, covariance_type="full", random_state=0, k_max=8, 
     from .mixture import GaussianMixture
     from .segmentation import _choose_k, _order_by_luminance
 
-    X, w, lum = summary.training_rows()
+    spec, X, w, lum = summary.training_rows()
     n_distinct = X.shape[0]
     options = dict(covariance_type=covariance_type, random_state=random_state, **em_options)
     if k == "auto":
@@ -554,9 +579,7 @@ def fit_summary(summary, k, *, covariance_type="full", random_state=0, k_max=8, 
         "converged": bool(gm.converged_),
         "log_likelihood": float(gm.lower_bound_),
     }
-    return SegmentationModel(
-        gm, summary.spec, summary.channels, summary.spatial_ndim, classes, training
-    )
+    return SegmentationModel(gm, spec, summary.channels, summary.spatial_ndim, classes, training)
 
 
 def fit_model(

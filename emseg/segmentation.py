@@ -21,7 +21,6 @@ from .features import (
     resolve_color_space,
     spatial_features,
     split_channels,
-    unit_scale,
     value_features,
 )
 from .mixture import GaussianMixture, logsumexp_rows
@@ -32,7 +31,7 @@ class Segmentation:
     """The result of :func:`segment`.
 
     ``labels``: int32 array of the image's spatial shape, class 0..k-1 ordered darkest
-    first, -1 outside the mask. ``posteriors`` (computed on first access): float32,
+    first, -1 outside the mask (and where a float image holds NaN or infinity). ``posteriors`` (computed on first access): float32,
     spatial shape + (k,), zero outside the mask. Per class: ``fractions`` (share of the
     pixels inside the mask) and ``mean_values`` (mean pixel value, in the image's own
     units, one column per channel). ``log_likelihood``: with ``model=``, the mean
@@ -131,11 +130,11 @@ def segment(
         _check_spatial(spatial),
         values.shape[-1] if multichannel else 0,
     )
-    valid = _valid_pixels(shape, alpha, mask)
+    valid = _valid_pixels(shape, alpha, mask, values)
     n_valid = int(valid.sum()) if valid is not None else int(np.prod(shape))
     if n_valid < 2:
         raise EmsegError(f"only {n_valid} pixel(s) to segment; need at least 2")
-    rows = _feature_rows(values, shape, valid, spec)
+    spec, rows = _feature_rows(values, shape, valid, spec)
     X, weights, unique, counts, index = rows
     n_distinct = unique.shape[0] if spec.value_only else n_valid
     timings = {"features": time.perf_counter() - clock}
@@ -156,7 +155,7 @@ def segment(
 
     if beta != 0:
         clock = time.perf_counter()
-        result = _smoothed(model, rows, spec, shape, valid, values.dtype, beta=beta,
+        result = _smoothed(model, rows, spec, shape, valid, beta=beta,
                            method=mrf, neighbourhood=neighbourhood, spacing=spacing,
                            max_iter=mrf_max_iter)
         timings["mrf"] = time.perf_counter() - clock
@@ -167,7 +166,7 @@ def segment(
     clock = time.perf_counter()
     resp = model.predict_proba(X)
     order = _order_by_luminance(model, resp, luminance(unique, spec.color_space), counts)
-    result = _labelled(resp, order, model, spec, rows, shape, valid, values.dtype)
+    result = _labelled(resp, order, model, spec, rows, shape, valid)
     timings["label"] = time.perf_counter() - clock
     result.bic_table = bic_table
     result.timings = timings
@@ -175,7 +174,8 @@ def segment(
 
 
 def _feature_rows(values, shape, valid, spec):
-    """``(X, weights, unique, counts, index)`` for the valid pixels.
+    """``(spec, (X, weights, unique, counts, index))`` for the valid pixels; ``spec``
+    gains the valid pixels' value range when it has none (a fit, not a given model).
 
     Value-only features: one row per distinct value (``weights`` = ``counts``), and
     ``index`` maps each valid pixel to its row. Spatial features: one row per pixel.
@@ -185,15 +185,17 @@ def _feature_rows(values, shape, valid, spec):
         flat = flat[valid.ravel()]
     if spec.value_only:
         unique, counts, index = distinct_values(flat)
-        return value_features(unique, spec.color_space), counts, unique, counts, index
+        spec = spec if spec.scale else spec.with_range(unique)
+        return spec, (value_features(unique, spec), counts, unique, counts, index)
+    spec = spec if spec.scale else spec.with_range(flat)
     coords = spatial_features(shape, spec.spatial)
     if valid is not None:
         coords = coords[valid.ravel()]
-    X = np.hstack([value_features(flat, spec.color_space), coords])
-    return X, None, flat, np.ones(flat.shape[0]), np.arange(flat.shape[0])
+    X = np.hstack([value_features(flat, spec), coords])
+    return spec, (X, None, flat, np.ones(flat.shape[0]), np.arange(flat.shape[0]))
 
 
-def _labelled(resp, order, model, spec, rows, shape, valid, dtype):
+def _labelled(resp, order, model, spec, rows, shape, valid):
     """The :class:`Segmentation` for responsibilities ``resp``, whose column
     ``order[i]`` is label ``i`` (``order`` None: already in label order)."""
     _, _, unique, counts, index = rows
@@ -205,7 +207,7 @@ def _labelled(resp, order, model, spec, rows, shape, valid, dtype):
         hard = rank[hard]
     fractions = np.bincount(hard, weights=counts, minlength=k)
     means = np.stack(
-        [np.bincount(hard, weights=counts * c, minlength=k) for c in unit_scale(unique).T],
+        [np.bincount(hard, weights=counts * c, minlength=k) for c in unique.astype(np.float64).T],
         axis=1,
     ) / np.maximum(fractions, 1e-300)[:, None]
     if valid is None:
@@ -220,7 +222,7 @@ def _labelled(resp, order, model, spec, rows, shape, valid, dtype):
         model=model,
         features=spec,
         fractions=fractions / fractions.sum(),
-        mean_values=_to_image_units(means, dtype),
+        mean_values=means,
         _posterior_source=(resp, order, index, valid),
     )
 
@@ -243,11 +245,11 @@ def _segment_with_model(image, model, k, color_space, spatial, mask, channel_axi
     values, is_color, alpha = split_channels(image, channel_axis)
     shape = values.shape[:-1]
     model.check_image(3 if is_color else 1, len(shape))
-    valid = _valid_pixels(shape, alpha, mask)
+    valid = _valid_pixels(shape, alpha, mask, values)
     n_valid = int(valid.sum()) if valid is not None else int(np.prod(shape))
     if n_valid < 1:
         raise EmsegError("no pixel to segment: the mask (or alpha) excludes every pixel")
-    rows = _feature_rows(values, shape, valid, spec)
+    _, rows = _feature_rows(values, shape, valid, spec)
     X, weights = rows[0], rows[1]
     timings = {"features": time.perf_counter() - clock, "fit": 0.0}
 
@@ -256,14 +258,14 @@ def _segment_with_model(image, model, k, color_space, spatial, mask, channel_axi
     log_prob = gm._weighted_log_prob(gm._check_fitted(X))  # one pass for both results
     norm = logsumexp_rows(log_prob)
     resp = np.exp(log_prob - norm[:, None])
-    result = _labelled(resp, None, gm, spec, rows, shape, valid, values.dtype)
+    result = _labelled(resp, None, gm, spec, rows, shape, valid)
     result.log_likelihood = float(np.average(norm, weights=weights))
     timings["label"] = time.perf_counter() - clock
     result.timings = timings
     return result
 
 
-def _smoothed(model, rows, spec, shape, valid, dtype, **mrf_options):
+def _smoothed(model, rows, spec, shape, valid, **mrf_options):
     """HMRF-EM from the fitted mixture; labels and posteriors per pixel, darkest first."""
     from .mrf import hmrf_em
 
@@ -277,7 +279,7 @@ def _smoothed(model, rows, spec, shape, valid, dtype, **mrf_options):
     k = model.n_components_
     inside = res.labels >= 0
     hard = res.labels[inside]
-    pixel_values = unit_scale(unique)[index]  # each valid pixel's value, C order
+    pixel_values = unique.astype(np.float64)[index]  # each valid pixel's value, C order
     counts = np.bincount(hard, minlength=k).astype(np.float64)
     lum = luminance(unique, spec.color_space)[index]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -298,7 +300,7 @@ def _smoothed(model, rows, spec, shape, valid, dtype, **mrf_options):
         model=model,
         features=spec,
         fractions=counts / counts.sum(),
-        mean_values=_to_image_units(means, dtype),
+        mean_values=means,
         mrf={"beta": float(res.beta), "method": res.method, "iterations": int(res.n_iter),
              "converged": bool(res.converged), "history": np.asarray(res.history),
              "changed": np.asarray(res.changed)},
@@ -316,10 +318,16 @@ def _check_spatial(spatial):
     return value
 
 
-def _valid_pixels(shape, alpha, mask):
+def _valid_pixels(shape, alpha, mask, values=None):
+    """The pixels to segment (None: all): alpha not 0, inside ``mask``, and for float
+    ``values`` (spatial shape + channels) every channel finite: NaN is no data."""
     valid = None
+    if values is not None and np.issubdtype(values.dtype, np.floating):
+        finite = np.isfinite(values).all(axis=-1)
+        if not finite.all():
+            valid = finite
     if alpha is not None:
-        valid = np.asarray(alpha) != 0
+        valid = np.asarray(alpha) != 0 if valid is None else valid & (np.asarray(alpha) != 0)
     if mask is not None:
         mask = np.asarray(mask)
         if mask.shape != shape:
@@ -354,13 +362,3 @@ def _order_by_luminance(model, resp, lum, counts):
     order = np.argsort(mean_lum, kind="stable")
     model._reorder(order)
     return order
-
-
-def _to_image_units(means, dtype):
-    if dtype == np.uint8:
-        return means * 255.0
-    if dtype == np.uint16:
-        return means * 65535.0
-    if np.issubdtype(dtype, np.integer):
-        return means * np.iinfo(dtype).max
-    return means

@@ -228,7 +228,10 @@ def test_model_file_round_trip(tmp_path):
     assert back.source == str(path)
     assert back.to_dict() == json.loads(path.read_text())
     np.testing.assert_array_equal(segment(rgb, model=back).labels, segment(rgb, model=model).labels)
-    assert back.features == FeatureSpec("lab", 0.5) and back.spatial_ndim == 2
+    assert back.features == model.features and back.spatial_ndim == 2
+    assert back.features.color_space == "lab" and back.features.spatial == 0.5
+    # one range for the three colour channels, from the training pixels
+    assert len(set(back.features.offset)) == 1 and len(back.features.scale) == 3
 
 
 def test_model_refuses_images_of_another_kind():
