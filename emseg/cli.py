@@ -66,8 +66,9 @@ def model_options(command):
             help="Most EM iterations.",
         ),
         click.option(
-            "--tol", type=click.FloatRange(min=0), default=1e-3, show_default=True,
-            help="Stop when the mean log-likelihood changes by less than this.",
+            "--tol", type=click.FloatRange(min=0), default=None,
+            help="Stop when the mean log-likelihood changes by less than this "
+            "[default: 1e-6 for small fits such as an image's grey levels, else 1e-3].",
         ),
     ]
     for decorator in reversed(decorators):
@@ -573,8 +574,9 @@ def table_fit_options(command):
         click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
         click.option("--tol", type=click.FloatRange(min=0), default=None,
                      help="Stop when the mean log-likelihood per row changes by less."),
-        click.option("--n-init", type=click.IntRange(1), default=1, show_default=True,
-                     help="Restarts; the best is kept."),
+        click.option("--n-init", type=click.IntRange(1), default=None,
+                     help="Restarts; the best is kept [default: mixtures 10, 3 or 1 by the "
+                     "size of the table; HMMs 1]."),
         click.option("--overwrite", is_flag=True, help="Replace existing output files."),
         click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
         click.option("--debug", is_flag=True, help="Show tracebacks of errors."),
@@ -611,7 +613,7 @@ def gmm_fit(table, classes, covariance, max_iter, model_path, labels_path, colum
 
     s = _table_call(debug, quiet, work, table, classes, columns=columns,
                     covariance_type=covariance, random_state=seed, max_iter=max_iter,
-                    tol=1e-3 if tol is None else tol, n_init=n_init, model_path=model_path,
+                    tol="auto" if tol is None else tol, n_init=n_init or "auto", model_path=model_path,
                     labels_path=labels_path, overwrite=overwrite)
     _say(f"{table}: {s['rows']} rows x {len(s['columns'])} columns ({', '.join(s['columns'])}) "
          f"read in {s['read_seconds']:.2f} s, {s['missing']} missing cells", quiet)
@@ -639,8 +641,8 @@ def gmm_select(table, k_max, covariances, max_iter, columns, seed, tol, n_init, 
 
     rows, best, _ = _table_call(debug, quiet, work, table, k_max, columns=columns,
                                 covariance_types=covariances or None, random_state=seed,
-                                max_iter=max_iter, tol=1e-3 if tol is None else tol,
-                                n_init=n_init)
+                                max_iter=max_iter, tol="auto" if tol is None else tol,
+                                n_init=n_init or "auto")
     click.echo(f"{'covariance':<10} {'K':>3} {'BIC':>16} {'AIC':>16} {'log-likelihood':>16}")
     for r in rows:
         click.echo(f"{r['covariance_type']:<10} {r['k']:>3} {r['bic']:>16.6g} "
@@ -682,7 +684,7 @@ def gmm_impute(table, output, classes, model_path, covariance, max_iter, columns
 
     s = _table_call(debug, quiet, work, table, output, k=classes, model_path=model_path,
                     columns=columns, covariance_type=covariance, random_state=seed,
-                    max_iter=max_iter, tol=1e-3 if tol is None else tol, n_init=n_init,
+                    max_iter=max_iter, tol="auto" if tol is None else tol, n_init=n_init or "auto",
                     overwrite=overwrite)
     _say(f"{table}: {s['filled']} missing cells filled (K={s['k']}) into {output}", quiet)
 
@@ -711,7 +713,7 @@ def hmm_fit(table, states, sequence_col, categorical, covariance, n_iter, model_
     s = _table_call(debug, quiet, work, table, states, columns=columns,
                     sequence_col=sequence_col, categorical=categorical,
                     covariance_type=covariance, random_state=seed, n_iter=n_iter,
-                    tol=1e-4 if tol is None else tol, n_init=n_init, model_path=model_path,
+                    tol=1e-4 if tol is None else tol, n_init=n_init or 1, model_path=model_path,
                     states_path=states_path, overwrite=overwrite)
     _say(f"{table}: {s['rows']} rows in {s['sequences']} sequence(s) read in "
          f"{s['read_seconds']:.2f} s", quiet)

@@ -105,7 +105,8 @@ class _ChunkedEM:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 run_em(self.gm, data.sample, n_init=1, max_iter=self.gm.max_iter,
-                       tol=self.gm.tol, rng=rng, start_bound=-np.inf)
+                       tol=self.gm._tolerance(data.sample.X.shape[0], data.sample.X.shape[1]),
+                       rng=rng, start_bound=-np.inf, accelerate=self.gm.accelerate)
 
     def _e_step(self, data):
         import dask
@@ -158,6 +159,7 @@ def fit_dask_array(gm, X, sample_weight=None):
     prefit = rate < 1.0 and not all(p is not None for p in supplied)
     data = _ChunkedData(blocks, summary["clean"], sample, summary["weight"], prefit)
     gm.reg_covar_ = gm._floor_from_moments(summary["moments"])
+    gm.tol_ = gm._tolerance(int(X.shape[0]), D)
     gm._fit_data = sample  # rows to re-seed an emptied component on (None: the means)
     try:
         result = run_em(
@@ -166,7 +168,7 @@ def fit_dask_array(gm, X, sample_weight=None):
             n_init=gm._restarts(int(X.shape[0]), D),
             accelerate=gm.accelerate,
             max_iter=gm.max_iter,
-            tol=gm.tol,
+            tol=gm.tol_,
             rng=as_generator(gm.random_state),
             start_bound=gm.lower_bound_ if warm else None,
             callback=gm.callback,

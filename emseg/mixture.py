@@ -117,6 +117,8 @@ class GaussianMixture:
     - ``n_init="auto"``: 10 restarts when one costs little (rows x components x
       features^2 up to 2e5, e.g. an image's few hundred grey levels), 3 up to 2e6,
       else 1; the restart with the highest log-likelihood is kept.
+    - ``tol="auto"``: 1e-6 (change in mean log-likelihood per sample) where an
+      iteration is cheap (the same measure up to 2e6), else scikit-learn's 1e-3.
     - ``init_params="kmeans"``: k-means++ seeds refined by Lloyd's k-means, as
       scikit-learn's default.
     - ``accelerate=True``: SQUAREM extrapolation (Varadhan & Roland 2008) between
@@ -128,8 +130,8 @@ class GaussianMixture:
     ``converged_``, ``n_iter_``, ``lower_bound_`` (weighted mean log-likelihood per
     sample of the parameters the last M-step started from), ``history_`` (that value
     for every iteration of the kept restart), ``reg_covar_`` (the floor used, one value
-    per feature), ``n_init_`` and ``restart_lower_bounds_`` (each restart's final
-    value). Components are ordered by the mean of their first feature, ascending.
+    per feature), ``tol_`` (the tolerance used), ``n_init_`` and
+    ``restart_lower_bounds_`` (each restart's final value). Components are ordered by the mean of their first feature, ascending.
 
     ``callback(iteration, lower_bound)`` is called after every EM iteration.
     """
@@ -145,7 +147,7 @@ class GaussianMixture:
         n_components=1,
         *,
         covariance_type="full",
-        tol=1e-3,
+        tol="auto",
         reg_covar="auto",
         max_iter=100,
         n_init="auto",
@@ -195,15 +197,16 @@ class GaussianMixture:
                 f"{X.shape[1]}; refit with warm_start=False"
             )
         self.reg_covar_ = self._covariance_floor(data)
+        n_rows = data.X.shape[0] + sum(p.X.shape[0] for p in data.patterns)
+        self.tol_ = self._tolerance(n_rows, X.shape[1])
         self._fit_data = data
         try:
             result = run_em(
                 self,
                 data,
-                n_init=self._restarts(data.X.shape[0] + sum(p.X.shape[0] for p in data.patterns),
-                                      X.shape[1]),
+                n_init=self._restarts(n_rows, X.shape[1]),
                 max_iter=self.max_iter,
-                tol=self.tol,
+                tol=self.tol_,
                 rng=as_generator(self.random_state),
                 start_bound=self.lower_bound_ if warm else None,
                 callback=self.callback,
@@ -219,6 +222,13 @@ class GaussianMixture:
             return self.n_init
         work = n_rows * self.n_components * n_features**2
         return next((n for limit, n in _AUTO_RESTARTS if work <= limit), 1)
+
+    def _tolerance(self, n_rows, n_features):
+        """``tol`` as a number: "auto" by the cost of one iteration (see the class doc)."""
+        if self.tol != "auto":
+            return self.tol
+        cheap = n_rows * self.n_components * n_features**2 <= _AUTO_RESTARTS[-1][0]
+        return 1e-6 if cheap else 1e-3
 
     def _covariance_floor(self, data):
         """The covariance floor per feature: ``reg_covar``, or with "auto" a fraction
@@ -254,7 +264,8 @@ class GaussianMixture:
     def _check_parameters(self, n_features):
         check_int(self.n_components, "n_components", 1)
         check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
-        check_float(self.tol, "tol")
+        if self.tol != "auto":
+            check_float(self.tol, "tol")
         if self.reg_covar != "auto":
             check_float(self.reg_covar, "reg_covar")
         check_int(self.max_iter, "max_iter", 0)
@@ -367,8 +378,9 @@ class GaussianMixture:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                run_em(self, start, n_init=1, max_iter=self.max_iter, tol=self.tol,
-                       rng=rng, start_bound=-np.inf, accelerate=self.accelerate)
+                run_em(self, start, n_init=1, max_iter=self.max_iter,
+                       tol=self._tolerance(start.X.shape[0], X.shape[1]), rng=rng,
+                       start_bound=-np.inf, accelerate=self.accelerate)
 
     def _subsample(self, data, rng):
         """A weighted random subsample of the rows, to seed and run EM on first, so the

@@ -25,7 +25,7 @@ class RunOptions:
     covariance: str = "full"
     seed: int = 0
     max_iter: int = 100
-    tol: float = 1e-3
+    tol: object = "auto"  # a number, or "auto" (see GaussianMixture)
     mask_path: str | None = None
     posteriors: bool = False
     max_pixels: int | None = None
@@ -33,6 +33,10 @@ class RunOptions:
     mrf: str = "meanfield"
     neighbourhood: int | None = None
     channels: bool = False  # several files (or a 4-D NIfTI) as co-registered channels
+
+    def __post_init__(self):
+        if self.tol is None:  # the CLI's "not given"
+            self.tol = "auto"
 
     def to_dict(self):
         return asdict(self)

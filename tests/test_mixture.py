@@ -930,8 +930,8 @@ def test_converged_without_warning(overlapping_2d, covariance_type):
         gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
     assert gm.converged_ is True
     assert gm.n_iter_ < gm.max_iter
-    assert abs(gm.history_[-1] - gm.history_[-2]) < gm.tol
-    assert (np.abs(np.diff(gm.history_))[:-1] >= gm.tol).all()
+    assert abs(gm.history_[-1] - gm.history_[-2]) < gm.tol_
+    assert (np.abs(np.diff(gm.history_))[:-1] >= gm.tol_).all()
 
 
 def test_n_init_converged_reports_the_kept_restart(overlapping_2d):

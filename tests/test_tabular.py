@@ -65,9 +65,12 @@ def test_gmm_predict_and_impute_with_a_saved_model(table, tmp_path):
 
 
 def test_gmm_select_names_the_best(table, tmp_path):
+    # the complete rows (imputed cells lie on a line, which a tight fit models as a
+    # degenerate extra component)
     path, _ = table
-    result = run("gmm", "impute", path, "-k", 2, "--columns", "a,b", "-o", tmp_path / "f.csv")
-    assert result.exit_code == 0, result.output
+    lines = path.read_text().splitlines()
+    complete = [line for line in lines if ",," not in line]
+    (tmp_path / "f.csv").write_text("\n".join(complete) + "\n")
     result = run("gmm", "select", tmp_path / "f.csv", "--columns", "a,b", "--k-max", 4)
     assert result.exit_code == 0, result.output
     assert "best by BIC: K=2" in result.output
