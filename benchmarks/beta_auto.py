@@ -143,7 +143,15 @@ def main(argv=None):
     parser.add_argument("--cases", nargs="*", default=list(CASES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--auto-only", action="store_true", help="only beta='auto'")
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="(experiments) set emseg.mrf's private constants, e.g. _CAP=None")
     args = parser.parse_args(argv)
+    import emseg.mrf
+
+    for item in args.set:
+        name, value = item.split("=")
+        setattr(emseg.mrf, name, eval(value))
+        print(f"emseg.mrf.{name} = {value}")
     variants = VARIANTS[:1] if args.auto_only else VARIANTS
     print("error and 'vs plain' (labels that differ from the plain mixture's) in % of the "
           "pixels; fractions in %, darkest class first")

@@ -65,7 +65,15 @@ _RAMP = 5  # iterations over which a given beta is raised from 0 to its value
 _BETA_START = 0.1  # where beta="auto" starts
 _BETA_TOL = 0.01  # with beta="auto", converged also needs beta to move less than this
 _MIN_LOG_WEIGHT = -30.0
-_ICM_SWEEPS = 10  # per E-step at most; usually stable after 2-4
+_MAX_ALPHA_STEP = 1.0  # largest change of an alpha_k in one M-step (a trust region)
+_ALPHA_TOL = 0.01  # with beta="auto", converged also needs alpha to move less than this
+
+
+def _beta_cap(n_classes, weights):
+    """The largest beta "auto" may reach: the critical coupling of the K-state Potts
+    model on the square lattice, ``log(1 + sqrt(K))``, per unit of a 4-neighbourhood's
+    total weight (see the module docstring)."""
+    return float(np.log1p(np.sqrt(n_classes)) * 4.0 / weights.sum())
 
 
 @dataclass
@@ -74,7 +82,9 @@ class MRFResult:
 
     ``labels``: int32 of the image's shape, -1 outside ``valid``. ``posteriors``:
     float32, shape + (K,), 0 outside ``valid``. ``beta``: the value used (estimated when
-    ``"auto"``). ``history``: the mean-field log-likelihood per voxel of the parameters
+    ``"auto"``). ``alpha``: the class offsets of the prior ``softmax(alpha + beta s)``,
+    largest 0 (the log mixture weights when ``beta`` is 0; zeros for a given ``beta`` >
+    0; estimated with ``"auto"``). ``history``: the mean-field log-likelihood per voxel of the parameters
     each iteration started from; ``changed``: the fraction of the voxels that changed
     label in each iteration. ``n_iter``, ``converged``, ``method``, ``neighbourhood``:
     as they sound.
@@ -83,6 +93,7 @@ class MRFResult:
     labels: np.ndarray
     posteriors: np.ndarray
     beta: float
+    alpha: np.ndarray
     n_iter: int
     converged: bool
     history: np.ndarray
@@ -303,9 +314,14 @@ class _HMRF:
         self.iteration = 0
         self.beta = _BETA_START if self.auto else 0.0
         self.beta_step = 0.0
+        self.alpha_step = 0.0
         with np.errstate(divide="ignore"):
             log_weights = np.maximum(np.log(gm.weights_), _MIN_LOG_WEIGHT)
-        self.alpha = log_weights if args.beta == 0 else np.zeros(gm.n_components_)
+        if args.beta == 0 or self.auto:  # a given beta > 0: the neighbourhood-only prior
+            self.alpha = log_weights - log_weights.max()
+        else:
+            self.alpha = np.zeros(gm.n_components_)
+        self.beta_cap = _beta_cap(gm.n_components_, self.field.weights)
         # a table of unary terms pays when rows repeat (the histogram trick)
         self.table = self.X.shape[0] * 4 <= self.field.n_sites
         self.unary = _unary_terms(gm, self.X, self.table, self.field.icm)
@@ -329,23 +345,39 @@ class _HMRF:
         self.iteration += 1
         if not self.auto:
             self.beta = self.args.beta * min(1.0, self.iteration / _RAMP)
-        means, (nk, sx, sxx, pl_beta, bound, changes) = self.e_step()
+        means, (nk, sx, sxx, grad, curv, bound, changes) = self.e_step()
         n = nk.sum()
         self.gm._m_step(GaussianStats(nk, sx, sxx, means, float(bound), float(n)))
         if self.args.beta == 0:  # the plain mixture: its weights are the class prior
             with np.errstate(divide="ignore"):
                 self.alpha = np.maximum(np.log(nk / n), _MIN_LOG_WEIGHT)
-        if self.auto and pl_beta[1] > 0:
-            step = np.clip(pl_beta[0] / pl_beta[1], -_MAX_BETA_STEP, _MAX_BETA_STEP)
-            old, self.beta = self.beta, max(self.beta + float(step), 0.0)
-            self.beta_step = self.beta - old
+        elif self.auto:
+            self._field_step(grad, curv)
         self.unary = _unary_terms(self.gm, self.X, self.table, self.field.icm)
         return float(bound) / n, changes / self.field.n_sites
 
+    def _field_step(self, grad, curv):
+        """With beta="auto": one Newton step on the pseudo-likelihood in ``(alpha,
+        beta)``; beta's within a trust region and below the cap, then alpha's given
+        beta's step (the joint step's alpha assumes beta moved as far as it wanted)."""
+        K = self.alpha.shape[0]
+        step = np.linalg.lstsq(curv, grad, rcond=1e-10)[0][K]
+        old = self.beta
+        self.beta = float(np.clip(old + np.clip(step, -_MAX_BETA_STEP, _MAX_BETA_STEP),
+                                  0.0, self.beta_cap))
+        self.beta_step = self.beta - old
+        rhs = grad[:K] - curv[:K, K] * self.beta_step
+        delta = np.linalg.lstsq(curv[:K, :K], rhs, rcond=1e-10)[0]  # the sum is free
+        alpha = self.alpha + np.clip(delta, -_MAX_ALPHA_STEP, _MAX_ALPHA_STEP)
+        alpha = np.maximum(alpha - alpha.max(), _MIN_LOG_WEIGHT)
+        self.alpha_step = float(np.abs(alpha - self.alpha).max())
+        self.alpha = alpha
+
     def settled(self):
-        """Whether beta has reached its value (or, estimated, stopped moving)."""
+        """Whether beta has reached its value (or, estimated, stopped moving, and alpha
+        with it)."""
         if self.auto:
-            return abs(self.beta_step) <= _BETA_TOL
+            return abs(self.beta_step) <= _BETA_TOL and self.alpha_step <= _ALPHA_TOL
         return self.iteration >= _RAMP
 
     def result(self, n_iter, converged, history, changed):
@@ -364,6 +396,7 @@ class _HMRF:
             labels=labels,
             posteriors=posteriors,
             beta=float(self.beta),
+            alpha=self.alpha[order] - self.alpha.max(),
             n_iter=n_iter,
             converged=converged,
             history=np.asarray(history, dtype=np.float64),
