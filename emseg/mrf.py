@@ -108,6 +108,7 @@ _BETA_TOL = 0.01  # with beta="auto", converged also needs beta to move less tha
 _MIN_LOG_WEIGHT = -30.0
 _MAX_ALPHA_STEP = 1.0  # largest change of an alpha_k in one M-step (a trust region)
 _ALPHA_TOL = 0.01  # with beta="auto", converged also needs alpha to move less than this
+_ICM_SWEEPS = 10  # per E-step at most; usually stable after 2-4
 
 
 def _beta_cap(n_classes, weights):
