@@ -105,8 +105,10 @@ def sweep(
     factors of the precisions, diagonal for diagonal models): cheaper than a table when
     nearly every voxel has its own row. ``classes`` is any tuple of length K.
 
-    Returns ``(nk, sx, sxx, pl_beta, bound, changes)``: Gaussian statistics of the new posteriors; when ``want_beta``, the
-    derivative of the log pseudo-likelihood in beta and its negative second derivative;
+    Returns ``(nk, sx, sxx, grad, curv, bound, changes)``: Gaussian statistics of the
+    new posteriors; when ``want_beta`` (else empty), the gradient (K + 1,) of the
+    mean-field log pseudo-likelihood in ``(alpha, beta)`` and its curvature (the
+    negative Hessian with the posteriors held fixed, (K + 1, K + 1));
     the summed mean-field log-likelihood ``log sum_k p(x_i | k) p_ik``; and the number
     of voxels whose label changed.
     """
@@ -125,7 +127,8 @@ def sweep(
     acc_n = np.zeros((n_blocks, K))
     acc_x = np.zeros((n_blocks, K, D))
     acc_xx = np.zeros((n_blocks, K, D, D))
-    acc_beta = np.zeros((n_blocks, 2))
+    acc_grad = np.zeros((n_blocks, K + 1 if want_beta else 0))
+    acc_curv = np.zeros((n_blocks, K + 1 if want_beta else 0, K + 1 if want_beta else 0))
     acc_bound = np.zeros(n_blocks)
     acc_changes = np.zeros(n_blocks, dtype=np.int64)
     n_colours = 8 if axis_parity else 2
@@ -142,8 +145,8 @@ def sweep(
             nk = np.zeros(K)
             sx = np.zeros((K, D))
             sxx = np.zeros((K, D, D))
-            g_beta = 0.0
-            c_beta = 0.0
+            grad = np.zeros(K + 1 if want_beta else 0)
+            curv = np.zeros((K + 1 if want_beta else 0, K + 1 if want_beta else 0))
             log_sum = 0.0  # the bound, as log_sum + log(ratio)
             ratio = 1.0
             changes = 0
@@ -249,13 +252,19 @@ def sweep(
                         f[k] *= inv_f
                         e[k] *= inv_e
                         qf[v, k] = f[k]
-                    if want_beta:  # pseudo-likelihood in beta: gradient, curvature
+                    if want_beta:  # pseudo-likelihood in (alpha, beta): gradient, curvature
                         sbar = 0.0
                         for k in range(K):
-                            g_beta += (f[k] - e[k]) * s[k]
+                            grad[k] += f[k] - e[k]
+                            grad[K] += (f[k] - e[k]) * s[k]
                             sbar += e[k] * s[k]
                         for k in range(K):
-                            c_beta += e[k] * (s[k] - sbar) ** 2
+                            dk = s[k] - sbar
+                            curv[K, K] += e[k] * dk * dk
+                            curv[k, K] += e[k] * dk
+                            curv[k, k] += e[k]
+                            for j in range(k + 1):
+                                curv[k, j] -= e[k] * e[j]
                     if by_row:  # posterior mass per row of X, turned into statistics below
                         for k in range(K):
                             mass[d, k] += f[k]
@@ -269,8 +278,8 @@ def sweep(
             acc_n[b] += nk
             acc_x[b] += sx
             acc_xx[b] += sxx
-            acc_beta[b, 0] += g_beta
-            acc_beta[b, 1] += c_beta
+            acc_grad[b] += grad
+            acc_curv[b] += curv
             acc_bound[b] += log_sum + np.log(ratio)
             acc_changes[b] += changes
     nk = acc_n.sum(0)
@@ -280,7 +289,15 @@ def sweep(
         for i in range(D):
             for j in range(i):
                 sxx[k, j, i] = sxx[k, i, j]
-    return nk, sx, sxx, acc_beta.sum(0), acc_bound.sum(), acc_changes.sum()
+    grad = acc_grad.sum(0)
+    curv = acc_curv.sum(0)
+    for i in range(curv.shape[0]):  # the lower triangle and the beta column were summed
+        for j in range(i):
+            if i < K:
+                curv[j, i] = curv[i, j]
+            else:
+                curv[i, j] = curv[j, i]
+    return nk, sx, sxx, grad, curv, acc_bound.sum(), acc_changes.sum()
 
 
 @njit(cache=True, parallel=True)

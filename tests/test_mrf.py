@@ -241,6 +241,57 @@ def test_auto_beta_recovers_the_beta_of_a_potts_sample():
     assert np.mean(result.labels != truth) < 0.7 * np.mean(plain.reshape(truth.shape) != truth)
 
 
+def smooth_classes(shape, shares, seed):
+    """Smoothed noise cut into classes with the given shares (an imbalanced phantom)."""
+    from scipy import ndimage
+
+    field = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(shape), 4.0)
+    return np.digitize(field, np.quantile(field, np.cumsum(shares)[:-1]))
+
+
+def error_of(labels, truth):
+    return np.mean(labels.reshape(truth.shape) != truth)
+
+
+@pytest.mark.parametrize("sigma", [20.0, 66.0])
+def test_auto_beta_converges_and_helps_on_a_potts_phantom(sigma):
+    # class spacing 95, as in benchmarks/bench_mrf.py: noise 20 is clean, 66 heavy
+    truth = potts_sample((96, 96), 3, 1.1, n_sweeps=100, random_state=20)
+    values = noisy(truth, [30.0, 125.0, 220.0], sigma, 21)
+    result, plain, _ = run(values, 3, beta="auto")
+    assert result.converged and result.n_iter < 50
+    assert 0.0 < result.beta <= np.log1p(np.sqrt(3)) + 1e-12  # the cap, 4 neighbours
+    error, plain_error = error_of(result.labels, truth), error_of(plain, truth)
+    assert error <= plain_error + 0.01  # never more than 1 point worse
+    if sigma > 50:
+        assert error < plain_error / 2
+
+
+def test_auto_beta_stays_bounded_on_a_clean_partition():
+    # the labels of a clean image are a perfect partition: the pseudo-likelihood keeps
+    # rewarding a larger beta, so without a bound beta="auto" never settles
+    truth = two_regions((64, 64))
+    values = noisy(truth, [0.0, 1.0], 0.05, 22)
+    result, plain, _ = run(values, 2, beta="auto")
+    assert result.converged
+    assert result.beta == pytest.approx(np.log1p(np.sqrt(2)))
+    np.testing.assert_array_equal(result.labels, plain.reshape(truth.shape))
+
+
+@pytest.mark.parametrize("sigma", [30.0, 66.0])
+def test_auto_beta_keeps_the_share_of_a_small_class(sigma):
+    truth = smooth_classes((128, 128), [0.1, 0.45, 0.45], 23)
+    values = noisy(truth, [30.0, 125.0, 220.0], sigma, 24)
+    result, plain, _ = run(values, 3, beta="auto")
+    assert result.converged
+    shares = np.bincount(result.labels.ravel(), minlength=3) / truth.size
+    true_shares = np.bincount(truth.ravel(), minlength=3) / truth.size
+    assert np.abs(shares - true_shares).max() < 0.025, shares
+    assert error_of(result.labels, truth) < error_of(plain, truth)
+    # the prior's offsets are estimated: the small class gets the lowest
+    assert result.alpha.argmin() == 0 and result.alpha.max() == 0.0
+
+
 def test_potts_samples_are_seeded_and_smoother_with_beta():
     a = potts_sample((40, 40), 3, 0.8, n_sweeps=20, random_state=3)
     np.testing.assert_array_equal(a, potts_sample((40, 40), 3, 0.8, n_sweeps=20, random_state=3))
