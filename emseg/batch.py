@@ -25,10 +25,13 @@ Failures
 Reruns
     Every output is written to a temporary file and renamed, and the report is written
     last, so an input whose report exists and lists only existing outputs is complete:
-    a rerun skips it (``overwrite`` redoes it). An input with outputs but no report was
-    interrupted: it is redone, replacing those outputs. Before an input is segmented,
-    the temporary files a killed run left for it are removed. Outputs made with other
-    options are not skipped but refused (pass ``overwrite``).
+    a rerun skips it (``overwrite`` redoes it). An input with some outputs but no
+    complete report was interrupted: it is redone, replacing the outputs emseg provably
+    wrote (those its report or :func:`~emseg.pipeline.journal_path` lists); any other
+    file with an output's name is refused, never replaced, as ``emseg run`` refuses it.
+    Before an input is segmented, the temporary files a killed run left for it are
+    removed. Outputs made with other options are not skipped but refused (pass
+    ``overwrite``).
 
 Shared model
     ``shared_model=True`` first fits one :class:`~emseg.model.SegmentationModel` on all
@@ -59,7 +62,7 @@ from pathlib import Path
 
 from ._errors import EmsegError
 from ._process import cores, worker_context
-from .pipeline import file_stem
+from .pipeline import file_stem, journal_path
 
 SUMMARY_NAME = "summary.csv"
 MODEL_NAME = "model.json"
@@ -459,10 +462,12 @@ def _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progre
             row.status, row.error = "failed", reason
         else:
             _remove_stale_temps(item.out_dir, file_stem(item.path), temps)
+            if not overwrite:
+                _remove_own_outputs(item, report)
             todo.append(index)
             tasks.append((
                 _task_path(item.path, scheduler), _task_path(item.out_dir, scheduler), options,
-                state == "redo" or overwrite, model_key, model_dict, model_source,
+                overwrite, model_key, model_dict, model_source,
             ))
             continue
         done += 1
@@ -491,18 +496,15 @@ def _task_path(path, scheduler):
 
 def _previous_outputs(item, options, model_key, overwrite):
     """``(state, report, reason)``: state ``done`` (complete: skip), ``conflict`` (made
-    with other options), ``redo`` (interrupted: replace) or ``new``."""
+    with other options), ``redo`` (some outputs missing; ``report`` lists those emseg
+    wrote) or ``new`` (no report emseg wrote)."""
     from .model import load_json
 
-    stem = file_stem(item.path)
-    report_path = item.out_dir / f"{stem}_report.json"
+    report_path = item.out_dir / f"{file_stem(item.path)}_report.json"
     if overwrite:
         return "redo", None, None
-    leftovers = any(
-        (item.out_dir / f"{stem}{suffix}").exists() for suffix in _OUTPUT_SUFFIXES
-    )
     if not report_path.exists():
-        return ("redo" if leftovers else "new"), None, None
+        return "new", None, None
     try:
         report = load_json(report_path)
         outputs = list(report["outputs"].values())
@@ -513,7 +515,7 @@ def _previous_outputs(item, options, model_key, overwrite):
         same_options = report["options"] == options
         shared = report.get("shared_model", {}).get("fingerprint")
     except (EmsegError, KeyError, TypeError, AttributeError, OSError):
-        return "redo", None, None  # not a report emseg wrote completely: start again
+        return "new", None, None  # not a report emseg wrote: it proves nothing
     if not same_input:
         return "conflict", None, (
             f"{report_path} belongs to another input ({report['input']}); use another "
@@ -536,8 +538,30 @@ def _previous_outputs(item, options, model_key, overwrite):
             + "; pass --overwrite to redo them"
         )
     if not all(os.path.exists(p) for p in outputs):
-        return "redo", None, None
+        return "redo", report, None
     return "done", report, None
+
+
+def _remove_own_outputs(item, report):
+    """Delete the outputs of ``item`` that emseg provably wrote: those named by its
+    ``report`` (when emseg wrote it) or by the journal an interrupted run left. Any
+    other file with an output's name stays, and segmenting the input refuses it."""
+    from .model import load_json
+
+    stem = file_stem(item.path)
+    journal = journal_path(item.path, item.out_dir)
+    ours = {f"{stem}{suffix}" for suffix in _OUTPUT_SUFFIXES + ("_report.json",)}
+    listed = list(report["outputs"].values()) if report is not None else []
+    if journal.exists():
+        try:
+            listed += load_json(journal)["outputs"]
+        except (EmsegError, KeyError, TypeError, OSError):
+            pass  # not a journal emseg wrote: it proves nothing
+    # only names of this input's outputs, in its output folder: whatever a report says
+    names = {os.path.basename(str(name)) for name in listed} & ours
+    for name in sorted(names) + [journal.name]:
+        with contextlib.suppress(OSError):
+            os.unlink(item.out_dir / name)
 
 
 def _written_since(item, since):

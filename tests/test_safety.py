@@ -1,0 +1,97 @@
+"""Hostile input and file-system faults (issue 17): nothing lost, nothing overwritten,
+nothing written outside the output folder, nothing a spreadsheet would run."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emseg import io
+from emseg.batch import run_batch
+from emseg.pipeline import RunOptions, segment_file
+
+
+def scene(seed=0, shape=(30, 40)):
+    rng = np.random.default_rng(seed)
+    truth = np.zeros(shape, int)
+    truth[:, shape[1] // 3 :] = 1
+    truth[:, 2 * shape[1] // 3 :] = 2
+    values = np.array([50, 120, 190])[truth] + rng.normal(0, 10, shape)
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def save(path, pixels):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def read_summary(out):
+    with open(out / "summary.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+# --------------------------------------------------------------------------- data loss
+
+
+def test_batch_never_replaces_a_users_file_named_like_an_output(tmp_path):
+    """-o is the data folder, which holds a hand-made annotation named as emseg's labels
+    output and no report: the image fails with a reason, the annotation is untouched."""
+    data = tmp_path / "data"
+    save(data / "cell.png", scene(1))
+    save(data / "other.png", scene(2))
+    annotation = b"hand-made annotation, hours of work"
+    (data / "cell_labels.png").write_bytes(annotation)
+    result = run_batch([data], data, RunOptions(classes=3), jobs=1)
+    assert [r.status for r in result.rows] == ["failed", "ok"]
+    assert "cell_labels.png exists" in result.rows[0].error
+    assert (data / "cell_labels.png").read_bytes() == annotation
+    assert not (data / "cell_report.json").exists()
+    # a rerun refuses it again; only --overwrite replaces it
+    again = run_batch([data], data, RunOptions(classes=3), jobs=1)
+    assert [r.status for r in again.rows] == ["failed", "skipped"]
+    assert (data / "cell_labels.png").read_bytes() == annotation
+
+
+def test_batch_replaces_only_what_a_report_emseg_wrote_lists(tmp_path):
+    """An incomplete input is redone when its report proves the outputs are emseg's; a
+    report that is not emseg's proves nothing, and every output-named file stays."""
+    data = tmp_path / "data"
+    save(data / "cell.png", scene(1))
+    out = tmp_path / "out"
+    run_batch([data], out, RunOptions(classes=3), jobs=1)
+    (out / "cell_overlay.png").unlink()
+    assert run_batch([data], out, RunOptions(classes=3), jobs=1).rows[0].status == "ok"
+    (out / "cell_overlay.png").unlink()
+    (out / "cell_report.json").write_text("{ not json")
+    labels = (out / "cell_labels.png").read_bytes()
+    result = run_batch([data], out, RunOptions(classes=3), jobs=1)
+    assert result.rows[0].status == "failed"
+    assert "exists; pass --overwrite" in result.rows[0].error
+    assert (out / "cell_report.json").read_text() == "{ not json"
+    assert (out / "cell_labels.png").read_bytes() == labels
+
+
+def test_batch_redoes_outputs_emseg_wrote_before_it_was_killed(tmp_path, monkeypatch):
+    """Killed after some outputs and before the report: the rerun replaces them."""
+    data = tmp_path / "data"
+    save(data / "cell.png", scene(1))
+    out = tmp_path / "out"
+    real = io.write_json
+
+    def killed_before_the_report(path, obj, **kwargs):
+        if str(path).endswith("_report.json"):
+            raise KeyboardInterrupt
+        return real(path, obj, **kwargs)
+
+    monkeypatch.setattr(io, "write_json", killed_before_the_report)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch([data], out, RunOptions(classes=3), jobs=1)
+    monkeypatch.setattr(io, "write_json", real)
+    assert (out / "cell_labels.png").exists() and not (out / "cell_report.json").exists()
+    result = run_batch([data], out, RunOptions(classes=3), jobs=1)
+    assert result.rows[0].status == "ok", result.rows[0].error
+    assert (out / "cell_report.json").exists()
+    assert not any(p.name.startswith(".") for p in out.iterdir())  # no bookkeeping left
