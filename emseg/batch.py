@@ -264,7 +264,7 @@ def run_batch(
         if shared_model and model is None:
             model = _fit_shared(items, rows, model_path, options, jobs, scheduler,
                                 max_samples, progress)
-        _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progress)
+        _segment_all(items, rows, out, options, model, overwrite, jobs, scheduler, progress)
     except BaseException:
         # record what was done, even when no result had come back yet: a worker may
         # have finished writing an image's outputs just before the interrupt
@@ -430,8 +430,9 @@ def _describe(group):
     return text if ndim is None else f"{text} {ndim}-D"
 
 
-def _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progress):
-    """Segment every input not already failed; skip the complete ones."""
+def _segment_all(items, rows, out, options, model, overwrite, jobs, scheduler, progress):
+    """Segment every input not already failed into its folder under ``out``; skip the
+    complete ones."""
     model_dict = model_key = model_source = None
     if model is not None:
         model_dict = model.to_dict()
@@ -454,7 +455,12 @@ def _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progre
             )
         else:
             owners[key] = item.path
-            state, report, reason = _previous_outputs(item, plain, model_key, overwrite)
+            try:
+                _make_folder(item.out_dir, out)
+            except EmsegError as exc:
+                state, reason = "conflict", str(exc)
+            else:
+                state, report, reason = _previous_outputs(item, plain, model_key, overwrite)
         if state == "done":
             _fill_from_report(row, report)
             row.status = "skipped"
@@ -466,8 +472,9 @@ def _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progre
                 _remove_own_outputs(item, report)
             todo.append(index)
             tasks.append((
-                _task_path(item.path, scheduler), _task_path(item.out_dir, scheduler), options,
-                overwrite, model_key, model_dict, model_source,
+                _task_path(item.path, scheduler), _task_path(item.out_dir, scheduler),
+                _task_path(out, scheduler), options, overwrite, model_key, model_dict,
+                model_source,
             ))
             continue
         done += 1
@@ -596,23 +603,41 @@ _MODELS = {}  # model key -> SegmentationModel, validated once per worker proces
 def _segment_task(task):
     """Segment one input (runs in a worker). Returns ``(status, value, warnings,
     (seconds, cpu_seconds), traceback)``; never raises for a bad input."""
-    path, out_dir, options, overwrite, model_key, model_dict, model_source = task
+    path, out_dir, root, options, overwrite, model_key, model_dict, model_source = task
 
     def work():
         from .pipeline import segment_file
 
-        folder = Path(out_dir)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EmsegError(
-                f"cannot create output folder {folder}: {exc.strerror or exc}"
-            ) from None
+        _make_folder(out_dir, root)  # again: the folder may have changed since
         model = _cached_model(model_key, model_dict, model_source)
-        report = segment_file(path, folder, options, overwrite=overwrite, model=model)
+        report = segment_file(path, out_dir, options, overwrite=overwrite, model=model)
         return report["k"], report["iterations"], report["log_likelihood"]
 
     return _guarded(work)
+
+
+def _make_folder(folder, root):
+    """Create ``folder``, a sub-folder of the output folder ``root``, one level at a
+    time; refuse a level that is a link leading out of ``root`` (someone who can write
+    in the output folder must not make the batch write, or delete, elsewhere)."""
+    root_real = _real(root)
+    current = Path(root)
+    for part in Path(folder).relative_to(root).parts:
+        current = current / part
+        try:
+            current.mkdir()
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise EmsegError(
+                f"cannot create output folder {current}: {exc.strerror or exc}"
+            ) from None
+        real = _real(current)
+        if real != root_real and root_real not in real.parents:
+            raise EmsegError(
+                f"output folder {current} is a link to {real}, outside {root}; remove "
+                "the link or choose another output folder"
+            )
 
 
 def _summary_task(task):

@@ -95,3 +95,54 @@ def test_batch_redoes_outputs_emseg_wrote_before_it_was_killed(tmp_path, monkeyp
     assert result.rows[0].status == "ok", result.rows[0].error
     assert (out / "cell_report.json").exists()
     assert not any(p.name.startswith(".") for p in out.iterdir())  # no bookkeeping left
+
+
+# --------------------------------------------------------------------------- symlinks
+
+
+def test_batch_never_writes_through_a_folder_link_leading_out_of_the_output_folder(tmp_path):
+    data = tmp_path / "data"
+    save(data / "sub" / "x.png", scene(1))
+    save(data / "deep" / "er" / "y.png", scene(2))
+    save(data / "z.png", scene(3))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").symlink_to(elsewhere)  # planted by someone who can write in out
+    (out / "deep").symlink_to(elsewhere)
+    (out / "inside").mkdir()
+    result = run_batch([data], out, RunOptions(classes=3), jobs=1, recursive=True)
+    rows = {os.path.basename(r.path): r for r in result.rows}
+    assert rows["z.png"].status == "ok"
+    for name in ("x.png", "y.png"):
+        assert rows[name].status == "failed"
+        assert "outside" in rows[name].error and "link" in rows[name].error
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_batch_follows_a_folder_link_that_stays_in_the_output_folder(tmp_path):
+    data = tmp_path / "data"
+    save(data / "sub" / "x.png", scene(1))
+    out = tmp_path / "out"
+    (out / "real").mkdir(parents=True)
+    (out / "sub").symlink_to(out / "real")
+    assert run_batch([data], out, RunOptions(classes=3), jobs=1, recursive=True).count("ok") == 1
+    assert (out / "real" / "x_labels.png").is_file()
+
+
+def test_batch_worker_checks_its_folder_again(tmp_path):
+    """A link planted after the batch checked the folder, before the worker writes."""
+    from emseg.batch import _segment_task
+
+    image = save(tmp_path / "x.png", scene(1))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").symlink_to(elsewhere)
+    task = (str(image), str(out / "sub"), str(out), RunOptions(classes=3), False, None, None,
+            None)
+    status, error, *_ = _segment_task(task)
+    assert status == "failed" and "outside" in error
+    assert list(elsewhere.iterdir()) == []
