@@ -41,7 +41,9 @@ Shared model
     labels.
 
 ``OUT/summary.csv`` has one row per input: path, status (ok / failed / skipped),
-error, K, iterations, log_likelihood, seconds. It is written atomically at the end, and
+error, K, iterations, log_likelihood, seconds. A path or error that a spreadsheet would
+take for a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or CR) gets a leading
+``'``. It is written atomically at the end, and
 also when the batch is interrupted (unfinished inputs then read ``failed``,
 ``interrupted``; an input whose outputs were complete when the batch stopped reads
 ``ok``, even if its worker's result had not come back yet).
@@ -106,14 +108,34 @@ class Row:
 
     def as_csv(self):
         return {
-            "path": self.path,
+            "path": _text_cell(self.path),
             "status": self.status,
-            "error": self.error,
+            "error": _text_cell(self.error),
             "K": "" if self.k is None else self.k,
             "iterations": "" if self.iterations is None else self.iterations,
             "log_likelihood": "" if self.log_likelihood is None else repr(float(self.log_likelihood)),
             "seconds": "" if self.seconds is None else f"{self.seconds:.3f}",
         }
+
+
+# a spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV
+# Injection"); file names and error messages may, so they get a leading quote
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a file name's bytes that are not UTF-8
+
+
+def _text_cell(text):
+    """A path or message as one cell that shows as text: a file name's bytes that are
+    not UTF-8 (Python's surrogate escapes) as ``\\xNN``, CR and LF as ``\\r`` and
+    ``\\n`` (the csv module does not quote a lone CR), and a leading ``'`` before what
+    would start a formula."""
+    text = _SURROGATE.sub(_escaped, text).replace("\r", "\\r").replace("\n", "\\n")
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _escaped(match):
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
 
 @dataclass

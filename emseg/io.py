@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import threading
 import warnings
@@ -50,6 +51,8 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and Bi
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PILLOW_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "BMP": "BMP", "DIB": "BMP"}
 _SUPPORTED = "PNG, JPEG, BMP or TIFF"
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Pillow's decompression-bomb limit is a module global; read_image(max_pixels=N)
 # changes it for one call, so the change and its restoration are serialised.
@@ -937,6 +940,8 @@ def write_json(path, obj, *, overwrite=False):
 
     numpy scalars and arrays become numbers and lists; NaN and infinity become
     ``null`` (JSON has no such numbers); tuples become lists; paths become strings.
+    A file name's bytes that are not UTF-8 (Python's surrogate escapes) are written as
+    ``\\udcNN`` escapes, which :func:`json.loads` turns back into the same path.
     """
     path = os.fspath(path)
     text = json.dumps(
@@ -946,6 +951,8 @@ def write_json(path, obj, *, overwrite=False):
         allow_nan=False,
         ensure_ascii=False,
     )
+    # a lone surrogate can only be inside a JSON string, where its escape is valid
+    text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     with _writing(path, overwrite) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(text + "\n")

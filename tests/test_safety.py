@@ -2,6 +2,7 @@
 nothing written outside the output folder, nothing a spreadsheet would run."""
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 
 from emseg import io
-from emseg.batch import run_batch
+from emseg.batch import Row, run_batch, write_summary
 from emseg.pipeline import RunOptions, segment_file
 
 
@@ -146,3 +147,58 @@ def test_batch_worker_checks_its_folder_again(tmp_path):
     status, error, *_ = _segment_task(task)
     assert status == "failed" and "outside" in error
     assert list(elsewhere.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- summary.csv
+
+
+def test_summary_cells_from_names_and_errors_cannot_be_formulas(tmp_path, monkeypatch):
+    """OWASP CSV injection: a cell starting with = + - @ tab or CR is quoted; the
+    numbers emseg writes itself (a negative log-likelihood) stay numbers."""
+    data = tmp_path / "data"
+    for name in ("=HYPERLINK(1).png", "+1.png", "-1.png", "@SUM(1).png", "\tx.png", "\rx.png"):
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_text("not an image")  # its error message starts with its name
+    save(data / "good.png", scene(1))
+    monkeypatch.chdir(data)
+    names = sorted(p.name for p in data.iterdir())
+    result = run_batch(names, tmp_path / "out", RunOptions(classes=3), jobs=1)
+    assert result.count("failed") == 6 and result.count("ok") == 1
+    rows = read_summary(tmp_path / "out")
+    for row in rows:
+        for column in ("path", "error"):
+            assert not row[column].startswith(("=", "+", "-", "@", "\t", "\r")), row
+    by_path = {row["path"]: row for row in rows}
+    assert len(by_path) == 7  # a CR in a name does not break a row in two
+    assert by_path["'=HYPERLINK(1).png"]["error"].startswith("'=HYPERLINK(1).png")
+    assert by_path["'\tx.png"]["status"] == "failed"
+    assert by_path["\\rx.png"]["status"] == "failed"
+
+    write_summary(tmp_path / "summary.csv", [Row("x.png", "ok", k=3, log_likelihood=-12.5)])
+    (row,) = read_summary(tmp_path)
+    assert row["log_likelihood"] == "-12.5" and row["K"] == "3"  # numbers stay numbers
+
+
+# --------------------------------------------------------------------------- file names
+
+
+def test_file_names_that_are_not_utf8_are_carried_into_reports_and_summary(tmp_path):
+    data = tmp_path / "data"
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes, as on old archives
+    try:
+        save(data / name, scene(1))
+    except (UnicodeError, OSError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    save(data / "ok.png", scene(2))
+    out = tmp_path / "out"
+    result = run_batch([data], out, RunOptions(classes=3), jobs=1)
+    assert result.count("ok") == 2, [r.error for r in result.rows]
+    paths = [row["path"] for row in read_summary(out)]
+    assert paths == [str(data / "caf\\xe9.png"), str(data / "ok.png")]
+    report = json.loads((out / os.fsdecode(b"caf\xe9_report.json")).read_text("utf-8"))
+    assert report["input"] == str(data / name)  # losslessly: the same path again
+    assert os.path.exists(report["outputs"]["labels"])
+    assert run_batch([data], out, RunOptions(classes=3), jobs=1).count("skipped") == 2
+    (tmp_path / "run").mkdir()
+    segment_file(data / name, tmp_path / "run")  # emseg run's work
+    assert len(list((tmp_path / "run").iterdir())) == 4
