@@ -202,3 +202,37 @@ def test_file_names_that_are_not_utf8_are_carried_into_reports_and_summary(tmp_p
     (tmp_path / "run").mkdir()
     segment_file(data / name, tmp_path / "run")  # emseg run's work
     assert len(list((tmp_path / "run").iterdir())) == 4
+
+
+# --------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize("option", [
+    ("--tol", "nan"), ("--tol", "inf"), ("--seed", "-1"), ("--spatial", "1e300"),
+    ("--spatial", "nan"),
+])
+@pytest.mark.parametrize("command", ["run", "batch"])
+def test_bad_numeric_options_are_usage_errors(tmp_path, option, command):
+    from click.testing import CliRunner
+
+    from emseg.cli import main
+
+    image = save(tmp_path / "x.png", scene(1))
+    target = image if command == "run" else tmp_path
+    result = CliRunner().invoke(main, [command, str(target), "-o", str(tmp_path / "out"),
+                                       *option])
+    assert result.exit_code == 2, result.output
+    assert option[0] in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option", [("--tol", "nan"), ("--seed", "-1")])
+def test_bad_numeric_options_of_gmm_fit_are_usage_errors(tmp_path, option):
+    from click.testing import CliRunner
+
+    from emseg.cli import main
+
+    table = tmp_path / "t.csv"
+    table.write_text("a,b\n1,2\n3,4\n5,7\n")
+    result = CliRunner().invoke(main, ["gmm", "fit", str(table), "-k", "1", *option])
+    assert result.exit_code == 2, result.output
