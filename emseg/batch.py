@@ -330,10 +330,10 @@ def fit_files(paths, options=None, *, jobs=None, scheduler=None, max_samples=Non
 
 def write_summary(path, rows):
     """Write ``rows`` as ``summary.csv`` at ``path`` (atomically, replacing it)."""
-    from . import io
+    from .io import _open_temp, _writing
 
-    with io.atomic_output(path, overwrite=True) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with _writing(path, overwrite=True) as tmp:
+        with _open_temp(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, SUMMARY_COLUMNS, lineterminator="\n")
             writer.writeheader()
             for row in rows:

@@ -816,6 +816,16 @@ def _commit(tmp, path, overwrite):
         os.unlink(tmp)
 
 
+def _open_temp(tmp, mode="wb", **kwargs):
+    """Open the temporary file :func:`atomic_output` created, never following a link:
+    someone who can write in the folder could have replaced it by one since."""
+    return open(tmp, mode, opener=_no_follow, **kwargs)
+
+
+def _no_follow(name, flags):
+    return os.open(name, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+
+
 @contextlib.contextmanager
 def _writing(path, overwrite):
     """atomic_output, with OS errors while writing reported as EmsegError."""
@@ -845,7 +855,7 @@ def write_png(path, array, *, overwrite=False):
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise EmsegError(f"cannot write {path}: the image is empty (shape {arr.shape})")
     with _writing(path, overwrite) as tmp:
-        with open(tmp, "wb") as f:
+        with _open_temp(tmp) as f:
             for piece in _png_pieces(arr):
                 f.write(piece)
 
@@ -925,9 +935,9 @@ def write_tiff_stack(path, pages, *, dtype=np.float32, overwrite=False):
         )
     import tifffile
 
-    with _writing(path, overwrite) as tmp:
+    with _writing(path, overwrite) as tmp, _open_temp(tmp) as f:
         tifffile.imwrite(
-            tmp,
+            f,
             np.ascontiguousarray(arr),
             photometric="minisblack",  # never read three pages as one RGB image
             software=False,
@@ -954,7 +964,7 @@ def write_json(path, obj, *, overwrite=False):
     # a lone surrogate can only be inside a JSON string, where its escape is valid
     text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     with _writing(path, overwrite) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        with _open_temp(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(text + "\n")
 
 

@@ -147,7 +147,7 @@ def write_nifti(path, array, like, *, overwrite=False):
     """Write a (Z, Y, X) array, or (K, Z, Y, X) maps, as NIfTI with ``like``'s affine and
     header (``like`` is the input's nibabel image, or None for an identity affine)."""
     nib = _require("nibabel", "NIfTI files")
-    from .io import _writing
+    from .io import _open_temp, _writing
 
     arr = np.asarray(array)
     data = np.transpose(arr, (2, 1, 0)) if arr.ndim == 3 else np.transpose(arr, (3, 2, 1, 0))
@@ -163,7 +163,7 @@ def write_nifti(path, array, like, *, overwrite=False):
     with _writing(path, overwrite) as tmp:
         # serialised into the one temporary file atomic_output created (exclusively):
         # nib.save would open a second name of its own, without O_EXCL
-        with open(tmp, "wb") as raw:
+        with _open_temp(tmp) as raw:
             if path.lower().endswith(".gz"):
                 # as nibabel writes .nii.gz: level 1, no file name or time in the header
                 with gzip.GzipFile("", "wb", 1, raw, mtime=0) as f:

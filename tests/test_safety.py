@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emseg import io
+from emseg import EmsegError, io
 from emseg.batch import Row, run_batch, write_summary
 from emseg.pipeline import RunOptions, segment_file
 
@@ -236,3 +236,39 @@ def test_bad_numeric_options_of_gmm_fit_are_usage_errors(tmp_path, option):
     table.write_text("a,b\n1,2\n3,4\n5,7\n")
     result = CliRunner().invoke(main, ["gmm", "fit", str(table), "-k", "1", *option])
     assert result.exit_code == 2, result.output
+
+
+# the writers that write through io.atomic_output's temporary file
+WRITERS = {
+    "png": lambda path: io.write_png(path, np.zeros((4, 5), np.uint8)),
+    "tiff": lambda path: io.write_tiff_stack(path, np.zeros((2, 4, 5), np.float32)),
+    "json": lambda path: io.write_json(path, {"a": 1}),
+    "summary": lambda path: write_summary(path, [Row("x.png", "ok")]),
+    "nifti": lambda path: pytest.importorskip("emseg.medical").write_nifti(
+        path, np.zeros((2, 4, 5), np.uint8), None),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_writers_never_follow_a_link_planted_at_their_temporary_name(
+        tmp_path, monkeypatch, writer):
+    """Someone who can write in the output folder deletes emseg's temporary file right
+    after it is created and plants a link to another file at its name (a race won)."""
+    pytest.importorskip("nibabel")
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    create = io._create_temp
+
+    def raced(path, folder):
+        tmp = create(path, folder)
+        os.unlink(tmp)
+        os.symlink(victim, tmp)
+        return tmp
+
+    monkeypatch.setattr(io, "_create_temp", raced)
+    with pytest.raises(EmsegError, match="could not write"):
+        WRITERS[writer](out_dir / "result")
+    assert victim.read_bytes() == b"precious"
+    assert list(out_dir.iterdir()) == []
