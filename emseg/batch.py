@@ -7,7 +7,8 @@ Inputs
     :func:`find_inputs` lists the images in folders (``recursive``, ``pattern``); each
     output folder mirrors the input's sub-folders (under one sub-folder per input
     folder when several are given). Hidden files are never inputs, nor emseg's own
-    outputs inside the output folder.
+    outputs inside the output folder. Output sub-folders are made one level at a time;
+    one that is a link leading out of the output folder fails its inputs.
 
 Work
     Each input is one task, run by :func:`emseg.pipeline.segment_file` in a worker
@@ -489,7 +490,7 @@ def _segment_all(items, rows, out, options, model, overwrite, jobs, scheduler, p
         elif state == "conflict":
             row.status, row.error = "failed", reason
         else:
-            _remove_stale_temps(item.out_dir, file_stem(item.path), temps)
+            _remove_stale_temps(item.out_dir, item.path, temps)
             if not overwrite:
                 _remove_own_outputs(item, report)
             todo.append(index)
@@ -720,9 +721,9 @@ def _cached_model(key, model_dict, source):
     return model
 
 
-def _remove_stale_temps(folder, stem, listed):
-    """Delete the temporary files a killed run left for ``stem``'s outputs in
-    ``folder``; ``listed`` caches each folder's temporary files (one listing per folder,
+def _remove_stale_temps(folder, path, listed):
+    """Delete the temporary files a killed run left for the outputs of input ``path``
+    in ``folder``; ``listed`` caches each folder's temporary files (one listing per folder,
     however many inputs write there)."""
     key = os.path.abspath(folder)
     if key not in listed:
@@ -732,7 +733,9 @@ def _remove_stale_temps(folder, stem, listed):
                                if e.name.startswith(".") and _TEMP.search(e.name)]
         except OSError:  # not created yet: nothing left there
             listed[key] = []
+    stem = file_stem(path)
     names = {f".{stem}{suffix}" for suffix in _OUTPUT_SUFFIXES + ("_report.json",)}
+    names.add("." + journal_path(path, folder).name)
     for name in listed[key]:
         if _TEMP.sub("", name) in names:
             with contextlib.suppress(OSError):

@@ -13,8 +13,9 @@ Reading
 
 Writing
     :func:`write_png`, :func:`write_tiff_stack` and :func:`write_json` write through
-    :func:`atomic_output`: a temporary file in the target folder, renamed over the
-    target only once it is complete, so a crash never leaves half a file. They refuse
+    :func:`atomic_output`: a temporary file in the target folder, created exclusively
+    and opened without following links, renamed over the target only once it is
+    complete, so a crash never leaves half a file. They refuse
     to replace an existing file unless ``overwrite=True``, and write the same bytes for
     the same data (no timestamps). :func:`check_writable` checks a list of outputs up
     front, so a command can refuse before it writes anything.

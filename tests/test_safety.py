@@ -272,3 +272,14 @@ def test_writers_never_follow_a_link_planted_at_their_temporary_name(
         WRITERS[writer](out_dir / "result")
     assert victim.read_bytes() == b"precious"
     assert list(out_dir.iterdir()) == []
+
+
+def test_rerun_removes_a_journal_left_half_written(tmp_path):
+    data = tmp_path / "data"
+    save(data / "cell.v2.png", scene(1))
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / "..cell.v2_outputs.json.0123abcd.tmp"  # killed while writing the journal
+    stale.write_text('{"outp')
+    assert run_batch([data], out, RunOptions(classes=3), jobs=1).count("ok") == 1
+    assert not stale.exists()
