@@ -7,7 +7,8 @@ Inputs
     :func:`find_inputs` lists the images in folders (``recursive``, ``pattern``); each
     output folder mirrors the input's sub-folders (under one sub-folder per input
     folder when several are given). Hidden files are never inputs, nor emseg's own
-    outputs inside the output folder.
+    outputs inside the output folder. Output sub-folders are made one level at a time;
+    one that is a link leading out of the output folder fails its inputs.
 
 Work
     Each input is one task, run by :func:`emseg.pipeline.segment_file` in a worker
@@ -25,10 +26,13 @@ Failures
 Reruns
     Every output is written to a temporary file and renamed, and the report is written
     last, so an input whose report exists and lists only existing outputs is complete:
-    a rerun skips it (``overwrite`` redoes it). An input with outputs but no report was
-    interrupted: it is redone, replacing those outputs. Before an input is segmented,
-    the temporary files a killed run left for it are removed. Outputs made with other
-    options are not skipped but refused (pass ``overwrite``).
+    a rerun skips it (``overwrite`` redoes it). An input with some outputs but no
+    complete report was interrupted: it is redone, replacing the outputs emseg provably
+    wrote (those its report or :func:`~emseg.pipeline.journal_path` lists); any other
+    file with an output's name is refused, never replaced, as ``emseg run`` refuses it.
+    Before an input is segmented, the temporary files a killed run left for it are
+    removed. Outputs made with other options are not skipped but refused (pass
+    ``overwrite``).
 
 Shared model
     ``shared_model=True`` first fits one :class:`~emseg.model.SegmentationModel` on all
@@ -38,7 +42,9 @@ Shared model
     labels.
 
 ``OUT/summary.csv`` has one row per input: path, status (ok / failed / skipped),
-error, K, iterations, log_likelihood, seconds. It is written atomically at the end, and
+error, K, iterations, log_likelihood, seconds. A path or error that a spreadsheet would
+take for a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or CR) gets a leading
+``'``. It is written atomically at the end, and
 also when the batch is interrupted (unfinished inputs then read ``failed``,
 ``interrupted``; an input whose outputs were complete when the batch stopped reads
 ``ok``, even if its worker's result had not come back yet).
@@ -59,7 +65,7 @@ from pathlib import Path
 
 from ._errors import EmsegError
 from ._process import cores, worker_context
-from .pipeline import file_stem
+from .pipeline import file_stem, journal_path
 
 SUMMARY_NAME = "summary.csv"
 MODEL_NAME = "model.json"
@@ -103,14 +109,34 @@ class Row:
 
     def as_csv(self):
         return {
-            "path": self.path,
+            "path": _text_cell(self.path),
             "status": self.status,
-            "error": self.error,
+            "error": _text_cell(self.error),
             "K": "" if self.k is None else self.k,
             "iterations": "" if self.iterations is None else self.iterations,
             "log_likelihood": "" if self.log_likelihood is None else repr(float(self.log_likelihood)),
             "seconds": "" if self.seconds is None else f"{self.seconds:.3f}",
         }
+
+
+# a spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV
+# Injection"); file names and error messages may, so they get a leading quote
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a file name's bytes that are not UTF-8
+
+
+def _text_cell(text):
+    """A path or message as one cell that shows as text: a file name's bytes that are
+    not UTF-8 (Python's surrogate escapes) as ``\\xNN``, CR and LF as ``\\r`` and
+    ``\\n`` (the csv module does not quote a lone CR), and a leading ``'`` before what
+    would start a formula."""
+    text = _SURROGATE.sub(_escaped, text).replace("\r", "\\r").replace("\n", "\\n")
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _escaped(match):
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
 
 @dataclass
@@ -261,7 +287,7 @@ def run_batch(
         if shared_model and model is None:
             model = _fit_shared(items, rows, model_path, options, jobs, scheduler,
                                 max_samples, progress)
-        _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progress)
+        _segment_all(items, rows, out, options, model, overwrite, jobs, scheduler, progress)
     except BaseException:
         # record what was done, even when no result had come back yet: a worker may
         # have finished writing an image's outputs just before the interrupt
@@ -305,10 +331,10 @@ def fit_files(paths, options=None, *, jobs=None, scheduler=None, max_samples=Non
 
 def write_summary(path, rows):
     """Write ``rows`` as ``summary.csv`` at ``path`` (atomically, replacing it)."""
-    from . import io
+    from .io import _open_temp, _writing
 
-    with io.atomic_output(path, overwrite=True) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with _writing(path, overwrite=True) as tmp:
+        with _open_temp(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, SUMMARY_COLUMNS, lineterminator="\n")
             writer.writeheader()
             for row in rows:
@@ -427,8 +453,9 @@ def _describe(group):
     return text if ndim is None else f"{text} {ndim}-D"
 
 
-def _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progress):
-    """Segment every input not already failed; skip the complete ones."""
+def _segment_all(items, rows, out, options, model, overwrite, jobs, scheduler, progress):
+    """Segment every input not already failed into its folder under ``out``; skip the
+    complete ones."""
     model_dict = model_key = model_source = None
     if model is not None:
         model_dict = model.to_dict()
@@ -451,18 +478,26 @@ def _segment_all(items, rows, options, model, overwrite, jobs, scheduler, progre
             )
         else:
             owners[key] = item.path
-            state, report, reason = _previous_outputs(item, plain, model_key, overwrite)
+            try:
+                _make_folder(item.out_dir, out)
+            except EmsegError as exc:
+                state, reason = "conflict", str(exc)
+            else:
+                state, report, reason = _previous_outputs(item, plain, model_key, overwrite)
         if state == "done":
             _fill_from_report(row, report)
             row.status = "skipped"
         elif state == "conflict":
             row.status, row.error = "failed", reason
         else:
-            _remove_stale_temps(item.out_dir, file_stem(item.path), temps)
+            _remove_stale_temps(item.out_dir, item.path, temps)
+            if not overwrite:
+                _remove_own_outputs(item, report)
             todo.append(index)
             tasks.append((
-                _task_path(item.path, scheduler), _task_path(item.out_dir, scheduler), options,
-                state == "redo" or overwrite, model_key, model_dict, model_source,
+                _task_path(item.path, scheduler), _task_path(item.out_dir, scheduler),
+                _task_path(out, scheduler), options, overwrite, model_key, model_dict,
+                model_source,
             ))
             continue
         done += 1
@@ -491,18 +526,15 @@ def _task_path(path, scheduler):
 
 def _previous_outputs(item, options, model_key, overwrite):
     """``(state, report, reason)``: state ``done`` (complete: skip), ``conflict`` (made
-    with other options), ``redo`` (interrupted: replace) or ``new``."""
+    with other options), ``redo`` (some outputs missing; ``report`` lists those emseg
+    wrote) or ``new`` (no report emseg wrote)."""
     from .model import load_json
 
-    stem = file_stem(item.path)
-    report_path = item.out_dir / f"{stem}_report.json"
+    report_path = item.out_dir / f"{file_stem(item.path)}_report.json"
     if overwrite:
         return "redo", None, None
-    leftovers = any(
-        (item.out_dir / f"{stem}{suffix}").exists() for suffix in _OUTPUT_SUFFIXES
-    )
     if not report_path.exists():
-        return ("redo" if leftovers else "new"), None, None
+        return "new", None, None
     try:
         report = load_json(report_path)
         outputs = list(report["outputs"].values())
@@ -513,7 +545,7 @@ def _previous_outputs(item, options, model_key, overwrite):
         same_options = report["options"] == options
         shared = report.get("shared_model", {}).get("fingerprint")
     except (EmsegError, KeyError, TypeError, AttributeError, OSError):
-        return "redo", None, None  # not a report emseg wrote completely: start again
+        return "new", None, None  # not a report emseg wrote: it proves nothing
     if not same_input:
         return "conflict", None, (
             f"{report_path} belongs to another input ({report['input']}); use another "
@@ -536,8 +568,30 @@ def _previous_outputs(item, options, model_key, overwrite):
             + "; pass --overwrite to redo them"
         )
     if not all(os.path.exists(p) for p in outputs):
-        return "redo", None, None
+        return "redo", report, None
     return "done", report, None
+
+
+def _remove_own_outputs(item, report):
+    """Delete the outputs of ``item`` that emseg provably wrote: those named by its
+    ``report`` (when emseg wrote it) or by the journal an interrupted run left. Any
+    other file with an output's name stays, and segmenting the input refuses it."""
+    from .model import load_json
+
+    stem = file_stem(item.path)
+    journal = journal_path(item.path, item.out_dir)
+    ours = {f"{stem}{suffix}" for suffix in _OUTPUT_SUFFIXES + ("_report.json",)}
+    listed = list(report["outputs"].values()) if report is not None else []
+    if journal.exists():
+        try:
+            listed += load_json(journal)["outputs"]
+        except (EmsegError, KeyError, TypeError, OSError):
+            pass  # not a journal emseg wrote: it proves nothing
+    # only names of this input's outputs, in its output folder: whatever a report says
+    names = {os.path.basename(str(name)) for name in listed} & ours
+    for name in sorted(names) + [journal.name]:
+        with contextlib.suppress(OSError):
+            os.unlink(item.out_dir / name)
 
 
 def _written_since(item, since):
@@ -572,23 +626,41 @@ _MODELS = {}  # model key -> SegmentationModel, validated once per worker proces
 def _segment_task(task):
     """Segment one input (runs in a worker). Returns ``(status, value, warnings,
     (seconds, cpu_seconds), traceback)``; never raises for a bad input."""
-    path, out_dir, options, overwrite, model_key, model_dict, model_source = task
+    path, out_dir, root, options, overwrite, model_key, model_dict, model_source = task
 
     def work():
         from .pipeline import segment_file
 
-        folder = Path(out_dir)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EmsegError(
-                f"cannot create output folder {folder}: {exc.strerror or exc}"
-            ) from None
+        _make_folder(out_dir, root)  # again: the folder may have changed since
         model = _cached_model(model_key, model_dict, model_source)
-        report = segment_file(path, folder, options, overwrite=overwrite, model=model)
+        report = segment_file(path, out_dir, options, overwrite=overwrite, model=model)
         return report["k"], report["iterations"], report["log_likelihood"]
 
     return _guarded(work)
+
+
+def _make_folder(folder, root):
+    """Create ``folder``, a sub-folder of the output folder ``root``, one level at a
+    time; refuse a level that is a link leading out of ``root`` (someone who can write
+    in the output folder must not make the batch write, or delete, elsewhere)."""
+    root_real = _real(root)
+    current = Path(root)
+    for part in Path(folder).relative_to(root).parts:
+        current = current / part
+        try:
+            current.mkdir()
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise EmsegError(
+                f"cannot create output folder {current}: {exc.strerror or exc}"
+            ) from None
+        real = _real(current)
+        if real != root_real and root_real not in real.parents:
+            raise EmsegError(
+                f"output folder {current} is a link to {real}, outside {root}; remove "
+                "the link or choose another output folder"
+            )
 
 
 def _summary_task(task):
@@ -649,9 +721,9 @@ def _cached_model(key, model_dict, source):
     return model
 
 
-def _remove_stale_temps(folder, stem, listed):
-    """Delete the temporary files a killed run left for ``stem``'s outputs in
-    ``folder``; ``listed`` caches each folder's temporary files (one listing per folder,
+def _remove_stale_temps(folder, path, listed):
+    """Delete the temporary files a killed run left for the outputs of input ``path``
+    in ``folder``; ``listed`` caches each folder's temporary files (one listing per folder,
     however many inputs write there)."""
     key = os.path.abspath(folder)
     if key not in listed:
@@ -661,7 +733,9 @@ def _remove_stale_temps(folder, stem, listed):
                                if e.name.startswith(".") and _TEMP.search(e.name)]
         except OSError:  # not created yet: nothing left there
             listed[key] = []
+    stem = file_stem(path)
     names = {f".{stem}{suffix}" for suffix in _OUTPUT_SUFFIXES + ("_report.json",)}
+    names.add("." + journal_path(path, folder).name)
     for name in listed[key]:
         if _TEMP.sub("", name) in names:
             with contextlib.suppress(OSError):

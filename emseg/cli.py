@@ -36,6 +36,22 @@ class ClassesType(click.ParamType):
         return number
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A :class:`click.FloatRange` that also refuses nan (every comparison with nan is
+    false, so FloatRange lets it through) and infinity."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if number != number or number in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+# far beyond any useful weight (the coordinates, 0..1, then outweigh any pixel value a
+# file holds) and below where the fit overflows (measured: from 1e154 an internal error)
+_MAX_SPATIAL = 1e100
+
+
 def model_options(command):
     """The model options every segmenting command shares."""
     decorators = [
@@ -53,20 +69,22 @@ def model_options(command):
             help="Features: auto is gray for grey images and lab for colour.",
         ),
         click.option(
-            "--spatial", type=click.FloatRange(min=0), default=0.0, show_default=True,
+            "--spatial", type=FiniteFloatRange(0, _MAX_SPATIAL), default=0.0,
+            show_default=True,
             help="Weight of the pixel coordinates added to the features (0: none).",
         ),
         click.option(
             "--covariance", type=click.Choice(["full", "tied", "diag", "spherical"]),
             default="full", show_default=True, help="Covariance type of each class.",
         ),
-        click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
+        click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+                     help="Random seed."),
         click.option(
             "--max-iter", type=click.IntRange(1), default=100, show_default=True,
             help="Most EM iterations.",
         ),
         click.option(
-            "--tol", type=click.FloatRange(min=0), default=None,
+            "--tol", type=FiniteFloatRange(min=0), default=None,
             help="Stop when the mean log-likelihood changes by less than this "
             "[default: 1e-6 for small fits such as an image's grey levels, else 1e-3].",
         ),
@@ -571,8 +589,9 @@ def table_fit_options(command):
     decorators = [
         click.option("--columns", type=ColumnsType(), default=None,
                      help="Feature columns (default: every numeric column)."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
-        click.option("--tol", type=click.FloatRange(min=0), default=None,
+        click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+                     help="Random seed."),
+        click.option("--tol", type=FiniteFloatRange(min=0), default=None,
                      help="Stop when the mean log-likelihood per row changes by less."),
         click.option("--n-init", type=click.IntRange(1), default=None,
                      help="Restarts; the best is kept [default: mixtures 10, 3 or 1 by the "

@@ -13,8 +13,9 @@ Reading
 
 Writing
     :func:`write_png`, :func:`write_tiff_stack` and :func:`write_json` write through
-    :func:`atomic_output`: a temporary file in the target folder, renamed over the
-    target only once it is complete, so a crash never leaves half a file. They refuse
+    :func:`atomic_output`: a temporary file in the target folder, created exclusively
+    and opened without following links, renamed over the target only once it is
+    complete, so a crash never leaves half a file. They refuse
     to replace an existing file unless ``overwrite=True``, and write the same bytes for
     the same data (no timestamps). :func:`check_writable` checks a list of outputs up
     front, so a command can refuse before it writes anything.
@@ -25,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import threading
 import warnings
@@ -50,6 +52,8 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and Bi
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PILLOW_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "BMP": "BMP", "DIB": "BMP"}
 _SUPPORTED = "PNG, JPEG, BMP or TIFF"
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Pillow's decompression-bomb limit is a module global; read_image(max_pixels=N)
 # changes it for one call, so the change and its restoration are serialised.
@@ -813,6 +817,16 @@ def _commit(tmp, path, overwrite):
         os.unlink(tmp)
 
 
+def _open_temp(tmp, mode="wb", **kwargs):
+    """Open the temporary file :func:`atomic_output` created, never following a link:
+    someone who can write in the folder could have replaced it by one since."""
+    return open(tmp, mode, opener=_no_follow, **kwargs)
+
+
+def _no_follow(name, flags):
+    return os.open(name, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+
+
 @contextlib.contextmanager
 def _writing(path, overwrite):
     """atomic_output, with OS errors while writing reported as EmsegError."""
@@ -842,7 +856,7 @@ def write_png(path, array, *, overwrite=False):
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise EmsegError(f"cannot write {path}: the image is empty (shape {arr.shape})")
     with _writing(path, overwrite) as tmp:
-        with open(tmp, "wb") as f:
+        with _open_temp(tmp) as f:
             for piece in _png_pieces(arr):
                 f.write(piece)
 
@@ -922,9 +936,9 @@ def write_tiff_stack(path, pages, *, dtype=np.float32, overwrite=False):
         )
     import tifffile
 
-    with _writing(path, overwrite) as tmp:
+    with _writing(path, overwrite) as tmp, _open_temp(tmp) as f:
         tifffile.imwrite(
-            tmp,
+            f,
             np.ascontiguousarray(arr),
             photometric="minisblack",  # never read three pages as one RGB image
             software=False,
@@ -937,6 +951,8 @@ def write_json(path, obj, *, overwrite=False):
 
     numpy scalars and arrays become numbers and lists; NaN and infinity become
     ``null`` (JSON has no such numbers); tuples become lists; paths become strings.
+    A file name's bytes that are not UTF-8 (Python's surrogate escapes) are written as
+    ``\\udcNN`` escapes, which :func:`json.loads` turns back into the same path.
     """
     path = os.fspath(path)
     text = json.dumps(
@@ -946,8 +962,10 @@ def write_json(path, obj, *, overwrite=False):
         allow_nan=False,
         ensure_ascii=False,
     )
+    # a lone surrogate can only be inside a JSON string, where its escape is valid
+    text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     with _writing(path, overwrite) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        with _open_temp(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(text + "\n")
 
 

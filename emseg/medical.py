@@ -7,6 +7,7 @@ physical distance. Labels and per-class maps are written back as NIfTI with the
 input's affine and header, so they overlay the input in any viewer (FSLeyes, ITK-SNAP).
 """
 
+import gzip
 import os
 
 import numpy as np
@@ -146,7 +147,7 @@ def write_nifti(path, array, like, *, overwrite=False):
     """Write a (Z, Y, X) array, or (K, Z, Y, X) maps, as NIfTI with ``like``'s affine and
     header (``like`` is the input's nibabel image, or None for an identity affine)."""
     nib = _require("nibabel", "NIfTI files")
-    from .io import atomic_output
+    from .io import _open_temp, _writing
 
     arr = np.asarray(array)
     data = np.transpose(arr, (2, 1, 0)) if arr.ndim == 3 else np.transpose(arr, (3, 2, 1, 0))
@@ -159,13 +160,13 @@ def write_nifti(path, array, like, *, overwrite=False):
     img.set_data_dtype(arr.dtype)
     img.header.set_slope_inter(1.0, 0.0)
     path = os.fspath(path)
-    suffix = ".nii.gz" if path.lower().endswith(".gz") else ".nii"
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        # nibabel chooses compression by the file name: give the temporary one the suffix
-        named = tmp + suffix
-        try:
-            nib.save(img, named)
-            os.replace(named, tmp)
-        finally:
-            if os.path.exists(named):
-                os.remove(named)
+    with _writing(path, overwrite) as tmp:
+        # serialised into the one temporary file atomic_output created (exclusively):
+        # nib.save would open a second name of its own, without O_EXCL
+        with _open_temp(tmp) as raw:
+            if path.lower().endswith(".gz"):
+                # as nibabel writes .nii.gz: level 1, no file name or time in the header
+                with gzip.GzipFile("", "wb", 1, raw, mtime=0) as f:
+                    img.to_file_map(img.make_file_map({"image": f, "header": f}))
+            else:
+                img.to_file_map(img.make_file_map({"image": raw, "header": raw}))

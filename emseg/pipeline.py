@@ -5,6 +5,8 @@ algorithm of its own and prints nothing. :func:`segment_file` returns the report
 wrote, so a caller can show a summary line or gather a batch table.
 """
 
+import contextlib
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,6 +74,16 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False):
     return targets
 
 
+def journal_path(path, out):
+    """The hidden file :func:`segment_file` writes in ``out`` before the first output of
+    input ``path`` and removes after its report: the names of the outputs it is writing.
+
+    While it exists (an interrupted run), it and the report are the proof that files
+    with those names are emseg's own, so a batch rerun may replace them and nothing else.
+    """
+    return Path(out) / f".{file_stem(path)}_outputs.json"
+
+
 def segment_file(path, out, options=None, *, overwrite=False, model=None):
     """Segment the image at ``path`` and write its outputs into the folder ``out``.
 
@@ -79,7 +91,8 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
     ``_overlay.png``, ``_segments.png``, ``_report.json`` and, when asked,
     ``_posteriors.tif``. Every output is checked writable before any work starts, and
     each is written to a temporary file then renamed; the report is written last, so
-    its presence means the outputs it lists are complete. Returns the report (a dict).
+    its presence means the outputs it lists are complete. While the outputs are being
+    written, :func:`journal_path` lists them. Returns the report (a dict).
     Raises :class:`~emseg.EmsegError` for bad input.
 
     With ``model`` (a :class:`~emseg.model.SegmentationModel`) the image is labelled
@@ -157,6 +170,9 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
             writes.append((write_nifti, targets["posteriors"], pages, {"like": image.nifti}))
         else:
             writes.append((io.write_tiff_stack, targets["posteriors"], pages, {}))
+    journal = journal_path(path, out)
+    # emseg's own hidden bookkeeping: one an interrupted run left is replaced
+    io.write_json(journal, {"outputs": [p.name for p in targets.values()]}, overwrite=True)
     _write_all(writes, overwrite)
     write_seconds = time.perf_counter() - clock
 
@@ -216,6 +232,8 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
             },
         }
     io.write_json(targets["report"], report, overwrite=overwrite)
+    with contextlib.suppress(OSError):  # the report now proves the outputs are emseg's
+        os.unlink(journal)
     return report
 
 

@@ -122,3 +122,28 @@ def test_dicom_folder_with_mixed_series_refused(tmp_path):
     write_dicom_series(tmp_path / "mixed", volume, series="2.2", start=10)
     with pytest.raises(EmsegError, match="mixes 2 DICOM series"):
         read_dicom_folder(tmp_path / "mixed")
+
+
+@pytest.mark.parametrize("name", ["labels.nii.gz", "labels.nii"])
+def test_write_nifti_never_writes_through_a_planted_symlink(tmp_path, monkeypatch, name):
+    """Someone who can write to the output folder plants symlinks at every name emseg
+    could write besides its own exclusive temporary file: none is followed, and the
+    output is whole (as nibabel itself writes it)."""
+    import secrets
+
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    monkeypatch.setattr(secrets, "token_hex", lambda n: "0123abcd")  # a predictable temp
+    tmp = f".{name}.0123abcd.tmp"
+    for planted in (tmp + ".nii.gz", tmp + ".nii", tmp + ".gz"):
+        (out_dir / planted).symlink_to(victim)
+    labels = np.arange(60, dtype=np.uint8).reshape(3, 4, 5)
+    write_nifti(out_dir / name, labels, None)
+    assert victim.read_bytes() == b"precious"
+    reference = nib.Nifti1Image(np.transpose(labels, (2, 1, 0)), np.eye(4))
+    reference.set_data_dtype(np.uint8)
+    reference.header.set_slope_inter(1.0, 0.0)
+    nib.save(reference, tmp_path / name)
+    assert (out_dir / name).read_bytes() == (tmp_path / name).read_bytes()
