@@ -45,7 +45,7 @@ from .mixture import GaussianMixture
 CRITERIA = ("separation", "bic", "icl")
 # Ashman's D between the two closest components; see the module docstring and
 # benchmarks/bench_select_k.py for the measurement that set it.
-MIN_SEPARATION = 2.5
+MIN_SEPARATION = 2.7
 
 
 @dataclass
@@ -123,12 +123,9 @@ def _pick(table, criterion, threshold):
     """Index of the chosen row."""
     if criterion in ("bic", "icl"):
         return int(np.argmin([row[criterion] for row in table]))
-    last = 0  # the first K is always allowed: there is nothing smaller to fall back on
-    for i, row in enumerate(table[1:], start=1):
-        if row["min_separation"] < threshold:
-            break
-        last = i
-    return int(np.argmin([row["bic"] for row in table[: last + 1]]))
+    # the smallest K is always eligible: there is nothing smaller to fall back on
+    eligible = [i for i, row in enumerate(table) if i == 0 or row["min_separation"] >= threshold]
+    return min(eligible, key=lambda i: table[i]["bic"])
 
 
 def n_parameters(covariance_type, k, d):
