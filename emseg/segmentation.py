@@ -93,7 +93,8 @@ def segment(
 
     ``image``: (H, W) grey, (H, W, 3|4) colour, (Z, H, W) grey volume or (Z, H, W, 3|4)
     colour volume, uint8, uint16 or float; pixels whose alpha is 0 take no part.
-    ``k``: number of classes, or ``"auto"`` to choose it from 2..``k_max`` by BIC.
+    ``k``: number of classes, or ``"auto"`` to choose it from 2..``k_max``: the lowest BIC
+    among fits whose classes stand apart (:mod:`emseg.selection`); warns when it is k_max.
     ``color_space``: auto (gray for grey images, lab for colour), gray, rgb, lab, hsv.
     ``spatial``: weight of the pixel coordinates appended to the features (0: none).
     ``mask``: boolean array of the spatial shape; False pixels are left out (label -1).
