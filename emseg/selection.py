@@ -18,29 +18,30 @@ Criteria (``criterion=``):
 - ``"icl"``: the lowest ICL, BIC plus twice the entropy of the responsibilities
   (Biernacki, Celeux & Govaert 2000).
 
-The measurement that chose the rule (``benchmarks/bench_select_k.py``; 200 seeded
-phantoms with 2-6 classes, noise 1/6 to 0.36 of the spacing between class means,
-stored as uint8, narrow uint16 and float32, fitted on min-max scaled histogram rows
-with k-means initialisation and 5 restarts; 14 images from ``skimage.data``):
+The measurement that chose the rule (``benchmarks/bench_select_k.py``: seeded
+phantoms with 2-6 classes stored as uint8, narrow uint16 and float32, fitted on
+min-max scaled histogram rows with k-means initialisation and 5 restarts; 8 images
+from ``skimage.data``). Exact K on its 90 phantoms (noise a third and a quarter of
+the spacing between class means): separation 90, knee of the log-likelihood curve
+72, BIC with Kish's effective sample size of the weights 65, ICL 64, BIC 34.
 
-- BIC found the true K on 90 of 200 phantoms and chose k_max (8) on 96. The pixel
-  count (16 384 here, millions in real images) makes any departure from a Gaussian
-  worth another component: the darkest and brightest classes are clipped at 0 and
-  255, and BIC splits them. On 8 of the 14 real images it chose k_max.
-- A covariance floor at the quantisation step (``step**2 / 12``) changed nothing:
-  the extra components spread over tens of grey levels, none collapses onto one or
-  two. That is not what drives BIC to k_max.
-- ICL: 125 of 200. It stops early on real images, but its entropy term grows with
-  every boundary between overlapping classes, so it merges true classes (6 classes
-  with noise a third of the spacing: ICL chooses 2).
-- An effective sample size (Kish's, of the histogram weights) and a knee of the
-  log-likelihood curve: each fails on some storage types or class counts (table in
-  the benchmark).
-- Smallest separation: at the true K it was at least 2.99 with noise up to a third
-  of the spacing (2.80 at 0.36); every fit with more components than classes had a
-  pair closer than 2.63 (1.98 with noise a sixth of the spacing). A threshold of 2.7
-  recovers K on all 200 phantoms. On the real images it chooses 2 or 3 (camera 3,
-  coins 3, moon 2), where BIC chose 8, 6 and 4.
+- BIC chose k_max (8) on most phantoms with noise a third of the spacing, and on
+  camera and page. The pixel count (16 384 here, millions in real images) makes any
+  departure from a Gaussian worth another component: the darkest and brightest
+  classes are clipped at 0 and 255, and BIC splits them.
+- A covariance floor at the quantisation step (``step**2 / 12``) is not what drives
+  BIC to k_max: refitted with it, BIC chose the same K on all 90 phantoms and one
+  more on 2 of the 8 images. The extra components BIC takes are tens of grey levels
+  wide, not collapsed onto one or two levels.
+- ICL stops early on real images, but its entropy term grows with every boundary
+  between overlapping classes, so it merges true classes (5 or 6 classes with noise
+  a third of the spacing: ICL mostly chooses 2).
+- Smallest separation (``--wide``: 200 phantoms, noise 1/6 to 0.36 of the spacing):
+  at the true K at least 2.99 with noise up to a third of the spacing (2.80 at
+  0.36); every fit with more components than classes had a pair at most 2.63 apart
+  (1.98 with noise a sixth of the spacing). The threshold 2.7 recovers K on all 200.
+  On the real images the rule chooses 2 or 3 (camera 3, coins 3, moon 2), where BIC
+  chose 8, 6 and 4.
 """
 
 from dataclasses import dataclass
