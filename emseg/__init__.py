@@ -13,7 +13,7 @@ import os as _os
 # wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from ._errors import ConvergenceWarning, EmptyComponentWarning, EmsegError
+from ._errors import ConvergenceWarning, EmptyComponentWarning, EmsegError, KChoiceWarning
 from ._version import __version__
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "EmsegError",
     "GaussianHMM",
     "GaussianMixture",
+    "KChoiceWarning",
     "Segmentation",
     "SegmentationModel",
     "__version__",

@@ -15,3 +15,8 @@ class ConvergenceWarning(UserWarning):
 
 class EmptyComponentWarning(UserWarning):
     """A mixture component lost all its weight and was re-seeded."""
+
+
+class KChoiceWarning(UserWarning):
+    """``k="auto"`` chose ``k_max``, the largest K it tried: a larger ``k_max`` might
+    choose more."""

@@ -57,7 +57,7 @@ def model_options(command):
     decorators = [
         click.option(
             "-k", "--classes", type=ClassesType(), default=3, show_default=True,
-            help="Number of classes, or 'auto' to choose it by BIC.",
+            help="Number of classes, or 'auto' to choose it (BIC among well-separated fits).",
         ),
         click.option(
             "--k-max", type=click.IntRange(2), default=8, show_default=True,
@@ -284,7 +284,8 @@ def _run_one(path, out, *, options, overwrite, quiet, verbose):
     )
     if verbose and report["bic_table"]:
         for row in report["bic_table"]:
-            _say(f"  K={row['k']}: BIC {row['bic']:.1f}", quiet)
+            _say(f"  K={row['k']}: BIC {row['bic']:.1f}, separation "
+                 f"{row['min_separation']:.2f}", quiet)
 
 
 # --------------------------------------------------------------------------- many images

@@ -533,8 +533,8 @@ def fit_summary(summary, k, *, covariance_type="full", random_state=0, k_max=8, 
                 **em_options):
     """Fit a :class:`SegmentationModel` on a merged :class:`PixelSummary`.
 
-    ``k`` is a number of classes or ``"auto"`` (BIC over 2..``k_max``, with the number
-    of pixels as the sample size). Other keywords go to :class:`~emseg.GaussianMixture`.
+    ``k`` is a number of classes or ``"auto"`` (chosen from 2..``k_max`` by
+    :func:`emseg.selection.choose_k`, with the number of pixels as the sample size). Other keywords go to :class:`~emseg.GaussianMixture`.
     """
     from .mixture import GaussianMixture
     from .segmentation import _choose_k, _order_by_luminance

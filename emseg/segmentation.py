@@ -7,12 +7,13 @@ fitting every pixel, on 256 rows for an 8-bit grey image instead of millions.
 """
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
-from ._errors import EmsegError
+from ._errors import EmsegError, KChoiceWarning
 from ._validation import check_beta, check_int
 from .features import (
     FeatureSpec,
@@ -24,6 +25,7 @@ from .features import (
     value_features,
 )
 from .mixture import GaussianMixture, logsumexp_rows
+from .selection import choose_k
 
 
 @dataclass
@@ -90,7 +92,8 @@ def segment(
 
     ``image``: (H, W) grey, (H, W, 3|4) colour, (Z, H, W) grey volume or (Z, H, W, 3|4)
     colour volume, uint8, uint16 or float; pixels whose alpha is 0 take no part.
-    ``k``: number of classes, or ``"auto"`` to choose it from 2..``k_max`` by BIC.
+    ``k``: number of classes, or ``"auto"`` to choose it from 2..``k_max``: the lowest BIC
+    among fits whose classes stand apart (:mod:`emseg.selection`); warns when it is k_max.
     ``color_space``: auto (gray for grey images, lab for colour), gray, rgb, lab, hsv.
     ``spatial``: weight of the pixel coordinates appended to the features (0: none).
     ``mask``: boolean array of the spatial shape; False pixels are left out (label -1).
@@ -340,20 +343,15 @@ def _valid_pixels(shape, alpha, mask, values=None):
 
 
 def _choose_k(X, weights, n_valid, n_distinct, k_max, options):
-    k_max = check_int(k_max, "k_max", 2)
-    table, best = [], None
-    for k in range(2, min(k_max, n_distinct) + 1):
-        model = GaussianMixture(k, **options).fit(X, sample_weight=weights)
-        loglik = float(np.dot(weights, model.score_samples(X))) if weights is not None else float(
-            model.score_samples(X).sum()
+    choice = choose_k(X, weights, n_valid, k_max, options, n_distinct=n_distinct)
+    if choice.at_k_max:
+        warnings.warn(
+            f"k='auto' chose k_max={choice.k}, the largest K tried; raise k_max to "
+            "consider more classes",
+            KChoiceWarning,
+            stacklevel=3,
         )
-        bic = -2 * loglik + model._n_parameters() * np.log(n_valid)
-        table.append({"k": k, "bic": bic, "log_likelihood": loglik})
-        if best is None or bic < best[0]:
-            best = (bic, model)
-    if best is None:
-        raise EmsegError(f"only {n_distinct} distinct pixel value(s); cannot make 2 classes")
-    return best[1], table
+    return choice.model, choice.table
 
 
 def _order_by_luminance(model, resp, lum, counts):
