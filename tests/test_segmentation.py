@@ -185,7 +185,7 @@ def _three_regions(rng, sigma, shape=(90, 120)):
 
 
 def test_mrf_beta_zero_is_the_plain_mixture_and_beta_cleans_noise():
-    img, truth = _three_regions(np.random.default_rng(0), 45)
+    img, truth = _three_regions(np.random.default_rng(0), 30)
     plain = segment(img, 3)
     zero = segment(img, 3, beta=0.0)
     np.testing.assert_array_equal(plain.labels, zero.labels)
@@ -242,13 +242,13 @@ def test_multichannel_volume_uses_every_channel():
 
 
 def test_mrf_class_left_empty_goes_last_not_first():
-    # two materials, six classes, strong smoothing: the field empties some classes;
+    # two materials, seven classes, strong smoothing: the field empties some classes;
     # label 0 must still be the darkest class that holds pixels
     rng = np.random.default_rng(0)
     truth = np.zeros((60, 80), int)
     truth[:, 40:] = 1
     img = np.clip((0.3 + 0.4 * truth + rng.normal(0, 0.1, truth.shape)) * 255, 0, 255)
-    seg = segment(img.astype(np.uint8), 6, beta=2.0)
+    seg = segment(img.astype(np.uint8), 7, beta=3.0)
     filled = seg.fractions > 0
     assert not filled.all()  # the case this test is about
     assert list(filled) == sorted(filled, reverse=True)  # empty classes last
