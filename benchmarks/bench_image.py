@@ -47,9 +47,10 @@ def make_photo():
 
 def lab_features(photo):
     """Every pixel's features exactly as emseg computes them (color_space='lab')."""
-    from emseg.features import value_features
+    from emseg.features import FeatureSpec, value_features
 
-    return value_features(photo.reshape(-1, 3), "lab")
+    pixels = photo.reshape(-1, 3)
+    return value_features(pixels, FeatureSpec("lab").with_range(pixels))
 
 
 def timed(fn, repeats):

@@ -80,8 +80,9 @@ def model_options(command):
         click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
                      help="Random seed."),
         click.option(
-            "--max-iter", type=click.IntRange(1), default=100, show_default=True,
-            help="Most EM iterations.",
+            "--max-iter", type=click.IntRange(1), default=None,
+            help="Most EM iterations [default: 1000 for small fits such as an image's grey "
+            "levels, else 100].",
         ),
         click.option(
             "--tol", type=FiniteFloatRange(min=0), default=None,
@@ -621,7 +622,8 @@ def gmm():
 @click.argument("table", type=click.Path())
 @click.option("-k", "--classes", type=click.IntRange(1), required=True, help="Components.")
 @click.option("--covariance", type=_COVARIANCE, default="full", show_default=True)
-@click.option("--max-iter", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--max-iter", type=click.IntRange(1), default=None,
+              help="Most EM iterations [default: 1000 for small tables, else 100].")
 @click.option("--model", "model_path", type=click.Path(), help="Write the fitted model (JSON).")
 @click.option("--labels", "labels_path", type=click.Path(),
               help="Write labels.csv: row, label, probability of each class.")
@@ -632,7 +634,7 @@ def gmm_fit(table, classes, covariance, max_iter, model_path, labels_path, colum
     from .tabular import gmm_fit as work
 
     s = _table_call(debug, quiet, work, table, classes, columns=columns,
-                    covariance_type=covariance, random_state=seed, max_iter=max_iter,
+                    covariance_type=covariance, random_state=seed, max_iter=max_iter or "auto",
                     tol="auto" if tol is None else tol, n_init=n_init or "auto", model_path=model_path,
                     labels_path=labels_path, overwrite=overwrite)
     _say(f"{table}: {s['rows']} rows x {len(s['columns'])} columns ({', '.join(s['columns'])}) "
@@ -652,7 +654,8 @@ def gmm_fit(table, classes, covariance, max_iter, model_path, labels_path, colum
 @click.option("--k-max", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--covariance", "covariances", type=_COVARIANCE, multiple=True,
               help="Covariance types to try (repeatable; default all four).")
-@click.option("--max-iter", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--max-iter", type=click.IntRange(1), default=None,
+              help="Most EM iterations [default: 1000 for small tables, else 100].")
 @table_fit_options
 def gmm_select(table, k_max, covariances, max_iter, columns, seed, tol, n_init, overwrite,
                quiet, debug):
@@ -661,7 +664,7 @@ def gmm_select(table, k_max, covariances, max_iter, columns, seed, tol, n_init, 
 
     rows, best, _ = _table_call(debug, quiet, work, table, k_max, columns=columns,
                                 covariance_types=covariances or None, random_state=seed,
-                                max_iter=max_iter, tol="auto" if tol is None else tol,
+                                max_iter=max_iter or "auto", tol="auto" if tol is None else tol,
                                 n_init=n_init or "auto")
     click.echo(f"{'covariance':<10} {'K':>3} {'BIC':>16} {'AIC':>16} {'log-likelihood':>16}")
     for r in rows:
@@ -692,7 +695,8 @@ def gmm_predict(model_file, table, output, overwrite, quiet, debug):
               help="Fit a mixture of K components here...")
 @click.option("--model", "model_path", type=click.Path(), help="...or use a fitted model.")
 @click.option("--covariance", type=_COVARIANCE, default="full", show_default=True)
-@click.option("--max-iter", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--max-iter", type=click.IntRange(1), default=None,
+              help="Most EM iterations [default: 1000 for small tables, else 100].")
 @table_fit_options
 def gmm_impute(table, output, classes, model_path, covariance, max_iter, columns, seed, tol,
                n_init, overwrite, quiet, debug):
@@ -704,7 +708,7 @@ def gmm_impute(table, output, classes, model_path, covariance, max_iter, columns
 
     s = _table_call(debug, quiet, work, table, output, k=classes, model_path=model_path,
                     columns=columns, covariance_type=covariance, random_state=seed,
-                    max_iter=max_iter, tol="auto" if tol is None else tol, n_init=n_init or "auto",
+                    max_iter=max_iter or "auto", tol="auto" if tol is None else tol, n_init=n_init or "auto",
                     overwrite=overwrite)
     _say(f"{table}: {s['filled']} missing cells filled (K={s['k']}) into {output}", quiet)
 

@@ -104,7 +104,8 @@ class _ChunkedEM:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                run_em(self.gm, data.sample, n_init=1, max_iter=self.gm.max_iter,
+                run_em(self.gm, data.sample, n_init=1,
+                       max_iter=self.gm._iterations(data.sample.X.shape[0], data.sample.X.shape[1]),
                        tol=self.gm._tolerance(data.sample.X.shape[0], data.sample.X.shape[1]),
                        rng=rng, start_bound=-np.inf, accelerate=self.gm.accelerate)
 
@@ -160,6 +161,7 @@ def fit_dask_array(gm, X, sample_weight=None):
     data = _ChunkedData(blocks, summary["clean"], sample, summary["weight"], prefit)
     gm.reg_covar_ = gm._floor_from_moments(summary["moments"])
     gm.tol_ = gm._tolerance(int(X.shape[0]), D)
+    gm.max_iter_ = gm._iterations(int(X.shape[0]), D)
     gm._fit_data = sample  # rows to re-seed an emptied component on (None: the means)
     try:
         result = run_em(
@@ -167,7 +169,7 @@ def fit_dask_array(gm, X, sample_weight=None):
             data,
             n_init=gm._restarts(int(X.shape[0]), D),
             accelerate=gm.accelerate,
-            max_iter=gm.max_iter,
+            max_iter=gm.max_iter_,
             tol=gm.tol_,
             rng=as_generator(gm.random_state),
             start_bound=gm.lower_bound_ if warm else None,

@@ -118,7 +118,8 @@ class GaussianMixture:
       features^2 up to 2e5, e.g. an image's few hundred grey levels), 3 up to 2e6,
       else 1; the restart with the highest log-likelihood is kept.
     - ``tol="auto"``: 1e-6 (change in mean log-likelihood per sample) where an
-      iteration is cheap (the same measure up to 2e6), else scikit-learn's 1e-3.
+      iteration is cheap (the same measure up to 2e6), else scikit-learn's 1e-3; and
+      ``max_iter="auto"``: 1000 iterations where they are cheap, else 100.
     - ``init_params="kmeans"``: k-means++ seeds refined by Lloyd's k-means, as
       scikit-learn's default.
     - ``accelerate=True``: SQUAREM extrapolation (Varadhan & Roland 2008) between
@@ -130,7 +131,7 @@ class GaussianMixture:
     ``converged_``, ``n_iter_``, ``lower_bound_`` (weighted mean log-likelihood per
     sample of the parameters the last M-step started from), ``history_`` (that value
     for every iteration of the kept restart), ``reg_covar_`` (the floor used, one value
-    per feature), ``tol_`` (the tolerance used), ``n_init_`` and
+    per feature), ``tol_`` and ``max_iter_`` (the values used), ``n_init_`` and
     ``restart_lower_bounds_`` (each restart's final value). Components are ordered by the mean of their first feature, ascending.
 
     ``callback(iteration, lower_bound)`` is called after every EM iteration.
@@ -149,7 +150,7 @@ class GaussianMixture:
         covariance_type="full",
         tol="auto",
         reg_covar="auto",
-        max_iter=100,
+        max_iter="auto",
         n_init="auto",
         init_params="kmeans",
         weights_init=None,
@@ -199,13 +200,14 @@ class GaussianMixture:
         self.reg_covar_ = self._covariance_floor(data)
         n_rows = data.X.shape[0] + sum(p.X.shape[0] for p in data.patterns)
         self.tol_ = self._tolerance(n_rows, X.shape[1])
+        self.max_iter_ = self._iterations(n_rows, X.shape[1])
         self._fit_data = data
         try:
             result = run_em(
                 self,
                 data,
                 n_init=self._restarts(n_rows, X.shape[1]),
-                max_iter=self.max_iter,
+                max_iter=self.max_iter_,
                 tol=self.tol_,
                 rng=as_generator(self.random_state),
                 start_bound=self.lower_bound_ if warm else None,
@@ -223,12 +225,20 @@ class GaussianMixture:
         work = n_rows * self.n_components * n_features**2
         return next((n for limit, n in _AUTO_RESTARTS if work <= limit), 1)
 
+    def _cheap(self, n_rows, n_features):
+        return n_rows * self.n_components * n_features**2 <= _AUTO_RESTARTS[-1][0]
+
     def _tolerance(self, n_rows, n_features):
         """``tol`` as a number: "auto" by the cost of one iteration (see the class doc)."""
         if self.tol != "auto":
             return self.tol
-        cheap = n_rows * self.n_components * n_features**2 <= _AUTO_RESTARTS[-1][0]
-        return 1e-6 if cheap else 1e-3
+        return 1e-6 if self._cheap(n_rows, n_features) else 1e-3
+
+    def _iterations(self, n_rows, n_features):
+        """``max_iter`` as a number: "auto" by the cost of one iteration."""
+        if self.max_iter != "auto":
+            return self.max_iter
+        return 1000 if self._cheap(n_rows, n_features) else 100
 
     def _covariance_floor(self, data):
         """The covariance floor per feature: ``reg_covar``, or with "auto" a fraction
@@ -268,7 +278,8 @@ class GaussianMixture:
             check_float(self.tol, "tol")
         if self.reg_covar != "auto":
             check_float(self.reg_covar, "reg_covar")
-        check_int(self.max_iter, "max_iter", 0)
+        if self.max_iter != "auto":
+            check_int(self.max_iter, "max_iter", 0)
         if self.n_init != "auto":
             check_int(self.n_init, "n_init", 1)
         check_choice(self.init_params, "init_params", INIT_METHODS)
@@ -378,7 +389,7 @@ class GaussianMixture:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                run_em(self, start, n_init=1, max_iter=self.max_iter,
+                run_em(self, start, n_init=1, max_iter=self._iterations(start.X.shape[0], X.shape[1]),
                        tol=self._tolerance(start.X.shape[0], X.shape[1]), rng=rng,
                        start_bound=-np.inf, accelerate=self.accelerate)
 

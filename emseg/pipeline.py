@@ -26,7 +26,7 @@ class RunOptions:
     spatial: float = 0.0
     covariance: str = "full"
     seed: int = 0
-    max_iter: int = 100
+    max_iter: object = "auto"  # a number, or "auto" (see GaussianMixture)
     tol: object = "auto"  # a number, or "auto" (see GaussianMixture)
     mask_path: str | None = None
     posteriors: bool = False
@@ -39,6 +39,8 @@ class RunOptions:
     def __post_init__(self):
         if self.tol is None:  # the CLI's "not given"
             self.tol = "auto"
+        if self.max_iter is None:
+            self.max_iter = "auto"
 
     def to_dict(self):
         return asdict(self)

@@ -110,7 +110,7 @@ def _optional_name(path, d, key):
 
 
 def gmm_fit(table_path, k, *, columns=None, covariance_type="full", random_state=0,
-            max_iter=100, tol="auto", n_init="auto", model_path=None, labels_path=None,
+            max_iter="auto", tol="auto", n_init="auto", model_path=None, labels_path=None,
             overwrite=False):
     """Fit a K-component mixture to a table's columns (missing cells by EM); write the
     model and/or labels.csv. Returns a summary dict."""
@@ -138,7 +138,7 @@ def gmm_fit(table_path, k, *, columns=None, covariance_type="full", random_state
 
 
 def gmm_select(table_path, k_max, *, columns=None, covariance_types=None, random_state=0,
-               max_iter=100, tol="auto", n_init="auto", callback=None):
+               max_iter="auto", tol="auto", n_init="auto", callback=None):
     """BIC and AIC over K = 1..k_max and covariance types: ``(rows, best, table)``."""
     from . import table as tab
     from .mixture import COVARIANCE_TYPES
@@ -169,7 +169,7 @@ def gmm_predict(model_path, table_path, labels_path, *, overwrite=False):
 
 
 def gmm_impute(table_path, output_path, *, k=None, model_path=None, columns=None,
-               covariance_type="full", random_state=0, max_iter=100, tol="auto", n_init="auto",
+               covariance_type="full", random_state=0, max_iter="auto", tol="auto", n_init="auto",
                overwrite=False):
     """Fill a table's missing cells with their expectation under a mixture: fitted here
     with ``k`` components, or read from ``model_path``. Writes the table again with only

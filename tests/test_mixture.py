@@ -142,7 +142,7 @@ def test_fit_returns_self_and_sets_fitted_attributes(blobs_2d, covariance_type):
     assert gm.precisions_cholesky_.shape == cov_shape[covariance_type]
     np.testing.assert_allclose(gm.weights_.sum(), 1.0)
     assert gm.converged_ is True
-    assert isinstance(gm.n_iter_, int) and 1 <= gm.n_iter_ <= gm.max_iter
+    assert isinstance(gm.n_iter_, int) and 1 <= gm.n_iter_ <= gm.max_iter_
     assert isinstance(gm.lower_bound_, float)
     assert gm.history_.shape == (gm.n_iter_,)
     assert gm.history_[-1] == gm.lower_bound_
@@ -929,7 +929,7 @@ def test_converged_without_warning(overlapping_2d, covariance_type):
         warnings.simplefilter("error", ConvergenceWarning)
         gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
     assert gm.converged_ is True
-    assert gm.n_iter_ < gm.max_iter
+    assert gm.n_iter_ < gm.max_iter_
     assert abs(gm.history_[-1] - gm.history_[-2]) < gm.tol_
     assert (np.abs(np.diff(gm.history_))[:-1] >= gm.tol_).all()
 
