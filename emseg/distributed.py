@@ -104,10 +104,9 @@ class _ChunkedEM:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                run_em(self.gm, data.sample, n_init=1,
-                       max_iter=self.gm._iterations(data.sample.X.shape[0], data.sample.X.shape[1]),
-                       tol=self.gm._tolerance(data.sample.X.shape[0], data.sample.X.shape[1]),
-                       rng=rng, start_bound=-np.inf, accelerate=self.gm.accelerate)
+                _, max_iter, tol = self.gm._settings(*data.sample.X.shape)
+                run_em(self.gm, data.sample, n_init=1, max_iter=max_iter, tol=tol, rng=rng,
+                       start_bound=-np.inf, accelerate=self.gm.accelerate)
 
     def _e_step(self, data):
         import dask
@@ -160,14 +159,13 @@ def fit_dask_array(gm, X, sample_weight=None):
     prefit = rate < 1.0 and not all(p is not None for p in supplied)
     data = _ChunkedData(blocks, summary["clean"], sample, summary["weight"], prefit)
     gm.reg_covar_ = gm._floor_from_moments(summary["moments"])
-    gm.tol_ = gm._tolerance(int(X.shape[0]), D)
-    gm.max_iter_ = gm._iterations(int(X.shape[0]), D)
+    n_init, gm.max_iter_, gm.tol_ = gm._settings(int(X.shape[0]), D)
     gm._fit_data = sample  # rows to re-seed an emptied component on (None: the means)
     try:
         result = run_em(
             _ChunkedEM(gm),
             data,
-            n_init=gm._restarts(int(X.shape[0]), D),
+            n_init=n_init,
             accelerate=gm.accelerate,
             max_iter=gm.max_iter_,
             tol=gm.tol_,

@@ -132,7 +132,8 @@ class GaussianMixture:
     sample of the parameters the last M-step started from), ``history_`` (that value
     for every iteration of the kept restart), ``reg_covar_`` (the floor used, one value
     per feature), ``tol_`` and ``max_iter_`` (the values used), ``n_init_`` and
-    ``restart_lower_bounds_`` (each restart's final value). Components are ordered by the mean of their first feature, ascending.
+    ``restart_lower_bounds_`` (each restart's final value). Components are ordered by
+    the mean of their first feature, ascending.
 
     ``callback(iteration, lower_bound)`` is called after every EM iteration.
     """
@@ -199,14 +200,13 @@ class GaussianMixture:
             )
         self.reg_covar_ = self._covariance_floor(data)
         n_rows = data.X.shape[0] + sum(p.X.shape[0] for p in data.patterns)
-        self.tol_ = self._tolerance(n_rows, X.shape[1])
-        self.max_iter_ = self._iterations(n_rows, X.shape[1])
+        n_init, self.max_iter_, self.tol_ = self._settings(n_rows, X.shape[1])
         self._fit_data = data
         try:
             result = run_em(
                 self,
                 data,
-                n_init=self._restarts(n_rows, X.shape[1]),
+                n_init=n_init,
                 max_iter=self.max_iter_,
                 tol=self.tol_,
                 rng=as_generator(self.random_state),
@@ -218,31 +218,21 @@ class GaussianMixture:
             del self._fit_data
         return self._finish_fit(result)
 
-    def _restarts(self, n_rows, n_features):
-        """``n_init`` as a number: "auto" by the cost of one restart (see the class doc)."""
-        if self.n_init != "auto":
-            return self.n_init
+    def _settings(self, n_rows, n_features):
+        """``(n_init, max_iter, tol)`` as numbers: each "auto" one by the cost of a pass
+        over the rows, rows x components x features^2 (see the class doc)."""
         work = n_rows * self.n_components * n_features**2
-        return next((n for limit, n in _AUTO_RESTARTS if work <= limit), 1)
-
-    def _cheap(self, n_rows, n_features):
-        return n_rows * self.n_components * n_features**2 <= _AUTO_RESTARTS[-1][0]
-
-    def _tolerance(self, n_rows, n_features):
-        """``tol`` as a number: "auto" by the cost of one iteration (see the class doc)."""
-        if self.tol != "auto":
-            return self.tol
-        return 1e-6 if self._cheap(n_rows, n_features) else 1e-3
-
-    def _iterations(self, n_rows, n_features):
-        """``max_iter`` as a number: "auto" by the cost of one iteration."""
-        if self.max_iter != "auto":
-            return self.max_iter
-        return 1000 if self._cheap(n_rows, n_features) else 100
+        cheap = work <= _AUTO_RESTARTS[-1][0]
+        n_init = next((n for limit, n in _AUTO_RESTARTS if work <= limit), 1)
+        return (
+            n_init if self.n_init == "auto" else self.n_init,
+            (1000 if cheap else 100) if self.max_iter == "auto" else self.max_iter,
+            (1e-6 if cheap else 1e-3) if self.tol == "auto" else self.tol,
+        )
 
     def _covariance_floor(self, data):
         """The covariance floor per feature: ``reg_covar``, or with "auto" a fraction
-        ``RELATIVE_FLOOR`` of each feature's weighted variance (see :func:`floor_from_moments`)."""
+        ``RELATIVE_FLOOR`` of each feature's weighted variance (see :meth:`_floor_from_moments`)."""
         if self.reg_covar != "auto":
             return np.full(data.X.shape[1], float(self.reg_covar))
         parts = [column_moments(data.X, data.w)] + [column_moments(p.X, p.w) for p in data.patterns]
@@ -389,8 +379,8 @@ class GaussianMixture:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                run_em(self, start, n_init=1, max_iter=self._iterations(start.X.shape[0], X.shape[1]),
-                       tol=self._tolerance(start.X.shape[0], X.shape[1]), rng=rng,
+                _, max_iter, tol = self._settings(*start.X.shape)
+                run_em(self, start, n_init=1, max_iter=max_iter, tol=tol, rng=rng,
                        start_bound=-np.inf, accelerate=self.accelerate)
 
     def _subsample(self, data, rng):
@@ -669,14 +659,7 @@ class GaussianMixture:
         return self._weighted_log_prob(self._check_fitted(X)).argmax(axis=1)
 
     def _n_parameters(self):
-        K, D = self.means_.shape
-        cov = {
-            "full": K * D * (D + 1) / 2,
-            "tied": D * (D + 1) / 2,
-            "diag": K * D,
-            "spherical": K,
-        }[self.covariance_type]
-        return int(cov + K * D + K - 1)
+        return n_parameters(self.covariance_type, *self.means_.shape)
 
     def bic(self, X):
         """Bayesian information criterion on ``X`` (lower is better)."""
@@ -704,7 +687,7 @@ class GaussianMixture:
         check_int(n_samples, "n_samples", 1)
         rng = as_generator(self.random_state)
         counts = rng.multinomial(n_samples, self.weights_)
-        cov = _full_covariances(self)
+        cov = full_covariances(self)
         X = np.concatenate(
             [rng.multivariate_normal(m, c, int(n)) for m, c, n in zip(self.means_, cov, counts)]
         )
@@ -823,7 +806,19 @@ def _group_patterns(missing, incomplete):
         yield rows, ~missing[rows[0]]
 
 
-def _full_covariances(gm):
+def n_parameters(covariance_type, k, d):
+    """Free parameters of a k-component mixture in d dimensions."""
+    cov = {
+        "full": k * d * (d + 1) / 2,
+        "tied": d * (d + 1) / 2,
+        "diag": k * d,
+        "spherical": k,
+    }[covariance_type]
+    return int(cov + k * d + k - 1)
+
+
+def full_covariances(gm):
+    """The fitted covariances of ``gm`` as a (K, D, D) array, whatever its type."""
     K, D = gm.means_.shape
     cov = gm.covariances_
     if gm.covariance_type == "full":
@@ -844,7 +839,7 @@ class _PatternParts:
         self.means = gm.means_
         with np.errstate(divide="ignore"):
             self.log_weights = np.log(gm.weights_)
-        cov = _full_covariances(gm)
+        cov = full_covariances(gm)
         o, m = self.o, self.m
         self.chol, self.log_det, self.regress, self.cond_cov = [], [], [], []
         from scipy import linalg  # only for missing values: plain fits do without scipy

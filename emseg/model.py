@@ -28,7 +28,6 @@ import numpy as np
 
 from ._errors import EmsegError
 from ._jsonfields import check_header, field_array, field_int, fit_info, is_number, kind
-from ._validation import check_int
 from ._version import __version__
 from .features import (
     FeatureSpec,
@@ -534,24 +533,15 @@ def fit_summary(summary, k, *, covariance_type="full", random_state=0, k_max=8, 
     """Fit a :class:`SegmentationModel` on a merged :class:`PixelSummary`.
 
     ``k`` is a number of classes or ``"auto"`` (chosen from 2..``k_max`` by
-    :func:`emseg.selection.choose_k`, with the number of pixels as the sample size). Other keywords go to :class:`~emseg.GaussianMixture`.
+    :func:`emseg.selection.choose_k`, with the number of pixels as the sample size).
+    Other keywords go to :class:`~emseg.GaussianMixture`.
     """
-    from .mixture import GaussianMixture
-    from .segmentation import _choose_k, _order_by_luminance
+    from .segmentation import _fit_mixture, _order_by_luminance
 
     spec, X, w, lum = summary.training_rows()
-    n_distinct = X.shape[0]
     options = dict(covariance_type=covariance_type, random_state=random_state, **em_options)
-    if k == "auto":
-        gm, bic_table = _choose_k(X, w, summary.n_pixels, n_distinct, k_max, options)
-    else:
-        k = check_int(k, "k", 1)
-        if k > n_distinct:
-            raise EmsegError(
-                f"only {n_distinct} distinct pixel value(s) in all the images, cannot make "
-                f"{k} classes; lower k"
-            )
-        gm, bic_table = GaussianMixture(k, **options).fit(X, sample_weight=w), None
+    gm, bic_table = _fit_mixture(X, w, summary.n_pixels, X.shape[0], k, k_max, options,
+                                 " in all the images")
     _order_by_luminance(gm, gm.predict_proba(X), lum, w)  # components in label order
     mass = gm.predict_proba(X) * w[:, None]
     total = mass.sum(0)

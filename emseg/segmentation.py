@@ -33,8 +33,9 @@ class Segmentation:
     """The result of :func:`segment`.
 
     ``labels``: int32 array of the image's spatial shape, class 0..k-1 ordered darkest
-    first, -1 outside the mask (and where a float image holds NaN or infinity). ``posteriors`` (computed on first access): float32,
-    spatial shape + (k,), zero outside the mask. Per class: ``fractions`` (share of the
+    first, -1 outside the mask (and where a float image holds NaN or infinity).
+    ``posteriors`` (computed on first access): float32, spatial shape + (k,), zero
+    outside the mask. Per class: ``fractions`` (share of the
     pixels inside the mask) and ``mean_values`` (mean pixel value, in the image's own
     units, one column per channel). ``log_likelihood``: with ``model=``, the mean
     log-likelihood per pixel of this image under the model (None when fitted here).
@@ -144,17 +145,7 @@ def segment(
 
     clock = time.perf_counter()
     options = dict(covariance_type=covariance_type, random_state=random_state, **em_options)
-    if k == "auto":
-        model, bic_table = _choose_k(X, weights, n_valid, n_distinct, k_max, options)
-    else:
-        k = check_int(k, "k", 1)
-        if k > n_distinct:
-            raise EmsegError(
-                f"only {n_distinct} distinct pixel value(s), cannot make {k} classes; "
-                "lower k"
-            )
-        fit_weights = _without_saturation(X, weights)
-        model, bic_table = GaussianMixture(k, **options).fit(X, sample_weight=fit_weights), None
+    model, bic_table = _fit_mixture(X, weights, n_valid, n_distinct, k, k_max, options)
     timings["fit"] = time.perf_counter() - clock
 
     if beta != 0:
@@ -343,12 +334,23 @@ def _valid_pixels(shape, alpha, mask, values=None):
     return valid
 
 
-def _choose_k(X, weights, n_valid, n_distinct, k_max, options):
-    """``(model, table)`` for ``k="auto"`` (see :mod:`emseg.selection`), on the grey
-    histogram with its saturation spikes flattened (see :func:`_without_saturation`)."""
+def _fit_mixture(X, weights, n_pixels, n_distinct, k, k_max, options, where=""):
+    """``(model, table)``: the mixture of the feature rows ``X`` (weighted), with ``k``
+    classes, or with ``k="auto"`` the K :func:`emseg.selection.choose_k` picks from
+    2..``k_max`` (``table``: its whole curve; None for a given K; a
+    :class:`KChoiceWarning` when it picks ``k_max``). A grey histogram is fitted with
+    its saturation spikes flattened (see :func:`_without_saturation`). ``where`` ends
+    the too-few-values message (" in all the images" for a shared model)."""
     flat = _without_saturation(X, weights)
-    choice = choose_k(X, flat, n_valid, k_max, options, n_distinct=n_distinct)
-    model = choice.model
+    if k != "auto":
+        k = check_int(k, "k", 1)
+        if k > n_distinct:
+            raise EmsegError(
+                f"only {n_distinct} distinct pixel value(s){where}, cannot make {k} classes; "
+                "lower k"
+            )
+        return GaussianMixture(k, **options).fit(X, sample_weight=flat), None
+    choice = choose_k(X, flat, n_pixels, k_max, options, n_distinct=n_distinct)
     if choice.at_k_max:
         warnings.warn(
             f"k='auto' chose k_max={choice.k}, the largest K tried; raise k_max to "
@@ -356,7 +358,7 @@ def _choose_k(X, weights, n_valid, n_distinct, k_max, options):
             KChoiceWarning,
             stacklevel=3,
         )
-    return model, choice.table
+    return choice.model, choice.table
 
 
 def _without_saturation(X, weights):

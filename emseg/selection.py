@@ -71,7 +71,7 @@ import numpy as np
 
 from ._errors import ConvergenceWarning, EmsegError
 from ._validation import check_choice, check_float, check_int
-from .mixture import GaussianMixture
+from .mixture import GaussianMixture, full_covariances, n_parameters
 
 CRITERIA = ("separation", "bic", "icl")
 # Ashman's D below which two components are one class (see the module docstring).
@@ -170,28 +170,11 @@ def _pick(table, criterion, threshold):
     return min(eligible, key=lambda i: table[i]["bic"])
 
 
-def n_parameters(covariance_type, k, d):
-    """Free parameters of a K-component mixture in d dimensions."""
-    cov = {
-        "full": k * d * (d + 1) / 2,
-        "tied": d * (d + 1) / 2,
-        "diag": k * d,
-        "spherical": k,
-    }[covariance_type]
-    return int(cov + k * d + k - 1)
-
-
 def min_separation(model):
     """Ashman's D of the two closest components of a fitted mixture (inf for one)."""
     means = model.means_
-    k, d = means.shape
-    cov = np.asarray(model.covariances_, dtype=np.float64)
-    if model.covariance_type == "tied":
-        cov = np.broadcast_to(cov, (k, d, d))
-    elif model.covariance_type == "diag":
-        cov = cov[:, :, None] * np.eye(d)
-    elif model.covariance_type == "spherical":
-        cov = cov[:, None, None] * np.eye(d)
+    k = means.shape[0]
+    cov = full_covariances(model)
     best = np.inf
     for i in range(k):
         for j in range(i + 1, k):

@@ -143,7 +143,6 @@ def test_save_json_is_atomic_and_refuses_to_overwrite(tmp_path):
 # --------------------------------------------------------------------------- shared models
 
 from emseg import segment  # noqa: E402
-from emseg.features import FeatureSpec  # noqa: E402
 from emseg.model import (  # noqa: E402
     SegmentationModel,
     fit_model,
