@@ -218,6 +218,12 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
         "log_likelihood_history": gm.history_ if model is None else [],
         "iterations": gm.n_iter_,
         "converged": bool(gm.converged_),
+        # each restart's final mean log-likelihood per pixel, and the settings "auto" chose
+        "restart_log_likelihoods": gm.restart_lower_bounds_ if model is None else [],
+        "fit_settings": {
+            "n_init": gm.n_init_, "max_iter": gm.max_iter_, "tol": gm.tol_,
+            "reg_covar": gm.reg_covar_,
+        } if model is None else None,
         "timings_seconds": timings,
         "outputs": {name: str(p) for name, p in targets.items()},
     }
