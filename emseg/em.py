@@ -25,13 +25,20 @@ import numpy as np
 from ._errors import ConvergenceWarning
 
 
+# With several restarts, each runs until its bound changes by less than this, and only
+# the best one goes on to ``tol`` (the "short runs" strategy of Biernacki, Celeux &
+# Govaert 2003, "Choosing starting values for the EM algorithm"): restarts then cost a
+# few iterations each, however tight ``tol`` is.
+SHORT_TOL = 1e-3
+
+
 @dataclass
 class EMResult:
     lower_bound: float
     n_iter: int
     converged: bool
     history: list = field(default_factory=list)
-    restarts: list = field(default_factory=list)  # every restart's final bound
+    restarts: list = field(default_factory=list)  # every restart's bound (short runs: at their end)
 
 
 def run_em(model, data, *, n_init, max_iter, tol, rng, start_bound=None, callback=None,
@@ -46,19 +53,29 @@ def run_em(model, data, *, n_init, max_iter, tol, rng, start_bound=None, callbac
     """
     warm = start_bound is not None
     accelerate = accelerate and hasattr(model, "_extrapolate")
+    # several restarts: each a short run, then the best one goes on to ``tol``
+    short = not warm and n_init > 1 and tol < SHORT_TOL
     best = None
     best_params = None
     restarts = []
     for _ in range(1 if warm else n_init):
         if not warm:
             model._initialize(data, rng)
-        result = _iterate(model, data, max_iter, tol, start_bound if warm else -np.inf,
-                          callback, accelerate)
+        result = _iterate(model, data, max_iter, SHORT_TOL if short else tol,
+                          start_bound if warm else -np.inf, callback, accelerate)
         restarts.append(result.lower_bound)
         if best is None or result.lower_bound > best.lower_bound:
             best = result
             best_params = model._get_params()
     model._set_params(best_params)
+    if short and best.n_iter < max_iter:
+        more = _iterate(model, data, max_iter, tol, best.lower_bound, callback, accelerate,
+                        first=best.n_iter + 1)
+        best = EMResult(more.lower_bound, more.n_iter, more.converged,
+                        best.history + more.history)
+    elif short:  # the short run used every iteration: converged only if it met ``tol``
+        steps = np.diff(best.history)
+        best.converged = bool(steps.size and abs(steps[-1]) < tol)
     best.restarts = restarts
     if not best.converged and max_iter > 0:
         warnings.warn(
@@ -70,9 +87,10 @@ def run_em(model, data, *, n_init, max_iter, tol, rng, start_bound=None, callbac
     return best
 
 
-def _iterate(model, data, max_iter, tol, bound, callback, accelerate):
+def _iterate(model, data, max_iter, tol, bound, callback, accelerate, first=1):
     """EM iterations from the model's current parameters, until the bound changes by
-    less than ``tol`` or ``max_iter`` M-steps have run.
+    less than ``tol`` or the M-step numbered ``max_iter`` has run (counting from
+    ``first``).
 
     With ``accelerate``, after every two plain steps (parameters p0 -> p1 -> p2) the
     model extrapolates (SQUAREM, Varadhan & Roland 2008, scheme S3: p' = p0 - 2 a r +
@@ -87,7 +105,7 @@ def _iterate(model, data, max_iter, tol, bound, callback, accelerate):
         _, bound = model._e_step(data)
         return EMResult(bound, 0, False, history)
     trail = [model._get_params()] if accelerate else None  # plain iterates since the last jump
-    for n_iter in range(1, max_iter + 1):
+    for n_iter in range(first, max_iter + 1):
         previous = bound
         stats = None
         if accelerate and len(trail) == 3:

@@ -116,7 +116,9 @@ class GaussianMixture:
       scikit-learn (``reg_covar=1e-6`` reproduces scikit-learn's fit exactly).
     - ``n_init="auto"``: 10 restarts when one costs little (rows x components x
       features^2 up to 2e5, e.g. an image's few hundred grey levels), 3 up to 2e6,
-      else 1; the restart with the highest log-likelihood is kept.
+      else 1 (and 1 when all three ``*_init`` are given). With several restarts each
+      is a short run (to a change of 1e-3) and the best goes on to ``tol`` (see
+      :mod:`emseg.em`).
     - ``tol="auto"``: 1e-6 (change in mean log-likelihood per sample) where an
       iteration is cheap (the same measure up to 2e6), else scikit-learn's 1e-3; and
       ``max_iter="auto"``: 1000 iterations where they are cheap, else 100.
@@ -132,7 +134,7 @@ class GaussianMixture:
     sample of the parameters the last M-step started from), ``history_`` (that value
     for every iteration of the kept restart), ``reg_covar_`` (the floor used, one value
     per feature), ``tol_`` and ``max_iter_`` (the values used), ``n_init_`` and
-    ``restart_lower_bounds_`` (each restart's final value). Components are ordered by
+    ``restart_lower_bounds_`` (each restart's value at the end of its short run). Components are ordered by
     the mean of their first feature, ascending.
 
     ``callback(iteration, lower_bound)`` is called after every EM iteration.
@@ -224,6 +226,8 @@ class GaussianMixture:
         work = n_rows * self.n_components * n_features**2
         cheap = work <= _AUTO_RESTARTS[-1][0]
         n_init = next((n for limit, n in _AUTO_RESTARTS if work <= limit), 1)
+        if all(p is not None for p in (self.weights_init, self.means_init, self.precisions_init)):
+            n_init = 1  # every restart would start from the same given parameters
         return (
             n_init if self.n_init == "auto" else self.n_init,
             (1000 if cheap else 100) if self.max_iter == "auto" else self.max_iter,
@@ -729,6 +733,14 @@ def column_moments(X, w):
     up through :func:`_sum_moments` (Chan, Golub & LeVeque's pairwise update)."""
     X = np.asarray(X, dtype=np.float64)
     w = _unit(w, X.shape[0])
+    if not np.isnan(X).any():  # complete rows: no masks, and cache-sized temporaries
+        n = np.full(X.shape[1], w.sum())
+        mean = (w @ X) / n
+        m2 = np.zeros(X.shape[1])
+        for start in range(0, X.shape[0], _PATTERN_CHUNK):
+            centred = X[start : start + _PATTERN_CHUNK] - mean
+            m2 += w[start : start + _PATTERN_CHUNK] @ (centred * centred)
+        return n, mean, m2
     seen = ~np.isnan(X)
     ws = seen * w[:, None]
     n = ws.sum(0)
@@ -908,6 +920,11 @@ def _cholesky_of_covariances(cov, ctype):
             raise EmsegError(f"a fitted variance is not positive; {fix}")
         return 1.0 / np.sqrt(cov)
     covs = cov[None] if ctype == "tied" else cov
+    if covs.shape[-1] == 1:  # one feature (grey images): the factor is 1 / sqrt(variance)
+        if not (covs > 0).all() or not np.isfinite(covs).all():
+            raise EmsegError(f"a fitted covariance is singular; {fix}")
+        out = 1.0 / np.sqrt(covs)
+        return out[0] if ctype == "tied" else out
     out = np.empty_like(covs)
     for k, S in enumerate(covs):
         try:

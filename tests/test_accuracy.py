@@ -122,4 +122,5 @@ def test_relative_floor_scales_with_the_data():
     absolute = GaussianMixture(2, reg_covar=1e-6, random_state=0).fit(X)
     np.testing.assert_array_equal(absolute.reg_covar_, [1e-6])
     assert large.n_init_ == len(large.restart_lower_bounds_) == 10
-    assert large.lower_bound_ == pytest.approx(large.restart_lower_bounds_.max())
+    # the best short run went on to tol from there
+    assert large.lower_bound_ >= large.restart_lower_bounds_.max()

@@ -56,7 +56,7 @@ def test_run_writes_all_outputs(photo, tmp_path):
     assert report["iterations"] == len(report["log_likelihood_history"])
     restarts = report["restart_log_likelihoods"]
     assert len(restarts) == report["fit_settings"]["n_init"] == 10  # a grey histogram
-    assert report["log_likelihood"] == max(restarts)
+    assert report["log_likelihood"] >= max(restarts)  # the best short run, continued
     assert report["fit_settings"]["tol"] == 1e-6 and len(report["fit_settings"]["reg_covar"]) == 1
     assert abs(sum(c["fraction"] for c in report["classes"]) - 1) < 1e-9
     means = [c["mean_value"][0] for c in report["classes"]]
