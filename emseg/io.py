@@ -453,7 +453,7 @@ def _read_png16_color(path, im, colour_type):
 
     try:
         data = np.fromfile(path, dtype=np.uint8)
-        problem = _png_problem(data.tobytes())
+        problem = _png_problem(data)
         if problem is not None:  # libpng would print to stderr; refuse first
             raise EmsegError(
                 f"{path} could not be decoded ({problem}); the file is corrupt or "
@@ -493,13 +493,20 @@ def _read_png16_color(path, im, colour_type):
 
 
 def _png_problem(data):
-    """What is structurally wrong with PNG bytes (bad CRC, truncation), or None."""
+    """What is structurally wrong with PNG bytes (bad CRC, truncation, more or less
+    image data than the header's size needs), or None.
+
+    The image data are inflated a MiB at a time and thrown away, and never beyond
+    what the header's size needs: a small file that inflates to gigabytes (a
+    decompression bomb) costs no memory and is refused as soon as it overflows.
+    """
+    data = memoryview(data)
     pos, idat = 8, []
     while True:
         if pos + 12 > len(data):
             return "truncated: no IEND chunk"
         length = int.from_bytes(data[pos : pos + 4], "big")
-        tag = data[pos + 4 : pos + 8]
+        tag = bytes(data[pos + 4 : pos + 8])
         end = pos + 12 + length
         if end > len(data):
             return f"truncated inside a {tag.decode('latin-1')!r} chunk"
@@ -511,13 +518,36 @@ def _png_problem(data):
         if tag == b"IEND":
             break
         pos = end
-    inflate = zlib.decompressobj()
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    need = _png_data_size(width, height, data[24], data[25], data[28])
+    inflate, size = zlib.decompressobj(), 0
     try:
         for chunk in idat:
-            inflate.decompress(chunk, 0)
+            while chunk and not inflate.eof:
+                size += len(inflate.decompress(chunk, 1 << 20))
+                if size > need:
+                    return f"more image data than its {width}x{height} pixels need"
+                chunk = inflate.unconsumed_tail
     except zlib.error as exc:
         return f"broken image data: {exc}"
-    return None if inflate.eof else "image data ends early"
+    return None if inflate.eof and size == need else "image data ends early"
+
+
+def _png_data_size(width, height, depth, colour_type, interlace):
+    """Bytes of filtered rows a PNG of this header holds once inflated."""
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour_type, 4)
+
+    def rows(w, h):  # each row: a filter byte, then the packed samples
+        return 0 if w == 0 else h * (1 + (w * channels * depth + 7) // 8)
+
+    if not interlace:
+        return rows(width, height)
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4),
+              (1, 0, 2, 2), (0, 1, 1, 2))  # Adam7: first column, first row, steps
+    return sum(
+        rows((width - x + dx - 1) // dx, (height - y + dy - 1) // dy)
+        for x, y, dx, dy in passes
+    )
 
 
 def _orient(arr, orientation):

@@ -130,6 +130,28 @@ def test_png_16bit_with_alpha(tmp_path, rng, colour_type, channels):
     assert not img.valid[1, 3] and img.valid.sum() == 19
 
 
+def test_png_16bit_interlaced(tmp_path, rng):
+    """Adam7 interlacing: the data-size check (a decompression-bomb guard) counts the
+    seven passes' rows, so an interlaced 16-bit colour PNG still reads."""
+    arr = rng.integers(0, 65536, (7, 5, 3), dtype=np.uint16)
+    raw = b""
+    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4),
+                           (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)):
+        sub = arr[y0::dy, x0::dx]
+        if sub.size:
+            raw += b"".join(b"\x00" + row.astype(">u2").tobytes() for row in sub)
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    ihdr = struct.pack(">IIBBBBB", 5, 7, 16, 2, 0, 0, 1)
+    (tmp_path / "i.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+    np.testing.assert_array_equal(io.read_image(tmp_path / "i.png").pixels, arr)
+
+
 def test_png_palette_mode(tmp_path):
     indices = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8)
     im = PILImage.fromarray(indices, "L").convert("P")
