@@ -147,9 +147,7 @@ def read_image(path, *, max_pixels=None, allow_channels=False):
     if is_nifti(path):
         from .medical import read_nifti
 
-        vol = read_nifti(path, allow_channels=allow_channels)
-        n_voxels = math.prod(vol.data.shape[:3])
-        _check_size(path, n_voxels, _describe_size(vol.data.shape[:3]), limit)
+        vol = read_nifti(path, allow_channels=allow_channels, max_pixels=limit)
         return _volume_image(path, vol)
     try:
         with open(path, "rb") as f:

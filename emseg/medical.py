@@ -8,6 +8,7 @@ input's affine and header, so they overlay the input in any viewer (FSLeyes, ITK
 """
 
 import gzip
+import math
 import os
 
 import numpy as np
@@ -43,29 +44,47 @@ class Volume:
         self.nifti, self.channels = nifti, channels
 
 
-def read_nifti(path, *, allow_channels=False):
-    """Read a 3-D NIfTI volume (or 4-D with ``allow_channels``: the 4th axis as channels)."""
+def read_nifti(path, *, allow_channels=False, max_pixels=None):
+    """Read a 3-D NIfTI volume (or 4-D with ``allow_channels``: the 4th axis as channels).
+
+    The shape is checked from the header, before any voxel is read or inflated: a
+    4-D file without ``allow_channels``, and a volume of more voxels (times channels)
+    than ``max_pixels`` (as :func:`emseg.io.read_image`), are refused unread.
+    """
     nib = _require("nibabel", "NIfTI files")
+    from .io import _check_size, _describe_size, _pixel_limit
+
     path = os.fspath(path)
+    limit = _pixel_limit(max_pixels)
     try:
-        img = nib.load(path)
-        data = np.asanyarray(img.dataobj)
+        img = nib.load(path)  # the header only; the voxels stay in the file
+        shape = tuple(int(n) for n in img.shape)
     except Exception as exc:  # nibabel raises many kinds for damaged files
+        raise EmsegError(f"cannot read {path} as NIfTI: {exc}; is it damaged?") from None
+    if len(shape) == 4 and shape[3] > 1 and not allow_channels:
+        raise EmsegError(
+            f"{path} is 4-D {shape}; pass --channels to use its volumes as "
+            "co-registered channels"
+        )
+    if len(shape) not in (2, 3, 4):
+        raise EmsegError(f"{path} has shape {shape}; expected a 3-D or 4-D volume")
+    spatial = (shape[2] if len(shape) > 2 else 1, shape[1], shape[0])  # (Z, Y, X)
+    n_channels = shape[3] if len(shape) == 4 else 1
+    size_text = _describe_size(spatial) + (f" x {n_channels} channels" if n_channels > 1 else "")
+    _check_size(path, math.prod(spatial) * n_channels, size_text, limit)
+    try:
+        data = np.asanyarray(img.dataobj)
+    except MemoryError:
+        raise
+    except Exception as exc:
         raise EmsegError(f"cannot read {path} as NIfTI: {exc}; is it damaged?") from None
     zooms = tuple(float(z) for z in img.header.get_zooms())
     if data.ndim == 2:
         data = data[:, :, None]
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
-    if data.ndim == 4:
-        if not allow_channels:
-            raise EmsegError(
-                f"{path} is 4-D {data.shape}; pass --channels to use its volumes as "
-                "co-registered channels"
-            )
+    if data.ndim == 4:  # allowed: the header was checked
         data = np.moveaxis(data, 3, 0)  # (C, X, Y, Z)
-    elif data.ndim != 3:
-        raise EmsegError(f"{path} has shape {data.shape}; expected a 3-D or 4-D volume")
     if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
         raise EmsegError(f"{path} holds {data.dtype} voxels; expected real numbers")
     if data.dtype not in (np.uint8, np.uint16):

@@ -29,25 +29,24 @@ BOUND = 64 * MiB  # the most a refused read may add to the peak memory
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _zeros_stream(n_bytes, *, gzip_wrapper=False):
-    """A zlib (or gzip) stream of ``n_bytes`` zero bytes, made in a fraction of a
-    second: one compressed MiB after a full flush is independent of what came before,
-    so it is repeated, and the checksum is computed over the zeros directly."""
+def _zeros_stream(n_bytes, *, prefix=b"", gzip_wrapper=False):
+    """A zlib (or gzip) stream of ``prefix`` and ``n_bytes`` zero bytes, made in a
+    fraction of a second: one compressed MiB after a full flush is independent of what
+    came before, so it is repeated, and the checksum is computed over the zeros."""
     zeros = bytes(MiB)
-    wbits = -zlib.MAX_WBITS  # raw deflate; the wrapper is written here
-    deflate = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw; wrapped here
+    head = deflate.compress(prefix) + deflate.flush(zlib.Z_FULL_FLUSH)
     block = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
-    again = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
-    assert again == block or n_bytes == MiB
     n, rest = divmod(n_bytes, MiB)
-    body = block + again * (n - 1) + deflate.compress(bytes(rest)) + deflate.flush()
-    check = 1 if not gzip_wrapper else 0
+    body = head + block * n + deflate.compress(bytes(rest)) + deflate.flush()
+    update = zlib.crc32 if gzip_wrapper else zlib.adler32
+    check = update(prefix, 0 if gzip_wrapper else 1)
     for _ in range(n):
-        check = zlib.crc32(zeros, check) if gzip_wrapper else zlib.adler32(zeros, check)
-    check = zlib.crc32(bytes(rest), check) if gzip_wrapper else zlib.adler32(bytes(rest), check)
+        check = update(zeros, check)
+    check = update(bytes(rest), check)
     if gzip_wrapper:
-        head = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
-        return head + body + struct.pack("<II", check, n_bytes & 0xFFFFFFFF)
+        size = (len(prefix) + n_bytes) & 0xFFFFFFFF
+        return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + body + struct.pack("<II", check, size)
     return b"\x78\xda" + body + struct.pack(">I", check)
 
 
@@ -105,4 +104,34 @@ def test_png16_bomb_is_refused_without_inflating_it(tmp_path):
     outcome, rise = _peak_rise(path)
     assert outcome.startswith("EmsegError") and "bomb.png" in outcome, outcome
     assert "more image data than its 2x2 pixels" in outcome, outcome
+    assert rise < BOUND, f"peak memory rose by {rise / MiB:.0f} MiB"
+
+
+# --------------------------------------------------------------------------- NIfTI
+
+
+def nifti_bomb(path, shape=(1024, 1024, 256)):
+    """A .nii.gz whose header declares ``shape`` uint8 voxels, all of them present
+    (zeros), in a file of a few hundred KB."""
+    nib = pytest.importorskip("nibabel")
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(np.uint8)
+    header["vox_offset"] = 352
+    prefix = header.binaryblock + bytes(4)
+    Path(path).write_bytes(_zeros_stream(int(np.prod(shape)), prefix=prefix, gzip_wrapper=True))
+    return path
+
+
+def test_nifti_bomb_is_refused_from_its_header(tmp_path):
+    path = nifti_bomb(tmp_path / "bomb.nii.gz")
+    assert path.stat().st_size < BOMB // 100
+    with gzip.open(path) as f:  # the bomb is a valid volume of that size
+        assert len(f.read(1000)) == 1000
+    outcome, rise = _peak_rise(path)
+    assert "1024x1024 pixels x 256 slices = 268,435,456 pixels, above the limit" in outcome
+    assert rise < BOUND, f"peak memory rose by {rise / MiB:.0f} MiB"
+    # a 4-D file is refused from its header too, before any volume is inflated
+    outcome, rise = _peak_rise(nifti_bomb(tmp_path / "4d.nii.gz", (256, 256, 256, 16)))
+    assert "--channels" in outcome, outcome
     assert rise < BOUND, f"peak memory rose by {rise / MiB:.0f} MiB"
