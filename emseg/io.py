@@ -138,8 +138,7 @@ def read_image(path, *, max_pixels=None, allow_channels=False):
     ) and not _looks_like_image_folder(path):
         from .medical import read_dicom_folder
 
-        vol = read_dicom_folder(path)
-        _check_size(path, vol.data.size, _describe_size(vol.data.shape), limit)
+        vol = read_dicom_folder(path, max_pixels=limit)
         return _volume_image(path, vol)
     _check_input_file(path)
     from .medical import is_nifti

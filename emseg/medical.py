@@ -99,15 +99,20 @@ def read_nifti(path, *, allow_channels=False, max_pixels=None):
     return Volume(volume, spacing, path, nifti=img, channels=data.ndim == 4)
 
 
-def read_dicom_folder(path):
+def read_dicom_folder(path, *, max_pixels=None):
     """Read a folder of DICOM slices of one series into a (Z, Y, X) volume.
 
     Slices are ordered along the slice normal by ImagePositionPatient (InstanceNumber
     when positions are missing); rescale slope/intercept applied. A folder mixing
-    several series, or slices of different sizes, is refused.
+    several series, or slices of different sizes, is refused. The size is checked
+    against ``max_pixels`` (as :func:`emseg.io.read_image`) from the headers, and RLE
+    data from their segment headers, before any pixel is decoded.
     """
     pydicom = _require("pydicom", "DICOM folders")
+    from .io import _check_size, _describe_size, _pixel_limit, _reason
+
     path = os.fspath(path)
+    limit = _pixel_limit(max_pixels)
     slices = []
     for name in sorted(os.listdir(path)):
         full = os.path.join(path, name)
@@ -119,17 +124,28 @@ def read_dicom_folder(path):
             continue  # not DICOM (a README, a DICOMDIR index...): skip
         if "PixelData" not in ds:
             continue
-        slices.append(ds)
+        slices.append((name, ds))
     if not slices:
         raise EmsegError(f"{path} holds no DICOM image slices; point at a series folder")
-    series = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in slices}
+    series = {str(getattr(ds, "SeriesInstanceUID", "")) for _, ds in slices}
     if len(series) > 1:
         raise EmsegError(
             f"{path} mixes {len(series)} DICOM series; put each series in its own folder"
         )
-    shapes = {(int(ds.Rows), int(ds.Columns)) for ds in slices}
+    try:
+        shapes = {(int(ds.Rows), int(ds.Columns)) for _, ds in slices}
+        planes = sum(_dicom_planes(ds) for _, ds in slices)
+    except Exception as exc:
+        raise EmsegError(
+            f"cannot read the DICOM slices in {path}: {_reason(exc)}; is one damaged?"
+        ) from None
     if len(shapes) > 1:
         raise EmsegError(f"{path} has slices of different sizes {sorted(shapes)}")
+    (rows, columns), = shapes
+    _check_size(path, rows * columns * planes, _describe_size((planes, rows, columns)), limit)
+    for name, ds in slices:
+        _check_rle(path, name, ds, rows, columns)
+    slices = [ds for _, ds in slices]
 
     def position(ds):
         ipp = getattr(ds, "ImagePositionPatient", None)
@@ -148,7 +164,7 @@ def read_dicom_folder(path):
             intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
             planes.append(arr * slope + intercept)
     except Exception as exc:
-        raise EmsegError(f"cannot decode the DICOM pixels in {path}: {exc}") from None
+        raise EmsegError(f"cannot decode the DICOM pixels in {path}: {_reason(exc)}") from None
     volume = np.stack(planes)
     if volume.ndim != 3:
         raise EmsegError(f"{path}: expected grey slices, got pixel shape {planes[0].shape}")
@@ -160,6 +176,65 @@ def read_dicom_folder(path):
     if not dz:
         dz = float(getattr(slices[0], "SliceThickness", 1.0) or 1.0)
     return Volume(volume, (dz, row, col), path)
+
+
+def _dicom_planes(ds):
+    """How many (Rows x Columns) planes a slice's pixel data hold: frames x samples."""
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    return max(frames, 1) * max(int(getattr(ds, "SamplesPerPixel", 1) or 1), 1)
+
+
+def _check_rle(path, name, ds, rows, columns):
+    """Refuse RLE Lossless pixel data whose segments decode to more than one plane.
+
+    pydicom's RLE decoder expands a whole segment before comparing its length with
+    the header's size, and two bytes of file can expand to 128: a few MB of forged
+    segments take gigabytes. Each run is only counted here, stopping at the first
+    segment that overflows, so the check costs no memory.
+    """
+    from pydicom.encaps import generate_frames
+    from pydicom.uid import RLELossless
+
+    from .io import _reason
+
+    if ds.file_meta.get("TransferSyntaxUID") != RLELossless:
+        return
+    plane = rows * columns
+    try:
+        frames = generate_frames(ds.PixelData, number_of_frames=_dicom_planes(ds))
+        for frame in frames:
+            count = int.from_bytes(frame[:4], "little")
+            offsets = [int.from_bytes(frame[4 + 4 * i : 8 + 4 * i], "little")
+                       for i in range(min(count, 15))] + [len(frame)]
+            for start, stop in zip(offsets, offsets[1:]):
+                if _rle_size(frame, start, min(stop, len(frame)), plane) > plane:
+                    raise EmsegError(
+                        f"{path}: {name} holds RLE data that decode to more than its "
+                        f"{columns}x{rows} pixels; the file is corrupt or forged: "
+                        "re-export it"
+                    )
+    except EmsegError:
+        raise
+    except Exception as exc:
+        raise EmsegError(
+            f"cannot decode the DICOM pixels in {path}: {name}: {_reason(exc)}"
+        ) from None
+
+
+def _rle_size(data, pos, stop, most):
+    """Bytes a PackBits (DICOM RLE) segment decodes to, counted up to just past ``most``."""
+    size = 0
+    while pos < stop and size <= most:
+        n = data[pos]
+        if n < 128:  # the next n + 1 bytes, literally (as many as the segment holds)
+            size += min(n + 1, stop - pos - 1)
+            pos += n + 2
+        elif n > 128:  # the next byte, 257 - n times
+            size += 257 - n
+            pos += 2
+        else:  # 128: no operation
+            pos += 1
+    return size
 
 
 def write_nifti(path, array, like, *, overwrite=False):

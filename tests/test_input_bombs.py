@@ -135,3 +135,55 @@ def test_nifti_bomb_is_refused_from_its_header(tmp_path):
     outcome, rise = _peak_rise(nifti_bomb(tmp_path / "4d.nii.gz", (256, 256, 256, 16)))
     assert "--channels" in outcome, outcome
     assert rise < BOUND, f"peak memory rose by {rise / MiB:.0f} MiB"
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def dicom_rle_slice(folder, rows, columns, segment):
+    """A folder with one 8-bit RLE Lossless DICOM slice of ``rows`` x ``columns`` whose
+    single RLE segment is ``segment``."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import RLELossless, generate_uid
+
+    folder.mkdir()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = RLELossless
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID = "1.2.3"
+    ds.Rows, ds.Columns = rows, columns
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelRepresentation = 0
+    header = struct.pack("<16I", 1, 64, *[0] * 14)
+    ds.PixelData = encapsulate([header + segment])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(folder / "slice.dcm", enforce_file_format=True)
+    assert pydicom.dcmread(folder / "slice.dcm").Rows == rows
+    return folder
+
+
+def test_dicom_rle_segments_inflating_past_the_slice_are_refused(tmp_path):
+    """A 64x64 slice whose RLE segment repeats a byte 128 times per two bytes of file,
+    for BOMB bytes in all."""
+    folder = dicom_rle_slice(tmp_path / "rle", 64, 64, b"\x81\x00" * (BOMB // 128))
+    outcome, rise = _peak_rise(folder)
+    assert "RLE data that decode to more than its 64x64 pixels" in outcome, outcome
+    assert rise < BOUND, f"peak memory rose by {rise / MiB:.0f} MiB"
+
+
+def test_dicom_size_is_checked_from_the_header(tmp_path):
+    """A 10000x10000 slice (100 million pixels, above the default limit) in 160 bytes of
+    RLE data is refused before pydicom allocates it."""
+    folder = dicom_rle_slice(tmp_path / "big", 10000, 10000, b"\x81\x00" * 80)
+    outcome, rise = _peak_rise(folder)
+    assert "10000x10000 pixels x 1 slices = 100,000,000 pixels, above the limit" in outcome
+    assert rise < BOUND, f"peak memory rose by {rise / MiB:.0f} MiB"
