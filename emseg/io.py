@@ -347,6 +347,8 @@ def _read_pillow(path, head, limit):
                 )
             width, height = im.size
             _check_size(path, width * height, f"{width}x{height}", limit)
+            if fmt == "JPEG":
+                _check_jpeg_data(path, width, height)
             if fmt == "PNG" and _png_is_16bit_color(head):
                 # Pillow silently drops 16-bit colour PNGs to 8 bits; OpenCV does not.
                 return _read_png16_color(path, im, colour_type=head[25])
@@ -435,6 +437,45 @@ def _convert(im, mode, path):
             f"{path}: could not convert pixel mode {im.mode} to {mode} ({_reason(exc)}); "
             "convert the image to grey or RGB"
         ) from None
+
+
+def _check_jpeg_data(path, width, height):
+    """Refuse a JPEG whose file is too small to hold the pixels its header declares.
+
+    libjpeg fills whatever the data do not cover with grey, so a few hundred bytes
+    declaring 9000x9000 pixels would be read as 81 megapixels of nothing. Every 8x8
+    block of a Huffman-coded JPEG (baseline or progressive) costs at least one bit
+    (its DC code), so a file of fewer bytes than blocks / 8 cannot be whole.
+    Arithmetic coding (frame markers C9-CB, CD-CF) has no such floor: not checked.
+    """
+    blocks = -(-width // 8) * -(-height // 8)
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            arithmetic = _jpeg_frame_marker(f) in (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+    except OSError as exc:
+        raise EmsegError(f"cannot read {path}: {_reason(exc)}") from None
+    if not arithmetic and size * 8 < blocks:
+        raise EmsegError(
+            f"{path} declares {width}x{height} pixels but holds only {size:,} bytes, "
+            f"fewer than that many pixels need (at least {-(-blocks // 8):,}); the file "
+            "is truncated or forged: re-export or re-copy it"
+        )
+
+
+def _jpeg_frame_marker(f):
+    """The JPEG frame (SOFn) marker's second byte, read from the segment headers."""
+    f.seek(2)  # past SOI
+    while True:
+        head = f.read(4)
+        if len(head) < 4 or head[0] != 0xFF:
+            return None
+        marker, length = head[1], int.from_bytes(head[2:4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return marker
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        f.seek(length - 2, os.SEEK_CUR)
 
 
 def _png_is_16bit_color(head):

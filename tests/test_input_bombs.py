@@ -187,3 +187,30 @@ def test_dicom_size_is_checked_from_the_header(tmp_path):
     outcome, rise = _peak_rise(folder)
     assert "10000x10000 pixels x 1 slices = 100,000,000 pixels, above the limit" in outcome
     assert rise < BOUND, f"peak memory rose by {rise / MiB:.0f} MiB"
+
+
+# --------------------------------------------------------------------------- JPEG
+
+
+def forged_jpeg(path, width, height):
+    """An 8x8 grey JPEG whose frame header (SOF0) is rewritten to ``width`` x ``height``."""
+    import io as _io
+
+    buffer = _io.BytesIO()
+    PILImage.fromarray(np.full((8, 8), 90, np.uint8)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    Path(path).write_bytes(bytes(data))
+    return path
+
+
+def test_jpeg_declaring_more_pixels_than_its_data_can_hold_is_refused(tmp_path):
+    path = forged_jpeg(tmp_path / "forged.jpg", 9000, 9000)
+    with pytest.raises(EmsegError, match=r"forged\.jpg declares 9000x9000 pixels but holds"):
+        io.read_image(path)
+    # the real thing of that size is read (here 3000x2000, of a smooth gradient: small)
+    smooth = np.add.outer(np.arange(2000) // 8, np.arange(3000) // 12).astype(np.uint8)
+    PILImage.fromarray(smooth).save(tmp_path / "real.jpg", quality=5)
+    assert (tmp_path / "real.jpg").stat().st_size * 8 < 2000 * 3000 / 8  # < 1 bit/pixel
+    assert io.read_image(tmp_path / "real.jpg").pixels.shape == (2000, 3000)
