@@ -202,21 +202,38 @@ def read_channels(paths, *, max_pixels=None):
                  spacing=first.spacing, nifti=first.nifti, channels=True)
 
 
-def read_mask(path, shape):
+def read_mask(path, shape, *, max_pixels=None):
     """Read a mask for an image of spatial shape ``shape``: True inside.
 
     A pixel is inside where any colour channel is non-zero (and, if the mask has an
     alpha channel, the pixel is not fully transparent). A 2-D mask for a 3-D stack
     ``(Z, H, W)`` applies to every slice.
 
+    The decompression-bomb guard of :func:`read_image` applies with the image's own
+    size as the limit (a mask larger than its image cannot fit it), so a mask never
+    takes more than the image did, whatever ``--max-pixels`` allowed the image;
+    ``max_pixels`` lowers that limit further.
+
     Raises
     ------
     EmsegError
         If the file cannot be read (as :func:`read_image`), its size differs from
-        ``shape``, or it selects no pixel.
+        ``shape`` (larger masks refused from the header, before decoding), or it
+        selects no pixel.
     """
     shape = tuple(int(n) for n in shape)
-    image = read_image(path)
+    limit = math.prod(shape)
+    if max_pixels is not None:
+        limit = min(limit, _pixel_limit(max_pixels))
+    try:
+        image = read_image(path, max_pixels=limit)
+    except _TooLarge as exc:
+        if max_pixels is not None and exc.n_pixels <= math.prod(shape):
+            raise
+        raise EmsegError(
+            f"mask {path} is {exc.size_text} but the image is {_describe_size(shape)}; "
+            "use a mask of the same size as the image"
+        ) from None
     inside = image.pixels.any(axis=-1) if image.is_color else image.pixels != 0
     if image.valid is not None:
         inside &= image.valid
@@ -262,12 +279,21 @@ def _check_input_file(path):
         raise EmsegError(f"{path} is empty (0 bytes); re-export or re-copy the image")
 
 
+class _TooLarge(EmsegError):
+    """A file above the pixel limit (its size known from the header)."""
+
+    def __init__(self, message, n_pixels, size_text):
+        super().__init__(message)
+        self.n_pixels, self.size_text = n_pixels, size_text
+
+
 def _check_size(path, n_pixels, size_text, limit):
     if limit is not None and n_pixels > limit:
-        raise EmsegError(
+        raise _TooLarge(
             f"{path} is {size_text} = {n_pixels:,} pixels, above the limit of "
             f"{limit:,} that guards against decompression bombs; if you trust this "
-            f"file, pass --max-pixels {n_pixels} (or more)"
+            f"file, pass --max-pixels {n_pixels} (or more)",
+            n_pixels, size_text,
         )
 
 
@@ -613,23 +639,56 @@ def _read_tiff(path, limit):
         with _tifffile_log_as_warnings(path), tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise EmsegError(f"{path} is a TIFF file with no image in it; re-export it")
+            _check_tiff_pages(path, tif.series)
             series = tif.series[0]
             page = series.keyframe
-            axes, shape = series.axes, series.shape
+            axes, shape = series.axes, tuple(series.shape)
             photometric = int(page.photometric)
             colormap = page.colormap
             _check_tiff_layout(path, axes, shape, photometric, limit)
             data = series.asarray()
+            if data.shape != shape:
+                raise ValueError(f"its pixels decode to shape {data.shape}, not {shape}")
     except EmsegError:
         raise
     except MemoryError:
         raise
     except Exception as exc:
         raise EmsegError(
-            f"{path} could not be read as a TIFF ({_reason(exc)}); the file is corrupt, "
-            "truncated or in a TIFF variant emseg does not read: re-export it"
+            f"cannot read {path}: corrupt TIFF ({_reason(exc)}), truncated or in a TIFF "
+            "variant emseg does not read; re-export it"
         ) from None
     return _tiff_pixels(path, data, axes, photometric, colormap)
+
+
+def _check_tiff_pages(path, series):
+    """Refuse a TIFF whose full-resolution pages differ in size or type.
+
+    tifffile groups equal pages into series; emseg reads the first series as the
+    image (a stack when it has several pages), so any other one would be dropped
+    silently. Reduced-resolution pages (thumbnails, pyramid levels) are not images
+    of their own and are ignored.
+    """
+    images = [s for s in series if not getattr(s.keyframe, "is_reduced", False)]
+    kinds = {(s.keyframe.imagewidth, s.keyframe.imagelength, str(s.keyframe.dtype),
+              s.keyframe.samplesperpixel) for s in images}
+    if len(kinds) < 2:
+        return
+    groups = []
+    for s in images[:4]:
+        first = s.pages[0].index if s.pages and s.pages[0] is not None else "?"
+        first = first[0] if isinstance(first, tuple) else first
+        page = s.keyframe
+        groups.append(
+            f"page {first}{f' (+{len(s.pages) - 1} more)' if len(s.pages) > 1 else ''}: "
+            f"{page.imagewidth}x{page.imagelength} {page.dtype}"
+        )
+    more = f" and {len(images) - 4} more groups" if len(images) > 4 else ""
+    raise EmsegError(
+        f"{path} holds pages of different sizes or types ({'; '.join(groups)}{more}); "
+        "emseg reads a multi-page TIFF as one stack of equal pages: save each size as "
+        "its own file"
+    )
 
 
 class _Collect(logging.Filter):
@@ -737,7 +796,7 @@ def _tiff_dtype(path, data):
     if dt in (np.uint8, np.uint16, np.float32):
         return data
     if np.issubdtype(dt, np.floating):
-        return data.astype(np.float32)
+        return _float32(path, data)
     if np.issubdtype(dt, np.integer):
         if data.size and data.min() >= 0 and data.max() <= 255 and dt.itemsize == 1:
             return data.astype(np.uint8)
@@ -748,6 +807,23 @@ def _tiff_dtype(path, data):
         f"{path} has pixels of type {dt}, which emseg does not read; "
         "export 8- or 16-bit integers or 32-bit floats"
     )
+
+
+def _float32(path, data):
+    """``data`` as float32, emseg's one float dtype, refusing finite values beyond
+    its range (about 3.4e38) rather than turning them into infinities."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(data).astype(np.float32)
+    if out.dtype.itemsize < np.asarray(data).dtype.itemsize and np.isinf(out).any():
+        lost = np.isinf(out) & np.isfinite(data)
+        if lost.any():
+            peak = float(np.max(np.abs(np.asarray(data)[lost])))
+            raise EmsegError(
+                f"{path} holds values up to {peak:.3g}, beyond the range of 32-bit "
+                f"floats ({np.finfo(np.float32).max:.3g}) that emseg reads images as; "
+                "rescale the data (divide by a power of ten) and save it again"
+            )
+    return out
 
 
 def _invert(data):

@@ -52,7 +52,7 @@ def read_nifti(path, *, allow_channels=False, max_pixels=None):
     than ``max_pixels`` (as :func:`emseg.io.read_image`), are refused unread.
     """
     nib = _require("nibabel", "NIfTI files")
-    from .io import _check_size, _describe_size, _pixel_limit
+    from .io import _check_size, _describe_size, _float32, _pixel_limit
 
     path = os.fspath(path)
     limit = _pixel_limit(max_pixels)
@@ -88,7 +88,7 @@ def read_nifti(path, *, allow_channels=False, max_pixels=None):
     if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
         raise EmsegError(f"{path} holds {data.dtype} voxels; expected real numbers")
     if data.dtype not in (np.uint8, np.uint16):
-        data = data.astype(np.float32)
+        data = _float32(path, data)
     # nibabel's (X, Y, Z) -> emseg's (Z, Y, X)
     if data.ndim == 4:
         volume = np.ascontiguousarray(np.transpose(data, (3, 2, 1, 0)))
@@ -109,7 +109,7 @@ def read_dicom_folder(path, *, max_pixels=None):
     data from their segment headers, before any pixel is decoded.
     """
     pydicom = _require("pydicom", "DICOM folders")
-    from .io import _check_size, _describe_size, _pixel_limit, _reason
+    from .io import _check_size, _describe_size, _float32, _pixel_limit, _reason
 
     path = os.fspath(path)
     limit = _pixel_limit(max_pixels)
@@ -159,10 +159,11 @@ def read_dicom_folder(path, *, max_pixels=None):
     try:
         planes = []
         for ds in slices:
-            arr = ds.pixel_array.astype(np.float32)
             slope = float(getattr(ds, "RescaleSlope", 1) or 1)
             intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
-            planes.append(arr * slope + intercept)
+            planes.append(_float32(path, ds.pixel_array * slope + intercept))
+    except EmsegError:
+        raise
     except Exception as exc:
         raise EmsegError(f"cannot decode the DICOM pixels in {path}: {_reason(exc)}") from None
     volume = np.stack(planes)
