@@ -138,8 +138,7 @@ def read_image(path, *, max_pixels=None, allow_channels=False):
     ) and not _looks_like_image_folder(path):
         from .medical import read_dicom_folder
 
-        vol = read_dicom_folder(path)
-        _check_size(path, vol.data.size, _describe_size(vol.data.shape), limit)
+        vol = read_dicom_folder(path, max_pixels=limit)
         return _volume_image(path, vol)
     _check_input_file(path)
     from .medical import is_nifti
@@ -147,9 +146,7 @@ def read_image(path, *, max_pixels=None, allow_channels=False):
     if is_nifti(path):
         from .medical import read_nifti
 
-        vol = read_nifti(path, allow_channels=allow_channels)
-        n_voxels = math.prod(vol.data.shape[:3])
-        _check_size(path, n_voxels, _describe_size(vol.data.shape[:3]), limit)
+        vol = read_nifti(path, allow_channels=allow_channels, max_pixels=limit)
         return _volume_image(path, vol)
     try:
         with open(path, "rb") as f:
@@ -205,21 +202,38 @@ def read_channels(paths, *, max_pixels=None):
                  spacing=first.spacing, nifti=first.nifti, channels=True)
 
 
-def read_mask(path, shape):
+def read_mask(path, shape, *, max_pixels=None):
     """Read a mask for an image of spatial shape ``shape``: True inside.
 
     A pixel is inside where any colour channel is non-zero (and, if the mask has an
     alpha channel, the pixel is not fully transparent). A 2-D mask for a 3-D stack
     ``(Z, H, W)`` applies to every slice.
 
+    The decompression-bomb guard of :func:`read_image` applies with the image's own
+    size as the limit (a mask larger than its image cannot fit it), so a mask never
+    takes more than the image did, whatever ``--max-pixels`` allowed the image;
+    ``max_pixels`` lowers that limit further.
+
     Raises
     ------
     EmsegError
         If the file cannot be read (as :func:`read_image`), its size differs from
-        ``shape``, or it selects no pixel.
+        ``shape`` (larger masks refused from the header, before decoding), or it
+        selects no pixel.
     """
     shape = tuple(int(n) for n in shape)
-    image = read_image(path)
+    limit = math.prod(shape)
+    if max_pixels is not None:
+        limit = min(limit, _pixel_limit(max_pixels))
+    try:
+        image = read_image(path, max_pixels=limit)
+    except _TooLarge as exc:
+        if max_pixels is not None and exc.n_pixels <= math.prod(shape):
+            raise
+        raise EmsegError(
+            f"mask {path} is {exc.size_text} but the image is {_describe_size(shape)}; "
+            "use a mask of the same size as the image"
+        ) from None
     inside = image.pixels.any(axis=-1) if image.is_color else image.pixels != 0
     if image.valid is not None:
         inside &= image.valid
@@ -265,12 +279,21 @@ def _check_input_file(path):
         raise EmsegError(f"{path} is empty (0 bytes); re-export or re-copy the image")
 
 
+class _TooLarge(EmsegError):
+    """A file above the pixel limit (its size known from the header)."""
+
+    def __init__(self, message, n_pixels, size_text):
+        super().__init__(message)
+        self.n_pixels, self.size_text = n_pixels, size_text
+
+
 def _check_size(path, n_pixels, size_text, limit):
     if limit is not None and n_pixels > limit:
-        raise EmsegError(
+        raise _TooLarge(
             f"{path} is {size_text} = {n_pixels:,} pixels, above the limit of "
             f"{limit:,} that guards against decompression bombs; if you trust this "
-            f"file, pass --max-pixels {n_pixels} (or more)"
+            f"file, pass --max-pixels {n_pixels} (or more)",
+            n_pixels, size_text,
         )
 
 
@@ -350,6 +373,8 @@ def _read_pillow(path, head, limit):
                 )
             width, height = im.size
             _check_size(path, width * height, f"{width}x{height}", limit)
+            if fmt == "JPEG":
+                _check_jpeg_data(path, width, height)
             if fmt == "PNG" and _png_is_16bit_color(head):
                 # Pillow silently drops 16-bit colour PNGs to 8 bits; OpenCV does not.
                 return _read_png16_color(path, im, colour_type=head[25])
@@ -440,6 +465,45 @@ def _convert(im, mode, path):
         ) from None
 
 
+def _check_jpeg_data(path, width, height):
+    """Refuse a JPEG whose file is too small to hold the pixels its header declares.
+
+    libjpeg fills whatever the data do not cover with grey, so a few hundred bytes
+    declaring 9000x9000 pixels would be read as 81 megapixels of nothing. Every 8x8
+    block of a Huffman-coded JPEG (baseline or progressive) costs at least one bit
+    (its DC code), so a file of fewer bytes than blocks / 8 cannot be whole.
+    Arithmetic coding (frame markers C9-CB, CD-CF) has no such floor: not checked.
+    """
+    blocks = -(-width // 8) * -(-height // 8)
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            arithmetic = _jpeg_frame_marker(f) in (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+    except OSError as exc:
+        raise EmsegError(f"cannot read {path}: {_reason(exc)}") from None
+    if not arithmetic and size * 8 < blocks:
+        raise EmsegError(
+            f"{path} declares {width}x{height} pixels but holds only {size:,} bytes, "
+            f"fewer than that many pixels need (at least {-(-blocks // 8):,}); the file "
+            "is truncated or forged: re-export or re-copy it"
+        )
+
+
+def _jpeg_frame_marker(f):
+    """The JPEG frame (SOFn) marker's second byte, read from the segment headers."""
+    f.seek(2)  # past SOI
+    while True:
+        head = f.read(4)
+        if len(head) < 4 or head[0] != 0xFF:
+            return None
+        marker, length = head[1], int.from_bytes(head[2:4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return marker
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        f.seek(length - 2, os.SEEK_CUR)
+
+
 def _png_is_16bit_color(head):
     """True for a 16-bit grey+alpha, RGB or RGBA PNG (IHDR bit depth and colour type)."""
     if not head.startswith(_PNG_MAGIC) or head[12:16] != b"IHDR" or len(head) < 26:
@@ -453,7 +517,7 @@ def _read_png16_color(path, im, colour_type):
 
     try:
         data = np.fromfile(path, dtype=np.uint8)
-        problem = _png_problem(data.tobytes())
+        problem = _png_problem(data)
         if problem is not None:  # libpng would print to stderr; refuse first
             raise EmsegError(
                 f"{path} could not be decoded ({problem}); the file is corrupt or "
@@ -493,13 +557,20 @@ def _read_png16_color(path, im, colour_type):
 
 
 def _png_problem(data):
-    """What is structurally wrong with PNG bytes (bad CRC, truncation), or None."""
+    """What is structurally wrong with PNG bytes (bad CRC, truncation, more or less
+    image data than the header's size needs), or None.
+
+    The image data are inflated a MiB at a time and thrown away, and never beyond
+    what the header's size needs: a small file that inflates to gigabytes (a
+    decompression bomb) costs no memory and is refused as soon as it overflows.
+    """
+    data = memoryview(data)
     pos, idat = 8, []
     while True:
         if pos + 12 > len(data):
             return "truncated: no IEND chunk"
         length = int.from_bytes(data[pos : pos + 4], "big")
-        tag = data[pos + 4 : pos + 8]
+        tag = bytes(data[pos + 4 : pos + 8])
         end = pos + 12 + length
         if end > len(data):
             return f"truncated inside a {tag.decode('latin-1')!r} chunk"
@@ -511,13 +582,36 @@ def _png_problem(data):
         if tag == b"IEND":
             break
         pos = end
-    inflate = zlib.decompressobj()
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    need = _png_data_size(width, height, data[24], data[25], data[28])
+    inflate, size = zlib.decompressobj(), 0
     try:
         for chunk in idat:
-            inflate.decompress(chunk, 0)
+            while chunk and not inflate.eof:
+                size += len(inflate.decompress(chunk, 1 << 20))
+                if size > need:
+                    return f"more image data than its {width}x{height} pixels need"
+                chunk = inflate.unconsumed_tail
     except zlib.error as exc:
         return f"broken image data: {exc}"
-    return None if inflate.eof else "image data ends early"
+    return None if inflate.eof and size == need else "image data ends early"
+
+
+def _png_data_size(width, height, depth, colour_type, interlace):
+    """Bytes of filtered rows a PNG of this header holds once inflated."""
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour_type, 4)
+
+    def rows(w, h):  # each row: a filter byte, then the packed samples
+        return 0 if w == 0 else h * (1 + (w * channels * depth + 7) // 8)
+
+    if not interlace:
+        return rows(width, height)
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4),
+              (1, 0, 2, 2), (0, 1, 1, 2))  # Adam7: first column, first row, steps
+    return sum(
+        rows((width - x + dx - 1) // dx, (height - y + dy - 1) // dy)
+        for x, y, dx, dy in passes
+    )
 
 
 def _orient(arr, orientation):
@@ -545,23 +639,56 @@ def _read_tiff(path, limit):
         with _tifffile_log_as_warnings(path), tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise EmsegError(f"{path} is a TIFF file with no image in it; re-export it")
+            _check_tiff_pages(path, tif.series)
             series = tif.series[0]
             page = series.keyframe
-            axes, shape = series.axes, series.shape
+            axes, shape = series.axes, tuple(series.shape)
             photometric = int(page.photometric)
             colormap = page.colormap
             _check_tiff_layout(path, axes, shape, photometric, limit)
             data = series.asarray()
+            if data.shape != shape:
+                raise ValueError(f"its pixels decode to shape {data.shape}, not {shape}")
     except EmsegError:
         raise
     except MemoryError:
         raise
     except Exception as exc:
         raise EmsegError(
-            f"{path} could not be read as a TIFF ({_reason(exc)}); the file is corrupt, "
-            "truncated or in a TIFF variant emseg does not read: re-export it"
+            f"cannot read {path}: corrupt TIFF ({_reason(exc)}), truncated or in a TIFF "
+            "variant emseg does not read; re-export it"
         ) from None
     return _tiff_pixels(path, data, axes, photometric, colormap)
+
+
+def _check_tiff_pages(path, series):
+    """Refuse a TIFF whose full-resolution pages differ in size or type.
+
+    tifffile groups equal pages into series; emseg reads the first series as the
+    image (a stack when it has several pages), so any other one would be dropped
+    silently. Reduced-resolution pages (thumbnails, pyramid levels) are not images
+    of their own and are ignored.
+    """
+    images = [s for s in series if not getattr(s.keyframe, "is_reduced", False)]
+    kinds = {(s.keyframe.imagewidth, s.keyframe.imagelength, str(s.keyframe.dtype),
+              s.keyframe.samplesperpixel) for s in images}
+    if len(kinds) < 2:
+        return
+    groups = []
+    for s in images[:4]:
+        first = s.pages[0].index if s.pages and s.pages[0] is not None else "?"
+        first = first[0] if isinstance(first, tuple) else first
+        page = s.keyframe
+        groups.append(
+            f"page {first}{f' (+{len(s.pages) - 1} more)' if len(s.pages) > 1 else ''}: "
+            f"{page.imagewidth}x{page.imagelength} {page.dtype}"
+        )
+    more = f" and {len(images) - 4} more groups" if len(images) > 4 else ""
+    raise EmsegError(
+        f"{path} holds pages of different sizes or types ({'; '.join(groups)}{more}); "
+        "emseg reads a multi-page TIFF as one stack of equal pages: save each size as "
+        "its own file"
+    )
 
 
 class _Collect(logging.Filter):
@@ -669,7 +796,7 @@ def _tiff_dtype(path, data):
     if dt in (np.uint8, np.uint16, np.float32):
         return data
     if np.issubdtype(dt, np.floating):
-        return data.astype(np.float32)
+        return _float32(path, data)
     if np.issubdtype(dt, np.integer):
         if data.size and data.min() >= 0 and data.max() <= 255 and dt.itemsize == 1:
             return data.astype(np.uint8)
@@ -680,6 +807,23 @@ def _tiff_dtype(path, data):
         f"{path} has pixels of type {dt}, which emseg does not read; "
         "export 8- or 16-bit integers or 32-bit floats"
     )
+
+
+def _float32(path, data):
+    """``data`` as float32, emseg's one float dtype, refusing finite values beyond
+    its range (about 3.4e38) rather than turning them into infinities."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.asarray(data).astype(np.float32)
+    if out.dtype.itemsize < np.asarray(data).dtype.itemsize and np.isinf(out).any():
+        lost = np.isinf(out) & np.isfinite(data)
+        if lost.any():
+            peak = float(np.max(np.abs(np.asarray(data)[lost])))
+            raise EmsegError(
+                f"{path} holds values up to {peak:.3g}, beyond the range of 32-bit "
+                f"floats ({np.finfo(np.float32).max:.3g}) that emseg reads images as; "
+                "rescale the data (divide by a power of ten) and save it again"
+            )
+    return out
 
 
 def _invert(data):

@@ -130,6 +130,28 @@ def test_png_16bit_with_alpha(tmp_path, rng, colour_type, channels):
     assert not img.valid[1, 3] and img.valid.sum() == 19
 
 
+def test_png_16bit_interlaced(tmp_path, rng):
+    """Adam7 interlacing: the data-size check (a decompression-bomb guard) counts the
+    seven passes' rows, so an interlaced 16-bit colour PNG still reads."""
+    arr = rng.integers(0, 65536, (7, 5, 3), dtype=np.uint16)
+    raw = b""
+    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4),
+                           (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)):
+        sub = arr[y0::dy, x0::dx]
+        if sub.size:
+            raw += b"".join(b"\x00" + row.astype(">u2").tobytes() for row in sub)
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    ihdr = struct.pack(">IIBBBBB", 5, 7, 16, 2, 0, 0, 1)
+    (tmp_path / "i.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+    np.testing.assert_array_equal(io.read_image(tmp_path / "i.png").pixels, arr)
+
+
 def test_png_palette_mode(tmp_path):
     indices = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8)
     im = PILImage.fromarray(indices, "L").convert("P")
@@ -683,3 +705,86 @@ def test_write_png_read_back_by_pillow_and_opencv(tmp_path, rng, shape, dtype, m
         back = back[..., ::-1]
     np.testing.assert_array_equal(back.reshape(shape), arr)
     assert back.dtype == dtype
+
+
+# ------------------------------------------------------------- hostile TIFFs (issue 17)
+
+
+def test_tiff_pages_of_different_sizes_refused_naming_them(tmp_path):
+    """Only the first page was segmented, silently; equal pages still make a stack."""
+    path = tmp_path / "mixed.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(np.zeros((3, 40, 50), np.uint8), photometric="minisblack")
+        tif.write(np.ones((20, 30), np.uint8))
+    with _raises(path, "page 0 (+2 more): 50x40 uint8; page 3: 30x20 uint8",
+                 "save each size as its own file"):
+        io.read_image(path)
+    tifffile.imwrite(tmp_path / "equal.tif", np.zeros((2, 20, 30), np.uint8))
+    assert io.read_image(tmp_path / "equal.tif").pixels.shape == (2, 20, 30)
+
+
+def _tiff_bytes(rng, **kwargs):
+    buffer = __import__("io").BytesIO()
+    tifffile.imwrite(buffer, rng.integers(0, 255, (3, 40, 48), dtype=np.uint8), **kwargs)
+    return buffer.getvalue()
+
+
+def test_truncated_and_garbled_tiffs_get_one_line(tmp_path, rng):
+    """Every truncation and a seeded sample of byte changes: a one-line EmsegError
+    (garbled IFDs whose pixels decode to another shape than declared gave numpy's
+    "axes don't match array", an internal error: 6 in 1500 such changes)."""
+    originals = [_tiff_bytes(rng), _tiff_bytes(rng, compression="zlib"),
+                 _tiff_bytes(rng, tile=(16, 16))]
+    cases = [data[:n] for data in originals for n in range(8, len(data), 97)]
+    for _ in range(300):
+        data = bytearray(originals[int(rng.integers(len(originals)))])
+        for _ in range(int(rng.integers(1, 8))):
+            data[int(rng.integers(4, len(data)))] = int(rng.integers(256))
+        cases.append(bytes(data))
+    path = tmp_path / "bad.tif"
+    corrupt = 0
+    for data in cases:
+        path.write_bytes(data)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                io.read_image(path)
+        except EmsegError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc)
+            corrupt += "corrupt TIFF (" in str(exc)
+    assert corrupt > len(cases) // 4
+
+
+def test_float64_beyond_float32_range_refused_in_one_line(tmp_path, rng):
+    """Values near 1e300 became infinities (float32) and a misleading message later."""
+    pixels = rng.normal(1e300, 1e299, (20, 30))
+    tifffile.imwrite(tmp_path / "huge.tif", pixels)
+    with _raises(tmp_path / "huge.tif", "values up to 1.", "e+300", "rescale the data"):
+        io.read_image(tmp_path / "huge.tif")
+    tifffile.imwrite(tmp_path / "fine.tif", pixels * 1e-270)  # 1e30: float32 holds it
+    assert io.read_image(tmp_path / "fine.tif").pixels.dtype == np.float32
+
+    from click.testing import CliRunner
+
+    from emseg.cli import main
+
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "huge.tif"), "-o", str(tmp_path)])
+    assert result.exit_code == 1
+    message = result.output.strip()
+    assert "\n" not in message and "beyond the range of 32-bit floats" in message, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fine.tif", "huge.tif"]
+
+
+def test_mask_is_guarded_by_the_images_size(tmp_path):
+    """--max-pixels did not reach --mask: a mask of any size up to Pillow's limit was
+    decoded. Now a mask larger than its image is refused from its header."""
+    image_shape = (40, 50)
+    PILImage.fromarray(np.full((4000, 5000), 255, np.uint8)).save(tmp_path / "big.png")
+    with pytest.raises(EmsegError, match="mask .*big.png is 5000x4000 but the image is 50x40"):
+        io.read_mask(tmp_path / "big.png", image_shape)
+    PILImage.fromarray(np.full(image_shape, 255, np.uint8)).save(tmp_path / "m.png")
+    assert io.read_mask(tmp_path / "m.png", image_shape).all()
+    with _raises(tmp_path / "m.png", "2,000 pixels, above the limit of 100"):
+        io.read_mask(tmp_path / "m.png", image_shape, max_pixels=100)
+    # a 2-D mask for a stack is smaller than the stack: read
+    assert io.read_mask(tmp_path / "m.png", (3, *image_shape)).shape == (3, *image_shape)

@@ -147,3 +147,21 @@ def test_write_nifti_never_writes_through_a_planted_symlink(tmp_path, monkeypatc
     reference.header.set_slope_inter(1.0, 0.0)
     nib.save(reference, tmp_path / name)
     assert (out_dir / name).read_bytes() == (tmp_path / name).read_bytes()
+
+
+def test_dicom_rle_series_reads_after_its_segments_are_checked(tmp_path):
+    """The RLE size check (a decompression-bomb guard) counts runs as pydicom decodes
+    them: a genuine RLE Lossless series, 16-bit (two segments per slice), reads."""
+    from pydicom.uid import RLELossless
+
+    volume = np.random.default_rng(3).integers(0, 1000, (3, 9, 11)).astype(np.uint16)
+    volume[:, :4] = 7  # long runs as well as literal ones
+    write_dicom_series(tmp_path / "rle", volume)
+    for path in (tmp_path / "rle").iterdir():
+        ds = pydicom.dcmread(path)
+        ds.compress(RLELossless)
+        ds.save_as(path, enforce_file_format=True)
+    assert pydicom.dcmread(next((tmp_path / "rle").iterdir())).file_meta.TransferSyntaxUID \
+        == RLELossless
+    image = io.read_image(tmp_path / "rle")
+    np.testing.assert_allclose(image.pixels, volume * 2.0 - 100)
