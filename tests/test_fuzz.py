@@ -8,6 +8,7 @@ The whole module is bounded to about a minute on two cores.
 """
 
 import gzip
+import os
 import io as pyio
 import signal
 from contextlib import contextmanager
@@ -20,8 +21,9 @@ from PIL import Image
 
 from emseg.cli import main
 
-SEED = 20261206
-MUTANTS_PER_FORMAT = 80
+# CI runs one seed; a longer hunt: EMSEG_FUZZ_SEED=7 EMSEG_FUZZ_MUTANTS=400 pytest tests/test_fuzz.py
+SEED = int(os.environ.get("EMSEG_FUZZ_SEED", 20261206))
+MUTANTS_PER_FORMAT = int(os.environ.get("EMSEG_FUZZ_MUTANTS", 80))
 SECONDS_PER_CASE = 20
 
 
