@@ -495,7 +495,9 @@ def test_unit_weights_equal_no_weights(overlapping_2d):
 def test_property_weighting_equals_repeating(counts, merge):
     X, _ = gaussian_blobs(np.random.default_rng(9), [[-1.0], [1.5]], [12, 12])
     counts = np.array(counts)
-    kwargs = dict(covariance_type="diag", tol=1e-9, max_iter=200)
+    # plain EM: SQUAREM's jumps amplify the rounding differences of the two sums, which
+    # shows on fits that have not converged in max_iter (the likelihood here is flat)
+    kwargs = dict(covariance_type="diag", tol=1e-9, max_iter=200, accelerate=False)
     kwargs.update(initial_params("diag", [[-1.0], [1.0]]))
     weighted = GaussianMixture(2, **kwargs)
     plain = GaussianMixture(2, **kwargs)
@@ -512,7 +514,8 @@ def test_property_weighting_equals_repeating(counts, merge):
 def test_property_row_order_does_not_change_the_fit(seed):
     X, _ = gaussian_blobs(np.random.default_rng(12), [[-1.0, 0.0], [1.5, 0.5]], [40, 40])
     perm = np.random.default_rng(seed).permutation(X.shape[0])
-    kwargs = dict(tol=1e-9, max_iter=300, **initial_params("full", [[-1.0, 0.0], [1.0, 0.0]]))
+    kwargs = dict(tol=1e-9, max_iter=300, accelerate=False,  # as in the test above
+                  **initial_params("full", [[-1.0, 0.0], [1.0, 0.0]]))
     a = GaussianMixture(2, **kwargs).fit(X)
     b = GaussianMixture(2, **kwargs).fit(X[perm])
     assert_same_fit(a, b)
