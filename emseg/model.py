@@ -27,7 +27,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._errors import EmsegError
-from ._jsonfields import check_header, field_array, field_int, fit_info, is_number, kind
+from ._jsonfields import (
+    check_header,
+    check_tree,
+    describe_number,
+    field_array,
+    field_int,
+    fit_info,
+    is_finite_number,
+    is_int,
+    kind,
+)
 from ._version import __version__
 from .features import (
     FeatureSpec,
@@ -167,37 +177,66 @@ def save_json(path, obj, *, overwrite=False):
     io.write_json(path, obj, overwrite=overwrite)
 
 
-def load_json(path):
+# The largest JSON file emseg reads, checked before reading. The largest segmentation
+# model emseg writes (MAX_CLASSES full-covariance classes over 6 features: about 80
+# numbers of at most 25 characters per class) is about 140 MB; a tabular mixture ('emseg
+# gmm fit --model') stores 2 K D^2 numbers, so 256 MiB also holds 8 full components
+# over 1,000 columns. Parsing holds about three times the file in memory (bytes, text,
+# Python floats), so the limit also bounds load_json to about 1 GB.
+MAX_JSON_BYTES = 256 * 2**20
+
+
+def load_json(path, *, max_bytes=MAX_JSON_BYTES, where="file"):
     """Read the JSON file at ``path``.
 
     Raises :class:`~emseg.EmsegError` (one line, naming the file) when it is missing,
-    a folder, empty, not UTF-8, or not valid JSON (NaN and Infinity included).
+    a folder, empty, larger than ``max_bytes`` (checked before reading; see
+    ``MAX_JSON_BYTES``), not UTF-8, not valid JSON (NaN and Infinity included), nested
+    more than 32 levels deep, or holds an integer beyond +-2**63 or a number that
+    overflows to infinity (``1e999``); the last two name the place, starting from
+    ``where``.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise EmsegError(f"{path} does not exist; check the path")
     if os.path.isdir(path):
         raise EmsegError(f"{path} is a folder, not a JSON file")
+    too_big = (
+        f"{path} is larger than {max_bytes / 2**20:.3g} MiB, the most emseg reads as a "
+        "JSON model; it is not a model emseg wrote"
+    )
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            if os.fstat(f.fileno()).st_size > max_bytes:
+                raise EmsegError(too_big)
+            raw = f.read(max_bytes + 1)  # a pipe or /proc file has no size to check
     except OSError as exc:
         raise EmsegError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > max_bytes:
+        raise EmsegError(too_big)
     if not raw.strip():
         raise EmsegError(f"{path} is empty; it is not a model file (re-create it)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise EmsegError(f"{path} is not a text (UTF-8) file; it is not a JSON model") from None
+    del raw
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        obj = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise EmsegError(
             f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
             f"{exc.colno}); the file is corrupt or truncated"
         ) from None
-    except (ValueError, RecursionError) as exc:
-        raise EmsegError(f"{path} is not valid JSON ({exc or 'nested too deeply'})") from None
+    except RecursionError:
+        raise EmsegError(f"{path} is not valid JSON (nested too deeply)") from None
+    except ValueError as exc:
+        raise EmsegError(f"{path} is not valid JSON ({exc})") from None
+    try:
+        check_tree(obj, where)
+    except EmsegError as exc:
+        raise EmsegError(f"{path}: {exc}") from None
+    return obj
 
 
 def _refuse_constant(name):
@@ -211,6 +250,10 @@ SEGMENTATION_FORMAT_VERSION = 2  # 2: features scaled by the training pixels' ow
 # Float images (and any image with spatial features) are sampled: together the sampled
 # images contribute about this many rows to a shared fit (see summarize_image).
 DEFAULT_MAX_SAMPLES = 1_000_000
+# Label images are uint16 at most (render.label_image), so no more classes can be written.
+# Labelling costs O(rows x classes) time and memory: measured 1.9 s for 10,000 pixels x
+# 10,000 classes, linear in each, so a model near this limit is slow but works.
+MAX_CLASSES = 65535
 LABEL_ORDER = "darkest first: classes sorted by the mean luminance of their training pixels"
 
 
@@ -294,6 +337,12 @@ class SegmentationModel:
                 raise EmsegError(f"{where}.spatial_ndim must be null when spatial is 0, got {ndim!r}")
         elif ndim not in (2, 3) or isinstance(ndim, bool):
             raise EmsegError(f"{where}.spatial_ndim must be 2 or 3 when spatial > 0, got {ndim!r}")
+        k = d.get("k")
+        if not is_int(k) or not 1 <= k <= MAX_CLASSES:
+            raise EmsegError(
+                f"{where}.k must be an integer from 1 to {MAX_CLASSES} (the most classes a "
+                f"16-bit label image holds), got {describe_number(k)}"
+            )
         mixture = mixture_from_dict(d.get("mixture"), where=f"{where}.mixture")
         model = cls(mixture, spec, channels, ndim, emseg_version=emseg_version)
         D = mixture.means_.shape[1]
@@ -303,8 +352,7 @@ class SegmentationModel:
                 f"({spec.color_space}, spatial {spec.spatial:g}) make {model.n_features}; "
                 "the file is inconsistent, refit the model"
             )
-        k = d.get("k")
-        if k != model.k or isinstance(k, bool):
+        if k != model.k:
             raise EmsegError(f"{where}.k is {k!r} but the mixture has {model.k} components")
         model.classes = _classes_from_dict(d.get("classes"), model.k, f"{where}.classes")
         training = d.get("training", {})
@@ -348,7 +396,7 @@ def load_model(path):
     when it is missing, corrupt, not a model, or inconsistent.
     """
     path = os.fspath(path)
-    d = load_json(path)
+    d = load_json(path, where="model")
     try:
         model = SegmentationModel.from_dict(d)
     except EmsegError as exc:
@@ -364,13 +412,13 @@ def _spec_from_dict(d, where):
     if color_space not in ("gray", "rgb", "lab", "hsv"):
         raise EmsegError(f"{where}.color_space must be gray, rgb, lab or hsv, got {color_space!r}")
     spatial = d.get("spatial")
-    if not is_number(spatial) or not math.isfinite(spatial) or spatial < 0:
-        raise EmsegError(f"{where}.spatial must be a number >= 0, got {spatial!r}")
+    if not is_finite_number(spatial) or spatial < 0:
+        raise EmsegError(f"{where}.spatial must be a number >= 0, got {describe_number(spatial)}")
     value_range = []
     for key in ("offset", "scale"):
         values = d.get(key)
         if not isinstance(values, list) or not values or not all(
-            is_number(v) and math.isfinite(v) for v in values
+            is_finite_number(v) for v in values
         ):
             raise EmsegError(f"{where}.{key} must be a non-empty list of finite numbers")
         value_range.append(tuple(float(v) for v in values))
@@ -395,7 +443,7 @@ def _classes_from_dict(classes, k, where):
         if not isinstance(c, dict) or c.get("label") != i:
             raise EmsegError(f"{where}[{i}] must be an object with label {i}")
         for key in ("fraction", "mean_luminance"):
-            if not is_number(c.get(key)) or not math.isfinite(c[key]):
+            if not is_finite_number(c.get(key)):
                 raise EmsegError(f"{where}[{i}].{key} must be a finite number")
     return classes
 
