@@ -389,6 +389,58 @@ class SegmentationModel:
             )
 
 
+def check_model_input(model, values, valid, what="the image"):
+    """Warn (:class:`~emseg.ModelMismatchWarning`) when ``model`` is applied to pixel
+    ``values`` (shape (..., C)) unlike its training images: another dtype kind than all
+    of them (a model fitted on 8-bit images, given floats in 0..1, puts every pixel in
+    its darkest class), or more than 1% of the ``valid`` pixels further outside the
+    training range than its own width. A warning, not an error: a float image in the
+    training's units is fine. Models without ``training["dtype_kinds"]`` skip that part.
+    """
+    import warnings
+
+    from ._errors import ModelMismatchWarning
+
+    kinds = model.training.get("dtype_kinds")
+    kind = _dtype_kind(values.dtype)
+    if isinstance(kinds, list) and kinds and all(isinstance(k, str) for k in kinds) and kind not in kinds:
+        trained = " and ".join(_KIND_NAMES.get(k, k) for k in kinds)
+        warnings.warn(
+            f"{what} has {_KIND_NAMES.get(kind, kind)} pixels but the model was fitted on "
+            f"{trained} images (values {_describe_range(model.features)}); convert the image "
+            "to the training images' type and range, or fit a model on images like it",
+            ModelMismatchWarning,
+            stacklevel=3,
+        )
+        return
+    offset = np.asarray(model.features.offset, dtype=np.float64)
+    scale = np.asarray(model.features.scale, dtype=np.float64)
+    low, high = offset - scale, offset + 2 * scale  # the range, widened by its width
+    flat = values.reshape(-1, values.shape[-1])
+    with np.errstate(invalid="ignore"):
+        if flat.shape[0] == 0 or (
+            np.nanmin(flat, axis=0) >= low).all() and (np.nanmax(flat, axis=0) <= high).all():
+            return
+        if valid is not None:
+            flat = flat[np.asarray(valid).ravel()]
+        far = ((flat < low) | (flat > high)).any(axis=1)
+    share = far.mean() if far.size else 0.0
+    if share > 0.01:
+        warnings.warn(
+            f"{100 * share:.3g}% of the pixels of {what} lie far outside the values the model "
+            f"was fitted on ({_describe_range(model.features)}); rescale the image to the "
+            "training images' range, or fit a model on images like it",
+            ModelMismatchWarning,
+            stacklevel=3,
+        )
+
+
+def _describe_range(spec):
+    lows = spec.offset
+    highs = [o + s for o, s in zip(spec.offset, spec.scale)]
+    return ", ".join(f"{lo:.4g}..{hi:.4g}" for lo, hi in zip(lows, highs))
+
+
 def load_model(path):
     """Read and validate a :class:`SegmentationModel` JSON file (no code is run).
 
@@ -473,6 +525,7 @@ class PixelSummary:
     n_images: int = 1
     n_pixels: int = 0
     first_index: int = 0
+    dtype_kinds: tuple = ()  # numpy dtype kinds of the images ("u", "i", "f")
 
     @property
     def group(self):
@@ -501,6 +554,7 @@ class PixelSummary:
             self.n_images + other.n_images,
             self.n_pixels + other.n_pixels,
             min(self.first_index, other.first_index),
+            tuple(sorted(set(self.dtype_kinds) | set(other.dtype_kinds))),
         )
 
     def training_rows(self):
@@ -552,10 +606,12 @@ def summarize_image(
     channels = 3 if is_color else 1
     ndim = None if spec.value_only else len(shape)
     empty = (np.empty((0, channels + (ndim or 0))), np.empty(0), np.empty(0))
+    kinds = (_dtype_kind(flat.dtype),)
     if spec.value_only and np.issubdtype(flat.dtype, np.integer):
         unique, counts, _ = distinct_values(flat)
         return PixelSummary(
-            spec, channels, ndim, unique, counts, counts * luminance(unique), {}, 1, n_valid, index
+            spec, channels, ndim, unique, counts, counts * luminance(unique), {}, 1, n_valid,
+            index, kinds,
         )
     if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral) or random_state < 0:
         raise EmsegError(
@@ -572,7 +628,8 @@ def summarize_image(
         X = np.hstack([X, coords * (spec.spatial / max(max(shape) - 1, 1))])
     w = np.full(take, n_valid / take)
     return PixelSummary(
-        spec, channels, ndim, *empty, {index: (X, w, luminance(sample))}, 1, n_valid, index
+        spec, channels, ndim, *empty, {index: (X, w, luminance(sample))}, 1, n_valid, index,
+        kinds,
     )
 
 
@@ -604,6 +661,7 @@ def fit_summary(summary, k, *, covariance_type="full", random_state=0, k_max=8, 
     training = {
         "n_images": summary.n_images,
         "n_pixels": summary.n_pixels,
+        "dtype_kinds": list(summary.dtype_kinds),
         "exact": not summary.samples,
         "sampled_images": len(summary.samples),
         "max_samples": max_samples,
@@ -684,6 +742,14 @@ def fit_model(
         max_samples=max_samples if merged.samples else None,
         **em_options,
     )
+
+
+def _dtype_kind(dtype):
+    """"u"/"i" for integer pixels, "f" for floats (bool counts as unsigned)."""
+    return "u" if dtype.kind == "b" else dtype.kind
+
+
+_KIND_NAMES = {"u": "unsigned integer", "i": "signed integer", "f": "float"}
 
 
 def _describe_group(group):

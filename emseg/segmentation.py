@@ -244,6 +244,9 @@ def _segment_with_model(image, model, k, color_space, spatial, mask, channel_axi
     n_valid = int(valid.sum()) if valid is not None else int(np.prod(shape))
     if n_valid < 1:
         raise EmsegError("no pixel to segment: the mask (or alpha) excludes every pixel")
+    from .model import check_model_input
+
+    check_model_input(model, values, valid)  # a warning: other dtype kind or range
     _, rows = _feature_rows(values, shape, valid, spec)
     X, weights = rows[0], rows[1]
     timings = {"features": time.perf_counter() - clock, "fit": 0.0}

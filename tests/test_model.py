@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -409,3 +410,29 @@ def test_absurd_class_count_refused(tmp_path, model_dict):
     path.write_text(json.dumps(d))
     with pytest.raises(EmsegError, match=r"model\.k must be an integer from 1 to 65535"):
         load_model(path)
+
+
+def test_model_warns_on_another_dtype_kind_or_range():
+    # issue 17: a model fitted on 8-bit images applied silently to floats in 0..1
+    from emseg import ModelMismatchWarning
+
+    image, _ = scene()
+    model = fit_model([image], 3)
+    assert model.training["dtype_kinds"] == ["u"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelMismatchWarning)
+        segment(image, model=model)  # like its training images: no warning
+        segment(image.astype(np.uint16), model=model)  # same values, wider dtype: fine
+    with pytest.warns(ModelMismatchWarning, match="float pixels but the model was fitted on unsigned integer"):
+        segment(image / 255.0, model=model)
+    with pytest.warns(ModelMismatchWarning, match="100% of the pixels .* far outside .* rescale"):
+        segment(image.astype(np.uint16) * 256, model=model)
+    float_model = fit_model([image.astype(np.float32)], 3)
+    assert float_model.training["dtype_kinds"] == ["f"]
+    with pytest.warns(ModelMismatchWarning, match="unsigned integer pixels but the model was fitted on float"):
+        segment(image, model=float_model)
+    old = SegmentationModel.from_dict(model.to_dict())
+    del old.training["dtype_kinds"]  # a model saved before this check: range only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelMismatchWarning)
+        segment(image.astype(np.float32), model=old)
