@@ -22,6 +22,7 @@ import json
 import math
 import numbers
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -708,9 +709,21 @@ def fit_model(
     :func:`emseg.segment` with ``model=`` gives every image the same labels for the
     same values.
     """
+    if isinstance(images, np.ndarray) or not isinstance(images, Iterable) or isinstance(images, (str, bytes)):
+        raise EmsegError(
+            f"images must be a list of image arrays, got {type(images).__name__}; "
+            "for one image pass [image]"
+        )
     images = list(images)
     if not images:
         raise EmsegError("images is empty; pass at least one image")
+    if masks is not None and (
+        isinstance(masks, (np.ndarray, str, bytes)) or not isinstance(masks, Iterable)
+    ):
+        raise EmsegError(
+            f"masks must be None or a list with one mask (or None) per image, got "
+            f"{type(masks).__name__}"
+        )
     masks = [None] * len(images) if masks is None else list(masks)
     if len(masks) != len(images):
         raise EmsegError(f"masks has {len(masks)} entries for {len(images)} images; pass one per image")
