@@ -13,7 +13,13 @@ import os as _os
 # wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from ._errors import ConvergenceWarning, EmptyComponentWarning, EmsegError, KChoiceWarning
+from ._errors import (
+    ConvergenceWarning,
+    EmptyComponentWarning,
+    EmsegError,
+    KChoiceWarning,
+    ModelMismatchWarning,
+)
 from ._version import __version__
 
 __all__ = [
@@ -24,6 +30,7 @@ __all__ = [
     "GaussianHMM",
     "GaussianMixture",
     "KChoiceWarning",
+    "ModelMismatchWarning",
     "Segmentation",
     "SegmentationModel",
     "__version__",

@@ -20,3 +20,9 @@ class EmptyComponentWarning(UserWarning):
 class KChoiceWarning(UserWarning):
     """``k="auto"`` chose ``k_max``, the largest K it tried: a larger ``k_max`` might
     choose more."""
+
+
+class ModelMismatchWarning(UserWarning):
+    """A shared model is applied to an image unlike those it was fitted on: another
+    kind of dtype (8-bit integers vs floats), or values far outside the training range.
+    The labels are computed anyway, but likely mean nothing."""

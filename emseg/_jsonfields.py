@@ -24,6 +24,59 @@ def is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+# Integers in a model file are counts, labels and seeds: none comes near 2**63. A larger
+# one (a 401-digit integer) cannot even become a float64, so it is refused by name.
+MAX_INT = 2**63 - 1
+# emseg's own files nest at most 6 deep (model.mixture.covariances_[k][i][j]); a file
+# nested deeper is refused at load rather than failing later on every image, when the
+# model is copied into a report.
+MAX_DEPTH = 32
+
+
+def is_finite_number(value):
+    """True for a finite real number (not a bool): huge integers (|v| > 2**63) and
+    NaN/infinity are not."""
+    if not is_number(value):
+        return False
+    if isinstance(value, numbers.Integral):
+        return -MAX_INT <= value <= MAX_INT
+    return math.isfinite(value)
+
+
+def describe_number(value):
+    """A short, one-line text for a bad number in a message (a 401-digit integer is not
+    printed in full)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_tree(obj, where, *, max_depth=MAX_DEPTH):
+    """Refuse a parsed JSON document that nests deeper than ``max_depth``, or holds an
+    integer beyond +-2**63 or a non-finite number (JSON ``1e999`` parses as infinity)
+    anywhere, with one line naming the place (``where.key[i]``). Iterative: any depth
+    is safe to check."""
+    stack = [(obj, where, 0)]
+    while stack:
+        value, label, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth >= max_depth:
+                raise EmsegError(
+                    f"{label} is nested more than {max_depth} levels deep; emseg never "
+                    "writes such a file, it is corrupt or not a model"
+                )
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                sub = f"{label}.{key}" if isinstance(value, dict) else f"{label}[{key}]"
+                stack.append((item, sub, depth + 1))
+        elif is_number(value) and not is_finite_number(value):
+            raise EmsegError(
+                f"{label} is {describe_number(value)}, not a finite number within "
+                f"+-2**63; the file is corrupt"
+            )
+
+
 def kind(value):
     """What a JSON value is, for messages: "an object", "a list", "null", ..."""
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
@@ -44,8 +97,10 @@ def check_header(d, expected_format, max_version, where, what, hint=""):
             + (f"; {hint}" if hint else "")
         )
     version = d.get("format_version")
-    if not is_int(version) or version < 1:
-        raise EmsegError(f"{where}.format_version must be a positive integer, got {version!r}")
+    if not is_int(version) or not 1 <= version <= MAX_INT:
+        raise EmsegError(
+            f"{where}.format_version must be a positive integer, got {describe_number(version)}"
+        )
     if version > max_version:
         raise EmsegError(
             f"{where} has format version {version}, newer than this emseg reads "
@@ -56,8 +111,10 @@ def check_header(d, expected_format, max_version, where, what, hint=""):
 def field_int(d, key, where, minimum):
     """``d[key]`` as an int >= ``minimum``."""
     value = d.get(key)
-    if not is_int(value) or value < minimum:
-        raise EmsegError(f"{where}.{key} must be an integer >= {minimum}, got {value!r}")
+    if not is_int(value) or not minimum <= value <= MAX_INT:
+        raise EmsegError(
+            f"{where}.{key} must be an integer >= {minimum}, got {describe_number(value)}"
+        )
     return int(value)
 
 
@@ -85,7 +142,12 @@ def _check_nested(value, shape, label, name, full_shape):
         if isinstance(value, list):
             raise EmsegError(f"{label} must be a number, got a list (nested too deeply)")
         if not is_number(value):
-            raise EmsegError(f"{label} must be a number, got {value!r}")
+            raise EmsegError(f"{label} must be a number, got {describe_number(value)}")
+        if is_int(value) and abs(value) > MAX_INT:  # NaN and infinity: checked below
+            raise EmsegError(
+                f"{label} is {describe_number(value)}, not a finite number within +-2**63; "
+                "the model is not usable"
+            )
         return
     if not isinstance(value, list):
         raise EmsegError(f"{label} must be a list of length {shape[0]}, got {kind(value)}")
@@ -109,6 +171,8 @@ def fit_info(d, where, *, required=True):
     lower = d.get("lower_bound_")
     if lower is None:
         lower = math.nan
-    elif not is_number(lower) or not math.isfinite(lower):
-        raise EmsegError(f"{where}.lower_bound_ must be a finite number or null, got {lower!r}")
+    elif not is_finite_number(lower):
+        raise EmsegError(
+            f"{where}.lower_bound_ must be a finite number or null, got {describe_number(lower)}"
+        )
     return converged, n_iter, float(lower)

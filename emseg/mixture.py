@@ -13,6 +13,8 @@ starting parameters both reach the same estimates), computed differently:
   (Ghahramani & Jordan 1994): each missingness pattern is factorised once.
 """
 
+import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -359,11 +361,12 @@ class GaussianMixture:
         large = data.X.shape[0] > self._presubsample_rows and not data.patterns
         start = self._subsample(data, rng) if large else data
         X, w = start.init_view()
+        full = self.covariance_type in ("full", "tied")  # else only the diagonal of sxx
         if self.means_init is not None:
             centres = np.asarray(self.means_init, dtype=np.float64)
-            stats = _stats_from_labels(X, w, kern.nearest_centre(X, centres)[0], centres)
+            stats = _stats_from_labels(X, w, kern.nearest_centre(X, centres)[0], centres, full)
         elif self.init_params == "random":
-            stats = _stats_from_random(X, w, K, rng)
+            stats = _stats_from_random(X, w, K, rng, full)
         else:
             if self.init_params == "random_from_data":
                 p = _unit(w, X.shape[0])
@@ -375,7 +378,7 @@ class GaussianMixture:
                 centres, labels = lloyd(X, w, centres)
             else:
                 labels = kern.nearest_centre(X, centres)[0]
-            stats = _stats_from_labels(X, w, labels, centres)
+            stats = _stats_from_labels(X, w, labels, centres, full)
         self._m_step(stats)
         self._set_initial(self.weights_init, self.means_init, self.precisions_init)
         if large:
@@ -440,7 +443,7 @@ class GaussianMixture:
         full = self.covariance_type in ("full", "tied")
         parts = _PatternParts(self, pattern.observed)
         nk, sx = np.zeros(K), np.zeros((K, D))
-        sxx = np.zeros((K, D, D))
+        sxx = np.zeros((K, D, D) if full else (K, D))
         ll = 0.0
         for start in range(0, pattern.X.shape[0], _PATTERN_CHUNK):
             Xc = pattern.X[start : start + _PATTERN_CHUNK]
@@ -454,11 +457,12 @@ class GaussianMixture:
                 rk = resp[:, k]
                 nk[k] += rk.sum()
                 sx[k] += rk @ y
-                sxx[k] += (y * rk[:, None]).T @ y
+                sxx[k] += (y * rk[:, None]).T @ y if full else rk @ (y * y)
         for k in range(K):
-            sxx[k][np.ix_(parts.m, parts.m)] += nk[k] * parts.cond_cov[k]
-        if not full:
-            sxx = np.einsum("kii->ki", sxx).copy()
+            if full:
+                sxx[k][np.ix_(parts.m, parts.m)] += nk[k] * parts.cond_cov[k]
+            else:  # independent coordinates: the missing ones keep their variance
+                sxx[k, parts.m] += nk[k] * parts.var[k, parts.m]
         return GaussianStats(nk, sx, sxx, self.means_, ll, float(pattern.w.sum()))
 
     def _m_step(self, stats):
@@ -691,10 +695,17 @@ class GaussianMixture:
         check_int(n_samples, "n_samples", 1)
         rng = as_generator(self.random_state)
         counts = rng.multinomial(n_samples, self.weights_)
-        cov = full_covariances(self)
-        X = np.concatenate(
-            [rng.multivariate_normal(m, c, int(n)) for m, c, n in zip(self.means_, cov, counts)]
-        )
+        if self.covariance_type in ("diag", "spherical"):  # independent coordinates
+            sd = np.sqrt(_diagonal_variances(self))
+            X = np.concatenate(
+                [m + s * rng.standard_normal((int(n), m.size))
+                 for m, s, n in zip(self.means_, sd, counts)]
+            )
+        else:
+            cov = full_covariances(self)
+            X = np.concatenate(
+                [rng.multivariate_normal(m, c, int(n)) for m, c, n in zip(self.means_, cov, counts)]
+            )
         labels = np.repeat(np.arange(self.n_components_), counts)
         return X, labels
 
@@ -716,8 +727,7 @@ class GaussianMixture:
                 resp = np.exp(lp - logsumexp_rows(lp)[:, None])
                 fill = np.zeros((idx.size, parts.m.size))
                 for k in range(self.n_components_):
-                    cond = self.means_[k, parts.m] + centred[k] @ parts.regress[k].T
-                    fill += resp[:, k, None] * cond
+                    fill += resp[:, k, None] * (self.means_[k, parts.m] + parts.fill(k, centred[k]))
                 block = out[idx]
                 block[:, parts.m] = fill
                 out[idx] = block
@@ -829,14 +839,44 @@ def n_parameters(covariance_type, k, d):
     return int(cov + k * d + k - 1)
 
 
+def check_allocation(shape, what, fix="use fewer columns or components"):
+    """Refuse (one line naming ``what``) a float64 array of ``shape`` larger than the
+    machine's free memory, before numpy tries: a diagonal model over 100,000 columns
+    made dense is (K, 100000, 100000), 149 GiB for two components."""
+    size = 8.0 * math.prod(int(n) for n in shape)
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        free = 16 * 2**30
+    if size > free:
+        raise EmsegError(
+            f"{what} needs a {tuple(int(n) for n in shape)} float64 array ({size / 2**30:.3g} "
+            f"GiB), more than the {free / 2**30:.3g} GiB of free memory; {fix}"
+        )
+
+
+_DIAG_FIX = "use covariance_type='diag' (or fewer columns or components)"
+
+
+def _diagonal_variances(gm):
+    """(K, D) variances of a diag or spherical mixture."""
+    K, D = gm.means_.shape
+    cov = np.asarray(gm.covariances_, dtype=np.float64)
+    return cov if gm.covariance_type == "diag" else np.repeat(cov[:, None], D, axis=1)
+
+
 def full_covariances(gm):
-    """The fitted covariances of ``gm`` as a (K, D, D) array, whatever its type."""
+    """The fitted covariances of ``gm`` as a (K, D, D) array, whatever its type.
+
+    Diag and spherical models are made dense: refused by :func:`check_allocation` when
+    that needs more than the free memory (their own code paths never need it)."""
     K, D = gm.means_.shape
     cov = gm.covariances_
     if gm.covariance_type == "full":
         return cov
     if gm.covariance_type == "tied":
         return np.broadcast_to(cov, (K, D, D))
+    check_allocation((K, D, D), f"{gm.covariance_type} covariances as (K, D, D) matrices")
     if gm.covariance_type == "diag":
         return np.einsum("kd,de->kde", cov, np.eye(D))
     return cov[:, None, None] * np.eye(D)
@@ -851,6 +891,13 @@ class _PatternParts:
         self.means = gm.means_
         with np.errstate(divide="ignore"):
             self.log_weights = np.log(gm.weights_)
+        self.var = None
+        if gm.covariance_type in ("diag", "spherical"):
+            # independent coordinates: no (D, D) matrix, no regression of missing on observed
+            self.var = _diagonal_variances(gm)
+            self.log_det = np.log(self.var[:, self.o]).sum(1)
+            self.chol = [None] * self.var.shape[0]
+            return
         cov = full_covariances(gm)
         o, m = self.o, self.m
         self.chol, self.log_det, self.regress, self.cond_cov = [], [], [], []
@@ -877,7 +924,9 @@ class _PatternParts:
         centred = []
         for k in range(K):
             y = xo - self.means[k, self.o]
-            if self.o.size:
+            if self.var is not None:
+                maha = (y * y / self.var[k, self.o]).sum(1)
+            elif self.o.size:
                 from scipy import linalg
 
                 z = linalg.solve_triangular(self.chol[k], y.T, lower=True)
@@ -894,8 +943,14 @@ class _PatternParts:
         """Expected ``x - mean_k`` for the full row: observed part and its regression."""
         y = np.empty((y_obs.shape[0], self.o.size + self.m.size))
         y[:, self.o] = y_obs
-        y[:, self.m] = y_obs @ self.regress[k].T
+        y[:, self.m] = self.fill(k, y_obs)
         return y
+
+    def fill(self, k, y_obs):
+        """Expected ``x_missing - mean_k[missing]`` given the centred observed values."""
+        if self.var is not None:
+            return np.zeros((y_obs.shape[0], self.m.size))
+        return y_obs @ self.regress[k].T
 
 
 def _is_dask(X):
@@ -963,25 +1018,29 @@ def _covariances_from_chol(pc, ctype):
     return np.linalg.inv(pc @ pc.transpose(0, 2, 1))
 
 
-def _stats_from_labels(X, w, labels, centres):
-    """Statistics of a hard assignment (for starting EM), centred on ``centres``."""
+def _stats_from_labels(X, w, labels, centres, full=True):
+    """Statistics of a hard assignment (for starting EM), centred on ``centres``; ``sxx``
+    is (K, D) (its diagonal) unless ``full``, as the E-step of diag/spherical gives."""
     K, D = centres.shape
     w = _unit(w, X.shape[0])
     nk = np.zeros(K)
     sx = np.zeros((K, D))
-    sxx = np.zeros((K, D, D))
+    if full:
+        check_allocation((K, D, D), "full or tied covariances", _DIAG_FIX)
+    sxx = np.zeros((K, D, D) if full else (K, D))
     for k in range(K):
         rows = labels == k
         y = X[rows] - centres[k]
         wk = w[rows]
         nk[k] = wk.sum()
         sx[k] = wk @ y
-        sxx[k] = (y * wk[:, None]).T @ y
+        sxx[k] = (y * wk[:, None]).T @ y if full else wk @ (y * y)
     return GaussianStats(nk, sx, sxx, centres, 0.0, float(w.sum()))
 
 
-def _stats_from_random(X, w, K, rng):
-    """Statistics of random soft responsibilities (``init_params="random"``)."""
+def _stats_from_random(X, w, K, rng, full=True):
+    """Statistics of random soft responsibilities (``init_params="random"``); ``sxx``
+    as in :func:`_stats_from_labels`."""
     w = _unit(w, X.shape[0])
     resp = rng.uniform(size=(X.shape[0], K))
     resp /= resp.sum(1, keepdims=True)
@@ -989,8 +1048,10 @@ def _stats_from_random(X, w, K, rng):
     nk = resp.sum(0)
     centres = (resp.T @ X) / nk[:, None]
     D = X.shape[1]
-    sxx = np.empty((K, D, D))
+    if full:
+        check_allocation((K, D, D), "full or tied covariances", _DIAG_FIX)
+    sxx = np.empty((K, D, D) if full else (K, D))
     for k in range(K):
         y = X - centres[k]
-        sxx[k] = (y * resp[:, k, None]).T @ y
+        sxx[k] = (y * resp[:, k, None]).T @ y if full else resp[:, k] @ (y * y)
     return GaussianStats(nk, np.zeros((K, D)), sxx, centres, 0.0, float(w.sum()))

@@ -22,12 +22,23 @@ import json
 import math
 import numbers
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ._errors import EmsegError
-from ._jsonfields import check_header, field_array, field_int, fit_info, is_number, kind
+from ._jsonfields import (
+    check_header,
+    check_tree,
+    describe_number,
+    field_array,
+    field_int,
+    fit_info,
+    is_finite_number,
+    is_int,
+    kind,
+)
 from ._version import __version__
 from .features import (
     FeatureSpec,
@@ -167,37 +178,66 @@ def save_json(path, obj, *, overwrite=False):
     io.write_json(path, obj, overwrite=overwrite)
 
 
-def load_json(path):
+# The largest JSON file emseg reads, checked before reading. The largest segmentation
+# model emseg writes (MAX_CLASSES full-covariance classes over 6 features: about 80
+# numbers of at most 25 characters per class) is about 140 MB; a tabular mixture ('emseg
+# gmm fit --model') stores 2 K D^2 numbers, so 256 MiB also holds 8 full components
+# over 1,000 columns. Parsing holds about three times the file in memory (bytes, text,
+# Python floats), so the limit also bounds load_json to about 1 GB.
+MAX_JSON_BYTES = 256 * 2**20
+
+
+def load_json(path, *, max_bytes=MAX_JSON_BYTES, where="file"):
     """Read the JSON file at ``path``.
 
     Raises :class:`~emseg.EmsegError` (one line, naming the file) when it is missing,
-    a folder, empty, not UTF-8, or not valid JSON (NaN and Infinity included).
+    a folder, empty, larger than ``max_bytes`` (checked before reading; see
+    ``MAX_JSON_BYTES``), not UTF-8, not valid JSON (NaN and Infinity included), nested
+    more than 32 levels deep, or holds an integer beyond +-2**63 or a number that
+    overflows to infinity (``1e999``); the last two name the place, starting from
+    ``where``.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise EmsegError(f"{path} does not exist; check the path")
     if os.path.isdir(path):
         raise EmsegError(f"{path} is a folder, not a JSON file")
+    too_big = (
+        f"{path} is larger than {max_bytes / 2**20:.3g} MiB, the most emseg reads as a "
+        "JSON model; it is not a model emseg wrote"
+    )
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            if os.fstat(f.fileno()).st_size > max_bytes:
+                raise EmsegError(too_big)
+            raw = f.read(max_bytes + 1)  # a pipe or /proc file has no size to check
     except OSError as exc:
         raise EmsegError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > max_bytes:
+        raise EmsegError(too_big)
     if not raw.strip():
         raise EmsegError(f"{path} is empty; it is not a model file (re-create it)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise EmsegError(f"{path} is not a text (UTF-8) file; it is not a JSON model") from None
+    del raw
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        obj = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise EmsegError(
             f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
             f"{exc.colno}); the file is corrupt or truncated"
         ) from None
-    except (ValueError, RecursionError) as exc:
-        raise EmsegError(f"{path} is not valid JSON ({exc or 'nested too deeply'})") from None
+    except RecursionError:
+        raise EmsegError(f"{path} is not valid JSON (nested too deeply)") from None
+    except ValueError as exc:
+        raise EmsegError(f"{path} is not valid JSON ({exc})") from None
+    try:
+        check_tree(obj, where)
+    except EmsegError as exc:
+        raise EmsegError(f"{path}: {exc}") from None
+    return obj
 
 
 def _refuse_constant(name):
@@ -211,6 +251,10 @@ SEGMENTATION_FORMAT_VERSION = 2  # 2: features scaled by the training pixels' ow
 # Float images (and any image with spatial features) are sampled: together the sampled
 # images contribute about this many rows to a shared fit (see summarize_image).
 DEFAULT_MAX_SAMPLES = 1_000_000
+# Label images are uint16 at most (render.label_image), so no more classes can be written.
+# Labelling costs O(rows x classes) time and memory: measured 1.9 s for 10,000 pixels x
+# 10,000 classes, linear in each, so a model near this limit is slow but works.
+MAX_CLASSES = 65535
 LABEL_ORDER = "darkest first: classes sorted by the mean luminance of their training pixels"
 
 
@@ -294,6 +338,12 @@ class SegmentationModel:
                 raise EmsegError(f"{where}.spatial_ndim must be null when spatial is 0, got {ndim!r}")
         elif ndim not in (2, 3) or isinstance(ndim, bool):
             raise EmsegError(f"{where}.spatial_ndim must be 2 or 3 when spatial > 0, got {ndim!r}")
+        k = d.get("k")
+        if not is_int(k) or not 1 <= k <= MAX_CLASSES:
+            raise EmsegError(
+                f"{where}.k must be an integer from 1 to {MAX_CLASSES} (the most classes a "
+                f"16-bit label image holds), got {describe_number(k)}"
+            )
         mixture = mixture_from_dict(d.get("mixture"), where=f"{where}.mixture")
         model = cls(mixture, spec, channels, ndim, emseg_version=emseg_version)
         D = mixture.means_.shape[1]
@@ -303,8 +353,7 @@ class SegmentationModel:
                 f"({spec.color_space}, spatial {spec.spatial:g}) make {model.n_features}; "
                 "the file is inconsistent, refit the model"
             )
-        k = d.get("k")
-        if k != model.k or isinstance(k, bool):
+        if k != model.k:
             raise EmsegError(f"{where}.k is {k!r} but the mixture has {model.k} components")
         model.classes = _classes_from_dict(d.get("classes"), model.k, f"{where}.classes")
         training = d.get("training", {})
@@ -341,6 +390,58 @@ class SegmentationModel:
             )
 
 
+def check_model_input(model, values, valid, what="the image"):
+    """Warn (:class:`~emseg.ModelMismatchWarning`) when ``model`` is applied to pixel
+    ``values`` (shape (..., C)) unlike its training images: another dtype kind than all
+    of them (a model fitted on 8-bit images, given floats in 0..1, puts every pixel in
+    its darkest class), or more than 1% of the ``valid`` pixels further outside the
+    training range than its own width. A warning, not an error: a float image in the
+    training's units is fine. Models without ``training["dtype_kinds"]`` skip that part.
+    """
+    import warnings
+
+    from ._errors import ModelMismatchWarning
+
+    kinds = model.training.get("dtype_kinds")
+    kind = _dtype_kind(values.dtype)
+    if isinstance(kinds, list) and kinds and all(isinstance(k, str) for k in kinds) and kind not in kinds:
+        trained = " and ".join(_KIND_NAMES.get(k, k) for k in kinds)
+        warnings.warn(
+            f"{what} has {_KIND_NAMES.get(kind, kind)} pixels but the model was fitted on "
+            f"{trained} images (values {_describe_range(model.features)}); convert the image "
+            "to the training images' type and range, or fit a model on images like it",
+            ModelMismatchWarning,
+            stacklevel=3,
+        )
+        return
+    offset = np.asarray(model.features.offset, dtype=np.float64)
+    scale = np.asarray(model.features.scale, dtype=np.float64)
+    low, high = offset - scale, offset + 2 * scale  # the range, widened by its width
+    flat = values.reshape(-1, values.shape[-1])
+    with np.errstate(invalid="ignore"):
+        if flat.shape[0] == 0 or (
+            np.nanmin(flat, axis=0) >= low).all() and (np.nanmax(flat, axis=0) <= high).all():
+            return
+        if valid is not None:
+            flat = flat[np.asarray(valid).ravel()]
+        far = ((flat < low) | (flat > high)).any(axis=1)
+    share = far.mean() if far.size else 0.0
+    if share > 0.01:
+        warnings.warn(
+            f"{100 * share:.3g}% of the pixels of {what} lie far outside the values the model "
+            f"was fitted on ({_describe_range(model.features)}); rescale the image to the "
+            "training images' range, or fit a model on images like it",
+            ModelMismatchWarning,
+            stacklevel=3,
+        )
+
+
+def _describe_range(spec):
+    lows = spec.offset
+    highs = [o + s for o, s in zip(spec.offset, spec.scale)]
+    return ", ".join(f"{lo:.4g}..{hi:.4g}" for lo, hi in zip(lows, highs))
+
+
 def load_model(path):
     """Read and validate a :class:`SegmentationModel` JSON file (no code is run).
 
@@ -348,7 +449,7 @@ def load_model(path):
     when it is missing, corrupt, not a model, or inconsistent.
     """
     path = os.fspath(path)
-    d = load_json(path)
+    d = load_json(path, where="model")
     try:
         model = SegmentationModel.from_dict(d)
     except EmsegError as exc:
@@ -364,13 +465,13 @@ def _spec_from_dict(d, where):
     if color_space not in ("gray", "rgb", "lab", "hsv"):
         raise EmsegError(f"{where}.color_space must be gray, rgb, lab or hsv, got {color_space!r}")
     spatial = d.get("spatial")
-    if not is_number(spatial) or not math.isfinite(spatial) or spatial < 0:
-        raise EmsegError(f"{where}.spatial must be a number >= 0, got {spatial!r}")
+    if not is_finite_number(spatial) or spatial < 0:
+        raise EmsegError(f"{where}.spatial must be a number >= 0, got {describe_number(spatial)}")
     value_range = []
     for key in ("offset", "scale"):
         values = d.get(key)
         if not isinstance(values, list) or not values or not all(
-            is_number(v) and math.isfinite(v) for v in values
+            is_finite_number(v) for v in values
         ):
             raise EmsegError(f"{where}.{key} must be a non-empty list of finite numbers")
         value_range.append(tuple(float(v) for v in values))
@@ -395,7 +496,7 @@ def _classes_from_dict(classes, k, where):
         if not isinstance(c, dict) or c.get("label") != i:
             raise EmsegError(f"{where}[{i}] must be an object with label {i}")
         for key in ("fraction", "mean_luminance"):
-            if not is_number(c.get(key)) or not math.isfinite(c[key]):
+            if not is_finite_number(c.get(key)):
                 raise EmsegError(f"{where}[{i}].{key} must be a finite number")
     return classes
 
@@ -425,6 +526,7 @@ class PixelSummary:
     n_images: int = 1
     n_pixels: int = 0
     first_index: int = 0
+    dtype_kinds: tuple = ()  # numpy dtype kinds of the images ("u", "i", "f")
 
     @property
     def group(self):
@@ -453,6 +555,7 @@ class PixelSummary:
             self.n_images + other.n_images,
             self.n_pixels + other.n_pixels,
             min(self.first_index, other.first_index),
+            tuple(sorted(set(self.dtype_kinds) | set(other.dtype_kinds))),
         )
 
     def training_rows(self):
@@ -504,10 +607,12 @@ def summarize_image(
     channels = 3 if is_color else 1
     ndim = None if spec.value_only else len(shape)
     empty = (np.empty((0, channels + (ndim or 0))), np.empty(0), np.empty(0))
+    kinds = (_dtype_kind(flat.dtype),)
     if spec.value_only and np.issubdtype(flat.dtype, np.integer):
         unique, counts, _ = distinct_values(flat)
         return PixelSummary(
-            spec, channels, ndim, unique, counts, counts * luminance(unique), {}, 1, n_valid, index
+            spec, channels, ndim, unique, counts, counts * luminance(unique), {}, 1, n_valid,
+            index, kinds,
         )
     if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral) or random_state < 0:
         raise EmsegError(
@@ -524,7 +629,8 @@ def summarize_image(
         X = np.hstack([X, coords * (spec.spatial / max(max(shape) - 1, 1))])
     w = np.full(take, n_valid / take)
     return PixelSummary(
-        spec, channels, ndim, *empty, {index: (X, w, luminance(sample))}, 1, n_valid, index
+        spec, channels, ndim, *empty, {index: (X, w, luminance(sample))}, 1, n_valid, index,
+        kinds,
     )
 
 
@@ -556,6 +662,7 @@ def fit_summary(summary, k, *, covariance_type="full", random_state=0, k_max=8, 
     training = {
         "n_images": summary.n_images,
         "n_pixels": summary.n_pixels,
+        "dtype_kinds": list(summary.dtype_kinds),
         "exact": not summary.samples,
         "sampled_images": len(summary.samples),
         "max_samples": max_samples,
@@ -602,9 +709,21 @@ def fit_model(
     :func:`emseg.segment` with ``model=`` gives every image the same labels for the
     same values.
     """
+    if isinstance(images, np.ndarray) or not isinstance(images, Iterable) or isinstance(images, (str, bytes)):
+        raise EmsegError(
+            f"images must be a list of image arrays, got {type(images).__name__}; "
+            "for one image pass [image]"
+        )
     images = list(images)
     if not images:
         raise EmsegError("images is empty; pass at least one image")
+    if masks is not None and (
+        isinstance(masks, (np.ndarray, str, bytes)) or not isinstance(masks, Iterable)
+    ):
+        raise EmsegError(
+            f"masks must be None or a list with one mask (or None) per image, got "
+            f"{type(masks).__name__}"
+        )
     masks = [None] * len(images) if masks is None else list(masks)
     if len(masks) != len(images):
         raise EmsegError(f"masks has {len(masks)} entries for {len(images)} images; pass one per image")
@@ -636,6 +755,14 @@ def fit_model(
         max_samples=max_samples if merged.samples else None,
         **em_options,
     )
+
+
+def _dtype_kind(dtype):
+    """"u"/"i" for integer pixels, "f" for floats (bool counts as unsigned)."""
+    return "u" if dtype.kind == "b" else dtype.kind
+
+
+_KIND_NAMES = {"u": "unsigned integer", "i": "signed integer", "f": "float"}
 
 
 def _describe_group(group):

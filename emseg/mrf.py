@@ -95,7 +95,7 @@ import numpy as np
 from . import _mrf_kernels as kern
 from ._errors import ConvergenceWarning, EmsegError
 from ._validation import as_generator, check_beta, check_float, check_int
-from .mixture import GaussianStats, _TrainingData
+from .mixture import GaussianStats, _TrainingData, check_allocation
 
 METHODS = ("meanfield", "icm")
 NEIGHBOURHOODS = {2: (4, 8), 3: (6, 18, 26)}
@@ -463,6 +463,7 @@ def _unary_terms(gm, X, table, double):
     if not table:
         kind, log_norm, _, prec = unweighted._kernel_params()
         if kind == "diag":
+            check_allocation((K, D, D), "the MRF's per-voxel Gaussians")
             prec = np.einsum("kd,de->kde", prec, np.eye(D))
         return np.empty((0, K)), np.empty(0), log_norm, np.ascontiguousarray(prec)
     dens = np.empty((X.shape[0], K))
@@ -470,7 +471,7 @@ def _unary_terms(gm, X, table, double):
         rows = slice(start, start + _UNARY_CHUNK)
         dens[rows] = unweighted._weighted_log_prob(X[rows])
     top = kern.to_unary_table(dens, double)
-    return dens, top, np.zeros(K), np.zeros((K, D, D))
+    return dens, top, np.zeros(K), np.zeros((K, 0, 0))  # unused with a table
 
 
 # --- argument checks -------------------------------------------------------------------

@@ -244,6 +244,9 @@ def _segment_with_model(image, model, k, color_space, spatial, mask, channel_axi
     n_valid = int(valid.sum()) if valid is not None else int(np.prod(shape))
     if n_valid < 1:
         raise EmsegError("no pixel to segment: the mask (or alpha) excludes every pixel")
+    from .model import check_model_input
+
+    check_model_input(model, values, valid)  # a warning: other dtype kind or range
     _, rows = _feature_rows(values, shape, valid, spec)
     X, weights = rows[0], rows[1]
     timings = {"features": time.perf_counter() - clock, "fit": 0.0}
@@ -342,7 +345,10 @@ def _fit_mixture(X, weights, n_pixels, n_distinct, k, k_max, options, where=""):
     its saturation spikes flattened (see :func:`_without_saturation`). ``where`` ends
     the too-few-values message (" in all the images" for a shared model)."""
     flat = _without_saturation(X, weights)
-    if k != "auto":
+    if not (isinstance(k, str) and k == "auto"):  # an array k must not compare elementwise
+        if isinstance(k, (str, np.ndarray)):
+            got = f"an array of shape {k.shape}" if isinstance(k, np.ndarray) else repr(k)
+            raise EmsegError(f"k must be an integer >= 1 or 'auto', got {got}")
         k = check_int(k, "k", 1)
         if k > n_distinct:
             raise EmsegError(

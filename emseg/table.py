@@ -1404,6 +1404,24 @@ def _format_lines(first_row, ints, floats, row_seq, id_bytes, id_offsets):
     return out[:p]
 
 
+def check_imputed_target(path, table):
+    """Refuse an output name whose extension says another format than the one
+    :func:`write_imputed` writes for ``table`` (its own): ``.npy`` bytes in ``out.csv``,
+    or a CSV's text in ``out.npy``, would be unreadable under that name."""
+    path = os.fspath(path)
+    wants_npy = path.lower().endswith(".npy")
+    if wants_npy and table.is_text:
+        raise EmsegError(
+            f"cannot write {path}: {table.path} is a text table and is written back as "
+            "text; give the output a .csv or .tsv name"
+        )
+    if not wants_npy and not table.is_text:
+        raise EmsegError(
+            f"cannot write {path}: {table.path} is a .npy array and is written back as "
+            ".npy; give the output a .npy name"
+        )
+
+
 def write_imputed(path, table, X_filled, *, overwrite=False):
     """Write ``table``'s file again with only its missing feature cells filled.
 
@@ -1411,9 +1429,11 @@ def write_imputed(path, table, X_filled, *, overwrite=False):
     text table every other byte of the file is kept: header, other columns, column
     order, delimiter, quotes, line endings; a filled cell holds the shortest text that
     reads back as the same float64 (``repr``). A .npy table is written as .npy with the
-    feature columns filled, in its own dtype when that is a float type.
+    feature columns filled, in its own dtype when that is a float type. The output's
+    extension must agree (:func:`check_imputed_target`).
     """
     path = os.fspath(path)
+    check_imputed_target(path, table)
     filled = np.asarray(X_filled, dtype=np.float64)
     if filled.shape != table.X.shape:
         raise EmsegError(

@@ -183,9 +183,11 @@ def gmm_impute(table_path, output_path, *, k=None, model_path=None, columns=None
     if model_path is not None:
         gm, model_columns = load_gmm(model_path)
         t = _read_columns(table_path, model_columns, model_path)
+        tab.check_imputed_target(output_path, t)
     else:
         t = tab.read_table(table_path, columns)
         _need_features(t)
+        tab.check_imputed_target(output_path, t)  # before the fit, not after
         gm = GaussianMixture(k, covariance_type=covariance_type, random_state=random_state,
                              max_iter=max_iter, tol=tol, n_init=n_init).fit(t.X)
     missing = int(np.isnan(t.X).sum())

@@ -1240,3 +1240,55 @@ def test_logsumexp_rows_matches_scipy():
     a[4, :2] = -np.inf
     with np.errstate(divide="ignore"):
         np.testing.assert_allclose(logsumexp_rows(a), logsumexp(a, axis=1), rtol=1e-14)
+
+
+# --- wide data (issue 17): diagonal models never made dense ------------------------------
+
+
+@pytest.mark.parametrize("ctype", ["diag", "spherical"])
+def test_wide_diagonal_model_never_allocates_k_d_d(ctype):
+    # Dense (K, D, D) covariances here would be 2 x 3000 x 3000 x 8 bytes = 144 MB; with
+    # 100,000 columns, 149 GiB. Fitting, scoring, imputing and sampling need none of it.
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16, 3000))
+    X[:8] += 4.0
+    X[1, 5] = np.nan
+    gm = GaussianMixture(2, covariance_type=ctype, random_state=0, max_iter=5)
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gm.fit(X)
+        filled = gm.impute(X)
+        gm.score(X)
+        sample, _ = gm.sample(4)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40e6
+    assert np.isfinite(filled).all() and sample.shape == (4, 3000)
+    k = gm.predict(X[1:2])[0]
+    assert filled[1, 5] == pytest.approx(gm.means_[k, 5])  # independent: the mean
+
+
+def test_diag_sample_has_the_model_variances():
+    gm = GaussianMixture(1, covariance_type="diag", random_state=0)
+    gm.fit(np.random.default_rng(1).normal(size=(500, 2)) * [1.0, 3.0])
+    X, _ = gm.sample(20000)
+    assert np.allclose(X.var(0), gm.covariances_[0], rtol=0.05)
+
+
+def test_dense_covariances_beyond_free_memory_refused():
+    X = np.random.default_rng(0).normal(size=(6, 100_000))  # (2, 1e5, 1e5): 149 GiB
+    with pytest.raises(EmsegError, match=r"full or tied covariances needs a \(2, 100000, 100000\).*covariance_type='diag'"):
+        GaussianMixture(2, covariance_type="full", random_state=0).fit(X)
+    gm = GaussianMixture(2, covariance_type="diag", random_state=0, max_iter=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X)
+    from emseg.mixture import full_covariances
+
+    with pytest.raises(EmsegError, match=r"diag covariances as \(K, D, D\) matrices needs"):
+        full_covariances(gm)

@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -293,3 +294,145 @@ def test_truncated_model_file_refused(tmp_path, model_dict):
 def test_model_is_a_dataclass_of_plain_parts(model_dict):
     model = SegmentationModel.from_dict(model_dict)
     assert model.to_dict() == model_dict
+
+
+# --- hostile model files (issue 17): huge numbers, size, nesting, class count -----------
+
+
+@pytest.mark.parametrize(
+    "change, place",
+    [
+        (lambda d: d["mixture"]["means_"][0].__setitem__(0, 10**400), r"model\.mixture\.means_\[0\]\[0\]"),
+        (lambda d: d["mixture"].update(n_iter_=10**400), r"model\.mixture\.n_iter_"),
+        (lambda d: d["mixture"].update(lower_bound_=-(10**400)), r"model\.mixture\.lower_bound_"),
+        (lambda d: d["features"]["offset"].__setitem__(0, 10**400), r"model\.features\.offset\[0\]"),
+        (lambda d: d["features"].update(spatial=10**400), r"model\.features\.spatial"),
+        (lambda d: d["classes"][1].update(fraction=10**400), r"model\.classes\[1\]\.fraction"),
+        (lambda d: d["training"].update(n_pixels=10**400), r"model\.training\.n_pixels"),
+        (lambda d: d.update(format_version=10**400), r"model\.format_version"),
+    ],
+)
+def test_huge_integer_in_model_file_refused_by_name(tmp_path, model_dict, change, place):
+    d = json.loads(json.dumps(model_dict))
+    change(d)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(EmsegError, match=place + ".* integer of 401 digits") as info:
+        load_model(path)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_number_overflowing_to_infinity_refused_by_name(tmp_path, model_dict):
+    text = json.dumps(model_dict).replace('"fraction": ', '"fraction": 1e999, "x": ', 1)
+    path = tmp_path / "model.json"
+    path.write_text(text)
+    with pytest.raises(EmsegError, match=r"model\.classes\[0\]\.fraction is inf"):
+        load_model(path)
+
+
+def test_huge_integer_in_mixture_dict_refused_by_name(model_dict):
+    d = json.loads(json.dumps(model_dict["mixture"]))
+    d["covariances_"][1][0][0] = 10**400
+    with pytest.raises(EmsegError, match=r"covariances_\[1\]\[0\]\[0\] is an integer of 401"):
+        mixture_from_dict(d)
+
+
+def test_huge_integer_in_hmm_model_file_refused(tmp_path):
+    from emseg.hmm import GaussianHMM
+    from emseg.tabular import load_hmm, save_hmm
+
+    X = np.random.default_rng(0).normal(size=(40, 1))
+    model = GaussianHMM(2, random_state=0).fit(X)
+    path = tmp_path / "hmm.json"
+    save_hmm(path, model, columns=["a"], sequence_col=None, categorical=None, symbols=None)
+    d = json.loads(path.read_text())
+    d["hmm"]["means_"][1][0] = 10**400
+    path.write_text(json.dumps(d))
+    with pytest.raises(EmsegError, match=r"hmm\.means_\[1\]\[0\] is an integer of 401"):
+        load_hmm(path)
+    d["hmm"]["means_"][1][0] = 0.5
+    from emseg.hmm import hmm_from_dict
+
+    d["hmm"]["n_iter_"] = 10**400  # the dict API, without a file
+    with pytest.raises(EmsegError, match=r"n_iter_ must be an integer >= 0, got an integer of"):
+        hmm_from_dict(d["hmm"])
+
+
+def test_model_file_size_checked_before_reading(tmp_path, monkeypatch):
+    import builtins
+
+    path = tmp_path / "model.json"
+    path.write_text("[" + "0," * 600 + "0]")
+    with pytest.raises(EmsegError, match="larger than"):
+        load_json(path, max_bytes=1000)
+    real_open = builtins.open
+    reads = []
+
+    class Spy:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def fileno(self):
+            return self.f.fileno()
+
+        def read(self, n=-1):
+            reads.append(n)
+            return self.f.read(n)
+
+    monkeypatch.setattr(builtins, "open", lambda p, *a, **k: Spy(real_open(p, *a, **k)))
+    with pytest.raises(EmsegError, match="larger than"):
+        load_json(path, max_bytes=1000)
+    assert reads == []  # refused from the size alone
+
+
+def test_deeply_nested_model_refused_at_load(tmp_path, model_dict):
+    d = json.loads(json.dumps(model_dict))
+    deep = 1
+    for _ in range(600):  # json loads this; dumping it again (every report) would fail
+        deep = [deep]
+    d["training"]["options"] = {"x": deep}
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(EmsegError, match=r"model\.training\.options\.x.* nested more than 32"):
+        load_model(path)
+
+
+def test_absurd_class_count_refused(tmp_path, model_dict):
+    d = json.loads(json.dumps(model_dict))
+    d["k"] = 70000
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(EmsegError, match=r"model\.k must be an integer from 1 to 65535"):
+        load_model(path)
+
+
+def test_model_warns_on_another_dtype_kind_or_range():
+    # issue 17: a model fitted on 8-bit images applied silently to floats in 0..1
+    from emseg import ModelMismatchWarning
+
+    image, _ = scene()
+    model = fit_model([image], 3)
+    assert model.training["dtype_kinds"] == ["u"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelMismatchWarning)
+        segment(image, model=model)  # like its training images: no warning
+        segment(image.astype(np.uint16), model=model)  # same values, wider dtype: fine
+    with pytest.warns(ModelMismatchWarning, match="float pixels but the model was fitted on unsigned integer"):
+        segment(image / 255.0, model=model)
+    with pytest.warns(ModelMismatchWarning, match="100% of the pixels .* far outside .* rescale"):
+        segment(image.astype(np.uint16) * 256, model=model)
+    float_model = fit_model([image.astype(np.float32)], 3)
+    assert float_model.training["dtype_kinds"] == ["f"]
+    with pytest.warns(ModelMismatchWarning, match="unsigned integer pixels but the model was fitted on float"):
+        segment(image, model=float_model)
+    old = SegmentationModel.from_dict(model.to_dict())
+    del old.training["dtype_kinds"]  # a model saved before this check: range only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelMismatchWarning)
+        segment(image.astype(np.float32), model=old)

@@ -400,3 +400,25 @@ def test_montage_tiles_slices_in_order():
     assert list(representative_slices(3)) == [0, 1, 2]
     idx = representative_slices(100, 9)
     assert len(idx) == 9 and idx[0] > 0 and idx[-1] < 99
+
+
+def test_palette_is_computed_once_not_once_per_class(monkeypatch):
+    # issue 17: a report looking up palette(k)[i] for each class built the whole palette
+    # k times (10,000 classes: minutes per image). The colours stay colorsys's.
+    import colorsys
+
+    reference = render.palette(300).copy()
+    calls = []
+    real = colorsys.hsv_to_rgb
+    monkeypatch.setattr(colorsys, "hsv_to_rgb", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(render, "_PALETTE", np.zeros((0, 3), dtype=np.uint8))
+    rows = [render.palette(300)[i] for i in range(300)]
+    assert np.array_equal(np.stack(rows), reference)
+    assert len(calls) <= 300  # linear in k, not k * k
+    levels = ((0.85, 0.95), (0.55, 0.8), (0.95, 0.6))
+    for i in (12, 13, 14, 150, 299):
+        j = i - 12
+        rgb = real((0.07 + j * render._GOLDEN) % 1.0, *levels[j % 3])
+        assert tuple(reference[i]) == tuple(int(round(c * 255)) for c in rgb)
+    with pytest.raises(ValueError):
+        render.palette(5)[0, 0] = 1  # read-only: a caller cannot change everyone's colours

@@ -294,3 +294,30 @@ def test_distinct_colours_match_numpy_unique(n):
     np.testing.assert_array_equal(counts, want_counts)
     np.testing.assert_array_equal(inverse, want_inverse.ravel())
     assert unique.dtype == np.uint8 and counts.dtype == np.float64
+
+
+# --- API bad arguments (issue 17): EmsegError naming the argument, never numpy's ---------
+
+_IMG = np.random.default_rng(0).integers(0, 255, (20, 20)).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: emseg.segment(_IMG, k=np.zeros((2, 2))), "k"),
+        (lambda: emseg.segment(_IMG, k=np.array(["a"])), "k"),
+        (lambda: emseg.segment(_IMG, k=["a", "b"]), "k"),
+        (lambda: emseg.segment(_IMG, k=None), "k"),
+        (lambda: emseg.segment(_IMG, k=-1), "k"),
+        (lambda: emseg.fit_model(None, 2), "images"),
+        (lambda: emseg.fit_model(_IMG, 2), "images"),
+        (lambda: emseg.fit_model("a.png", 2), "images"),
+        (lambda: emseg.fit_model([_IMG], 2, masks=-1), "masks"),
+        (lambda: emseg.fit_model([_IMG], 2, masks=np.ones((20, 20), bool)), "masks"),
+        (lambda: emseg.fit_model([_IMG], np.zeros((2, 2))), "k"),
+    ],
+)
+def test_bad_api_arguments_raise_emseg_error_naming_them(call, name):
+    with pytest.raises(emseg.EmsegError, match=rf"\b{name}\b") as info:
+        call()
+    assert "\n" not in str(info.value)

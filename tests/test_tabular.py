@@ -169,3 +169,38 @@ def test_bad_arguments_exit_2(table):
     assert run("gmm", "fit", path, "-k", 0).exit_code == 2
     assert run("gmm", "fit", path, "-k", "abc").exit_code == 2
     assert run("hmm", "decode").exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "source, target, message",
+    [
+        ("x.npy", "out.csv", "is a .npy array .* give the output a .npy name"),
+        ("x.npy", "out.tsv", "give the output a .npy name"),
+        ("t.csv", "out.npy", "is a text table .* give the output a .csv or .tsv name"),
+    ],
+)
+def test_gmm_impute_output_format_follows_its_extension(table, tmp_path, source, target, message):
+    # issue 17: 'gmm impute x.npy -o out.csv' wrote .npy bytes into out.csv
+    path, X = table
+    if source == "x.npy":
+        path = tmp_path / "x.npy"
+        np.save(path, X)
+    result = run("gmm", "impute", path, "-k", 2, "-o", tmp_path / target)
+    assert result.exit_code == 1, result.output
+    assert message.split(" .* ")[-1] in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / target).exists()
+    from emseg import EmsegError
+    from emseg.table import read_table, write_imputed
+
+    t = read_table(path)
+    with pytest.raises(EmsegError, match=message):
+        write_imputed(tmp_path / target, t, np.nan_to_num(t.X))
+
+
+def test_gmm_impute_npy_to_npy(table, tmp_path):
+    _, X = table
+    np.save(tmp_path / "x.npy", X)
+    result = run("gmm", "impute", tmp_path / "x.npy", "-k", 2, "-o", tmp_path / "out.NPY")
+    assert result.exit_code == 0, result.output
+    out = np.load(tmp_path / "out.NPY")
+    assert out.shape == X.shape and np.isfinite(out).all()
