@@ -59,9 +59,20 @@ def check_sample_weight(sample_weight, n_rows):
     return w
 
 
+def is_auto(value):
+    """True for the string "auto" (and False, not an error, for an array)."""
+    return isinstance(value, str) and value == "auto"
+
+
+def _shown(value):
+    """A value for a one-line message: arrays and long reprs by their type."""
+    text = repr(value)
+    return text if len(text) <= 60 and "\n" not in text else f"a {type(value).__name__}"
+
+
 def check_int(value, name, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise EmsegError(f"{name} must be an integer, got {value!r}")
+        raise EmsegError(f"{name} must be an integer, got {_shown(value)}")
     if value < minimum:
         raise EmsegError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
@@ -69,16 +80,16 @@ def check_int(value, name, minimum):
 
 def check_float(value, name, minimum=0.0):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise EmsegError(f"{name} must be a finite number, got {value!r}")
+        raise EmsegError(f"{name} must be a finite number, got {_shown(value)}")
     if value < minimum:
         raise EmsegError(f"{name} must be >= {minimum}, got {value}")
     return float(value)
 
 
 def check_choice(value, name, choices):
-    if value not in choices:
+    if not any(isinstance(value, type(c)) and value == c for c in choices):
         options = ", ".join(repr(c) for c in choices)
-        raise EmsegError(f"{name} must be one of {options}; got {value!r}")
+        raise EmsegError(f"{name} must be one of {options}; got {_shown(value)}")
     return value
 
 
@@ -91,9 +102,11 @@ def as_generator(random_state):
     if random_state is None or (
         isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
     ):
+        if random_state is not None and random_state < 0:
+            raise EmsegError(f"random_state must be >= 0 (a seed), got {random_state}")
         return np.random.default_rng(random_state)
     raise EmsegError(
-        f"random_state must be None, an integer or a numpy Generator, got {random_state!r}"
+        f"random_state must be None, an integer or a numpy Generator, got {_shown(random_state)}"
     )
 
 

@@ -29,6 +29,7 @@ from ._validation import (
     check_float,
     check_int,
     check_sample_weight,
+    is_auto,
 )
 from .em import run_em
 
@@ -231,15 +232,15 @@ class GaussianMixture:
         if all(p is not None for p in (self.weights_init, self.means_init, self.precisions_init)):
             n_init = 1  # every restart would start from the same given parameters
         return (
-            n_init if self.n_init == "auto" else self.n_init,
-            (1000 if cheap else 100) if self.max_iter == "auto" else self.max_iter,
-            (1e-6 if cheap else 1e-3) if self.tol == "auto" else self.tol,
+            n_init if is_auto(self.n_init) else self.n_init,
+            (1000 if cheap else 100) if is_auto(self.max_iter) else self.max_iter,
+            (1e-6 if cheap else 1e-3) if is_auto(self.tol) else self.tol,
         )
 
     def _covariance_floor(self, data):
         """The covariance floor per feature: ``reg_covar``, or with "auto" a fraction
         ``RELATIVE_FLOOR`` of each feature's weighted variance (see :meth:`_floor_from_moments`)."""
-        if self.reg_covar != "auto":
+        if not is_auto(self.reg_covar):
             return np.full(data.X.shape[1], float(self.reg_covar))
         parts = [column_moments(data.X, data.w)] + [column_moments(p.X, p.w) for p in data.patterns]
         return self._floor_from_moments(_sum_moments(parts))
@@ -247,7 +248,7 @@ class GaussianMixture:
     def _floor_from_moments(self, moments):
         """The floor from ``column_moments`` of all the data (the Dask fit's path too)."""
         n, _, m2 = moments
-        if self.reg_covar != "auto":
+        if not is_auto(self.reg_covar):
             return np.full(n.shape[0], float(self.reg_covar))
         var = m2 / np.maximum(n, 1e-300)
         return np.where(var > 0, RELATIVE_FLOOR * var, RELATIVE_FLOOR)
@@ -270,13 +271,13 @@ class GaussianMixture:
     def _check_parameters(self, n_features):
         check_int(self.n_components, "n_components", 1)
         check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
-        if self.tol != "auto":
+        if not is_auto(self.tol):
             check_float(self.tol, "tol")
-        if self.reg_covar != "auto":
+        if not is_auto(self.reg_covar):
             check_float(self.reg_covar, "reg_covar")
-        if self.max_iter != "auto":
+        if not is_auto(self.max_iter):
             check_int(self.max_iter, "max_iter", 0)
-        if self.n_init != "auto":
+        if not is_auto(self.n_init):
             check_int(self.n_init, "n_init", 1)
         check_choice(self.init_params, "init_params", INIT_METHODS)
         if not isinstance(self.accelerate, bool):

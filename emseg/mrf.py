@@ -500,7 +500,10 @@ def _check_args(
             f"X must have shape (n_rows, {gm.means_.shape[1]}) like the mixture's features, "
             f"got {X.shape}"
         )
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    try:
+        X = np.ascontiguousarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise EmsegError(f"X must hold numbers, got dtype {X.dtype}") from None
     if not np.isfinite(X).all():
         raise EmsegError("X contains NaN or infinity; leave those voxels out with valid=False")
     if valid is not None:
@@ -541,7 +544,7 @@ def _check_args(
 def _check_shape(shape):
     try:
         shape = tuple(int(s) for s in shape)
-    except TypeError:
+    except (TypeError, ValueError):
         raise EmsegError(f"shape must be a tuple of 2 or 3 sizes, got {shape!r}") from None
     if len(shape) not in (2, 3) or min(shape) < 1:
         raise EmsegError(f"shape must be 2-D or 3-D with positive sizes, got {shape}")

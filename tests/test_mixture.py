@@ -1169,12 +1169,17 @@ def test_invalid_initial_parameter_values_raise(blobs_2d, kwargs, match):
         ({"max_iter": 10.5}, "max_iter"),
         ({"n_init": 0}, "n_init"),
         ({"random_state": "seed"}, "random_state"),
+        ({"random_state": -1}, "random_state"),
         ({"callback": 3}, "callback"),
+        ({"covariance_type": np.array(["full", "diag"])}, "covariance_type"),
+        ({"tol": np.array([1e-3, 1e-4])}, "tol"),
+        ({"n_init": np.arange(40)}, "n_init"),
     ],
 )
 def test_bad_arguments_raise(blobs_2d, kwargs, match):
-    with pytest.raises(EmsegError, match=match):
+    with pytest.raises(EmsegError, match=match) as caught:
         GaussianMixture(3, **kwargs).fit(blobs_2d[0])
+    assert "\n" not in str(caught.value)  # one line, arrays named by their type
 
 
 FITTED_METHODS = {

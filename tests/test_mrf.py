@@ -369,3 +369,18 @@ def test_bad_rows_and_index_are_refused():
         hmrf_em(gm, X, None, (4, 4, 4), neighbourhood=4)
     with pytest.raises(EmsegError, match="not fitted"):
         hmrf_em(GaussianMixture(2), X, None, (8, 8))
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [({"shape": ("a", 4)}, "shape"), ({"X": np.array([["x"]] * 16)}, "X must hold numbers")],
+)
+def test_hmrf_em_refuses_non_numbers(change, match):
+    from emseg import GaussianMixture
+    from emseg.mrf import hmrf_em
+
+    X = np.linspace(0, 1, 16)[:, None]
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    args = dict(X=X, index=None, shape=(4, 4)) | change
+    with pytest.raises(EmsegError, match=match):
+        hmrf_em(gm, args["X"], args["index"], args["shape"])
