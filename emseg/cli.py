@@ -6,8 +6,11 @@ shown only with ``--debug``. Heavy modules are imported inside the commands, so
 ``emseg --help`` answers at once.
 """
 
+import contextlib
 import functools
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -255,15 +258,23 @@ def run(images, channels, mask_path, posteriors, max_pixels, output_dir, overwri
     failed = 0
     work = _per_input(debug)(_run_one)
     inputs = [tuple(images)] if channels and len(images) > 1 else images
-    for path in inputs:
-        stem = file_stem(path[0] if isinstance(path, tuple) else path)
-        if stem in seen:
-            _fail(f"{path}: its outputs would have the same names as {seen[stem]}'s; run it separately with another -o")
-            failed += 1
-            continue
-        seen[stem] = path
-        ok = work(path, out, options=options, overwrite=overwrite, quiet=quiet, verbose=verbose)
-        failed += not ok
+    try:
+        with _sigterm_as_interrupt():
+            for path in inputs:
+                stem = file_stem(path[0] if isinstance(path, tuple) else path)
+                if stem in seen:
+                    _fail(f"{path}: its outputs would have the same names as {seen[stem]}'s; run it separately with another -o")
+                    failed += 1
+                    continue
+                seen[stem] = path
+                ok = work(path, out, options=options, overwrite=overwrite, quiet=quiet,
+                          verbose=verbose)
+                failed += not ok
+    except KeyboardInterrupt as exc:
+        if debug:
+            raise
+        _interrupted(exc, "the outputs of the image being segmented were removed; those "
+                     "of the images before it are complete")
     if failed:
         sys.exit(1)
 
@@ -388,8 +399,40 @@ def _with_path(path, error):
     return error if error.startswith(str(path)) else f"{path}: {error}"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler's stop), raised where Ctrl-C raises
+    KeyboardInterrupt, so that the work stops the same way: workers stopped, unfinished
+    outputs removed, the summary written. Exit status 143 (128 + 15) instead of 130."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While the block runs, SIGTERM raises :class:`Terminated` (a second one ends the
+    process at once, as by default)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def terminated(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(exc, what):
+    """Say why the work stopped; exit 143 for SIGTERM, 130 for Ctrl-C."""
+    _fail(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'}; {what}")
+    sys.exit(143 if isinstance(exc, Terminated) else 130)
+
+
 def _library_call(debug, work, *args, **kwargs):
-    """Run ``work``; an EmsegError exits 1 with one line, Ctrl-C exits 130."""
+    """Run ``work``; an EmsegError exits 1 with one line, Ctrl-C exits 130 and SIGTERM
+    143 (also one line)."""
     from ._errors import EmsegError
 
     try:
@@ -399,11 +442,10 @@ def _library_call(debug, work, *args, **kwargs):
             raise
         _fail(str(exc))
         sys.exit(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if debug:
             raise
-        _fail("interrupted; finished outputs are complete and a rerun resumes from them")
-        sys.exit(130)
+        _interrupted(exc, "finished outputs are complete and a rerun resumes from them")
 
 
 def _finish_batch(result, quiet):
@@ -443,24 +485,26 @@ def batch(folders, recursive, pattern, jobs, scheduler, max_pixels, shared_model
     """
     from ._process import cores, start_worker_server
 
-    if scheduler is None and (jobs or cores()) > 1:
-        start_worker_server()  # its imports overlap this process's own
-    from .batch import run_batch
-    from .pipeline import RunOptions
-
     if shared_model and model["beta"] != 0:
         raise click.UsageError("--beta cannot be combined with --shared-model yet")
-    out = Path(output_dir)  # run_batch creates it once it has found the inputs
-    options = RunOptions(posteriors=posteriors, max_pixels=max_pixels, **model)
-    view = _ProgressView(quiet, debug, verbose)
-    try:
-        result = _library_call(
-            debug, run_batch, folders, out, options,
-            recursive=recursive, pattern=pattern, jobs=jobs, shared_model=shared_model,
-            overwrite=overwrite, scheduler=scheduler, max_samples=max_samples, progress=view,
-        )
-    finally:
-        view.close()
+    with _sigterm_as_interrupt():
+        if scheduler is None and (jobs or cores()) > 1:
+            _library_call(debug, start_worker_server)  # its imports overlap this process's own
+        from .batch import run_batch
+        from .pipeline import RunOptions
+
+        out = Path(output_dir)  # run_batch creates it once it has found the inputs
+        options = RunOptions(posteriors=posteriors, max_pixels=max_pixels, **model)
+        view = _ProgressView(quiet, debug, verbose)
+        try:
+            result = _library_call(
+                debug, run_batch, folders, out, options,
+                recursive=recursive, pattern=pattern, jobs=jobs, shared_model=shared_model,
+                overwrite=overwrite, scheduler=scheduler, max_samples=max_samples,
+                progress=view,
+            )
+        finally:
+            view.close()
     _finish_batch(result, quiet)
 
 
@@ -538,11 +582,12 @@ def apply(model_file, inputs, recursive, pattern, jobs, scheduler, max_pixels, p
     options = RunOptions(posteriors=posteriors, max_pixels=max_pixels)
     view = _ProgressView(quiet, debug, verbose)
     try:
-        result = _library_call(
-            debug, run_batch, inputs, out, options,
-            recursive=recursive, pattern=pattern, jobs=jobs, model=fitted,
-            overwrite=overwrite, scheduler=scheduler, progress=view,
-        )
+        with _sigterm_as_interrupt():
+            result = _library_call(
+                debug, run_batch, inputs, out, options,
+                recursive=recursive, pattern=pattern, jobs=jobs, model=fitted,
+                overwrite=overwrite, scheduler=scheduler, progress=view,
+            )
     finally:
         view.close()
     _finish_batch(result, quiet)
