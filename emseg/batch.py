@@ -6,9 +6,11 @@ prints nothing (progress goes to a ``progress`` callback).
 Inputs
     :func:`find_inputs` lists the images in folders (``recursive``, ``pattern``); each
     output folder mirrors the input's sub-folders (under one sub-folder per input
-    folder when several are given). Hidden files are never inputs, nor emseg's own
-    outputs inside the output folder. Output sub-folders are made one level at a time;
-    one that is a link leading out of the output folder fails its inputs.
+    folder when several are given). Hidden files are never inputs, nor the files
+    emseg wrote inside the output folder (``summary.csv``, ``model.json``, and the
+    outputs of an input beside them or that its report lists; see :class:`_OwnOutputs`),
+    whatever ``pattern``. Output sub-folders are made one level at a time; one that is
+    a link leading out of the output folder fails its inputs.
 
 Work
     Each input is one task, run by :func:`emseg.pipeline.segment_file` in a worker
@@ -18,6 +20,12 @@ Work
     about ``jobs`` x one image. With ``scheduler`` the tasks run on a Dask cluster
     instead (:func:`emseg.distributed.map_unordered`); results are the same.
 
+    One batch at a time writes to an output folder (:func:`lock_output`); a second one
+    is refused at once. Local workers end with the process that runs the batch, however
+    it ends (:func:`emseg._process.watch_parent`), and ignore Ctrl-C: when the batch
+    stops (Ctrl-C, SIGTERM, an error) it kills them and removes the temporary files of
+    their unfinished outputs.
+
 Failures
     A bad input never stops the batch: it is recorded ``failed`` with its one-line
     reason. A worker process that dies (killed, out of memory) is replaced; the inputs
@@ -26,7 +34,9 @@ Failures
 Reruns
     Every output is written to a temporary file and renamed, and the report is written
     last, so an input whose report exists and lists only existing outputs is complete:
-    a rerun skips it (``overwrite`` redoes it). An input with some outputs but no
+    a rerun skips it (``overwrite`` redoes it), unless the input file's size or
+    modification time differs from the report's: then it is redone. An input with
+    some outputs but no
     complete report was interrupted: it is redone, replacing the outputs emseg provably
     wrote (those its report or :func:`~emseg.pipeline.journal_path` lists); any other
     file with an output's name is refused, never replaced, as ``emseg run`` refuses it.
@@ -39,7 +49,8 @@ Shared model
     the inputs (per-image :class:`~emseg.model.PixelSummary` computed in the workers,
     merged exactly), saves it as ``OUT/model.json``, then labels every input with it. A
     rerun reuses ``OUT/model.json``, so an interrupted batch resumes with the same
-    labels.
+    labels; it refuses one fitted with other options, or on other inputs (the model
+    records their paths, sizes and modification times).
 
 ``OUT/summary.csv`` has one row per input: path, status (ok / failed / skipped),
 error, K, iterations, log_likelihood, seconds. A path or error that a spreadsheet would
@@ -937,7 +948,9 @@ def _check_started(pool):
     from concurrent.futures.process import BrokenProcessPool
 
     try:
-        pool.submit(_ping).result()
+        with _signals_held():
+            future = pool.submit(_ping)
+        future.result()
     except BrokenProcessPool:
         raise EmsegError(
             "worker processes could not start (see the messages above); run with 1 job "
@@ -1000,7 +1013,8 @@ def _map_processes(fn, tasks, jobs):
             while source or running:
                 while source and not broken and len(running) < limit:
                     index = source.popleft()
-                    running[pool.submit(fn, tasks[index])] = index
+                    with _signals_held():  # it may start a worker
+                        running[pool.submit(fn, tasks[index])] = index
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -1030,6 +1044,35 @@ def _map_processes(fn, tasks, jobs):
             pool.shutdown(wait=True, cancel_futures=True)
             held.close()
             lifeline.close()
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold Ctrl-C and SIGTERM until the block ends, then act on them as usual.
+
+    ``submit`` may start a worker: interrupted after the fork server forked it but
+    before the pool recorded it, the worker would not be stopped with the others, and
+    would print a traceback on reading its queues, removed by then."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for sig in dict.fromkeys(caught):
+            handler = previous[sig]
+            if callable(handler):
+                handler(sig, None)  # Python's: Ctrl-C raises KeyboardInterrupt
+            elif handler in (None, signal.SIG_DFL):
+                signal.raise_signal(sig)
 
 
 def _stop_workers(pool):

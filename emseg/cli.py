@@ -249,17 +249,17 @@ def run(images, channels, mask_path, posteriors, max_pixels, output_dir, overwri
     volume t1.nii.gz gets t1_labels.nii.gz (and with --posteriors t1_pve.nii.gz, one
     volume per class) with its affine. A folder of DICOM slices is read as one volume.
     """
-    from .pipeline import RunOptions, file_stem
-
-    out = _output_folder(output_dir, debug)
-    options = RunOptions(mask_path=mask_path, posteriors=posteriors, max_pixels=max_pixels,
-                         channels=channels, **model)
     seen = {}
     failed = 0
-    work = _per_input(debug)(_run_one)
-    inputs = [tuple(images)] if channels and len(images) > 1 else images
     try:
         with _sigterm_as_interrupt():
+            from .pipeline import RunOptions, file_stem
+
+            out = _output_folder(output_dir, debug)
+            options = RunOptions(mask_path=mask_path, posteriors=posteriors,
+                                 max_pixels=max_pixels, channels=channels, **model)
+            work = _per_input(debug)(_run_one)
+            inputs = [tuple(images)] if channels and len(images) > 1 else images
             for path in inputs:
                 stem = file_stem(path[0] if isinstance(path, tuple) else path)
                 if stem in seen:
@@ -483,29 +483,34 @@ def batch(folders, recursive, pattern, jobs, scheduler, max_pixels, shared_model
     log-likelihood and seconds. A bad image never stops the batch; the exit code is 1
     if any failed. A rerun skips the images whose outputs are complete.
     """
-    from ._process import cores, start_worker_server
-
     if shared_model and model["beta"] != 0:
         raise click.UsageError("--beta cannot be combined with --shared-model yet")
     with _sigterm_as_interrupt():
-        if scheduler is None and (jobs or cores()) > 1:
-            _library_call(debug, start_worker_server)  # its imports overlap this process's own
-        from .batch import run_batch
-        from .pipeline import RunOptions
-
-        out = Path(output_dir)  # run_batch creates it once it has found the inputs
-        options = RunOptions(posteriors=posteriors, max_pixels=max_pixels, **model)
-        view = _ProgressView(quiet, debug, verbose)
-        try:
-            result = _library_call(
-                debug, run_batch, folders, out, options,
-                recursive=recursive, pattern=pattern, jobs=jobs, shared_model=shared_model,
-                overwrite=overwrite, scheduler=scheduler, max_samples=max_samples,
-                progress=view,
-            )
-        finally:
-            view.close()
+        result = _library_call(
+            debug, _batch, folders, Path(output_dir),
+            dict(posteriors=posteriors, max_pixels=max_pixels, **model),
+            _ProgressView(quiet, debug, verbose),
+            recursive=recursive, pattern=pattern, jobs=jobs, shared_model=shared_model,
+            overwrite=overwrite, scheduler=scheduler, max_samples=max_samples,
+        )
     _finish_batch(result, quiet)
+
+
+def _batch(folders, out, settings, view, **batch):
+    """``emseg batch``'s work, all of it under Ctrl-C handling: start the fork server
+    (its imports overlap this process's own), then run the batch (which creates
+    ``out`` once it has found the inputs)."""
+    from ._process import cores, start_worker_server
+
+    if batch["scheduler"] is None and (batch["jobs"] or cores()) > 1:
+        start_worker_server()
+    from .batch import run_batch
+    from .pipeline import RunOptions
+
+    try:
+        return run_batch(folders, out, RunOptions(**settings), progress=view, **batch)
+    finally:
+        view.close()
 
 
 @main.command()
