@@ -77,8 +77,71 @@ def worker_context():
 def start_worker_server():
     """Start the fork server now, so that it imports the worker modules while this
     process goes on (finding the inputs, importing its own modules): the workers of a
-    batch then start about as soon as the batch would start in this process alone."""
-    if worker_context().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
+    batch then start about as soon as the batch would start in this process alone.
 
+    The server is started with Ctrl-C (SIGINT) ignored, which it and every worker it
+    forks inherit from birth: a Ctrl-C in a terminal reaches the whole process group,
+    and a worker interrupted while it starts, imports or waits for a task prints a
+    traceback. The process that runs the batch stops its workers itself (see
+    :func:`watch_parent` and ``emseg.batch``). Where there is no fork server, nothing
+    to do: workers are spawned when a batch needs them."""
+    if worker_context().get_start_method() != "forkserver":
+        return
+    import signal
+    import threading
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()  # signal dispositions can only be set from there
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
         forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def watch_parent(lifeline):
+    """End this worker process at once when the process that started its batch ends.
+
+    ``lifeline`` is the reading end of a pipe whose writing end only that process
+    holds: when it dies (killed, out of memory) or closes it, reading gives EOF, and a
+    daemon thread kills this process, so no worker goes on writing outputs for a batch
+    that no longer exists. Its temporary files stay, hidden; a rerun removes them.
+    On Linux the kernel also kills the worker when its parent (the fork server, which
+    ends with the batch's process) ends (``PR_SET_PDEATHSIG``)."""
+    import os
+    import signal
+    import threading
+
+    _die_with_parent()
+
+    def wait_for_eof():
+        try:
+            while True:
+                lifeline.recv_bytes()  # nothing is ever sent; returns only at EOF
+        except (EOFError, OSError):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=wait_for_eof, name="emseg-lifeline", daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import os
+    import signal
+
+    parent = os.getppid()
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:  # the parent ended before the request was made
+        os.kill(os.getpid(), signal.SIGKILL)

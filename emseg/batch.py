@@ -6,9 +6,11 @@ prints nothing (progress goes to a ``progress`` callback).
 Inputs
     :func:`find_inputs` lists the images in folders (``recursive``, ``pattern``); each
     output folder mirrors the input's sub-folders (under one sub-folder per input
-    folder when several are given). Hidden files are never inputs, nor emseg's own
-    outputs inside the output folder. Output sub-folders are made one level at a time;
-    one that is a link leading out of the output folder fails its inputs.
+    folder when several are given). Hidden files are never inputs, nor the files
+    emseg wrote inside the output folder (``summary.csv``, ``model.json``, and the
+    outputs of an input beside them or that its report lists; see :class:`_OwnOutputs`),
+    whatever ``pattern``. Output sub-folders are made one level at a time; one that is
+    a link leading out of the output folder fails its inputs.
 
 Work
     Each input is one task, run by :func:`emseg.pipeline.segment_file` in a worker
@@ -18,6 +20,12 @@ Work
     about ``jobs`` x one image. With ``scheduler`` the tasks run on a Dask cluster
     instead (:func:`emseg.distributed.map_unordered`); results are the same.
 
+    One batch at a time writes to an output folder (:func:`lock_output`); a second one
+    is refused at once. Local workers end with the process that runs the batch, however
+    it ends (:func:`emseg._process.watch_parent`), and ignore Ctrl-C: when the batch
+    stops (Ctrl-C, SIGTERM, an error) it kills them and removes the temporary files of
+    their unfinished outputs.
+
 Failures
     A bad input never stops the batch: it is recorded ``failed`` with its one-line
     reason. A worker process that dies (killed, out of memory) is replaced; the inputs
@@ -26,7 +34,9 @@ Failures
 Reruns
     Every output is written to a temporary file and renamed, and the report is written
     last, so an input whose report exists and lists only existing outputs is complete:
-    a rerun skips it (``overwrite`` redoes it). An input with some outputs but no
+    a rerun skips it (``overwrite`` redoes it), unless the input file's size or
+    modification time differs from the report's: then it is redone. An input with
+    some outputs but no
     complete report was interrupted: it is redone, replacing the outputs emseg provably
     wrote (those its report or :func:`~emseg.pipeline.journal_path` lists); any other
     file with an output's name is refused, never replaced, as ``emseg run`` refuses it.
@@ -39,7 +49,8 @@ Shared model
     the inputs (per-image :class:`~emseg.model.PixelSummary` computed in the workers,
     merged exactly), saves it as ``OUT/model.json``, then labels every input with it. A
     rerun reuses ``OUT/model.json``, so an interrupted batch resumes with the same
-    labels.
+    labels; it refuses one fitted with other options, or on other inputs (the model
+    records their paths, sizes and modification times).
 
 ``OUT/summary.csv`` has one row per input: path, status (ok / failed / skipped),
 error, K, iterations, log_likelihood, seconds. A path or error that a spreadsheet would
@@ -65,7 +76,7 @@ from pathlib import Path
 
 from ._errors import EmsegError
 from ._process import cores, worker_context
-from .pipeline import file_stem, journal_path
+from .pipeline import file_stem, input_stamp, journal_path
 
 SUMMARY_NAME = "summary.csv"
 MODEL_NAME = "model.json"
@@ -198,8 +209,9 @@ def find_inputs(inputs, out, *, recursive=False, pattern=None):
             continue
         base = out / _real(root).name if len(folders) > 1 else out
         walker = sorted(root.rglob("*")) if recursive else sorted(root.iterdir())
+        ours = _OwnOutputs(walker, out_real)
         for path in walker:
-            if not _wanted(path, root, pattern, out_real):
+            if not _wanted(path, root, pattern) or ours.wrote(path):
                 continue
             found.append(Input(path, base / path.parent.relative_to(root)))
     if not found:
@@ -214,19 +226,71 @@ def _real(path):
     return Path(os.path.realpath(path))
 
 
-def _wanted(path, root, pattern, out_real):
+def _wanted(path, root, pattern):
     rel = path.relative_to(root)
     if any(part.startswith(".") for part in rel.parts) or not path.is_file():
         return False
-    name = path.name
     if pattern is not None:
-        if not fnmatch.fnmatch(name, pattern):
+        return fnmatch.fnmatch(path.name, pattern)
+    return path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+class _OwnOutputs:
+    """Tells the files emseg wrote into the output folder of a listing (``walker``),
+    so they are not taken as inputs when the output folder is, or is inside, an input
+    folder: ``summary.csv`` and ``model.json`` at its top, and files named as the
+    outputs of an input ``<stem>`` (``<stem>_labels.png``, ``<stem>_report.json``...)
+    when that input is in the same folder, or when the folder's
+    ``<stem>_report.json`` (or the journal of an interrupted run) lists them. A file
+    merely named like an output, with neither, is the user's: it may be an input."""
+
+    _SUFFIXES = _OUTPUT_SUFFIXES + ("_report.json",)
+
+    def __init__(self, walker, out_real):
+        self.out_real = out_real
+        self.stems = {}  # folder -> the stems of the entries in it
+        self.listed = {}  # (folder, stem) -> the output names its report/journal lists
+        for path in walker:
+            name = path.name
+            stems = self.stems.setdefault(path.parent, set())
+            stems.add(name)  # a folder of DICOM slices: its name is its stem
+            stems.add(file_stem(name) if name.lower().endswith((".nii", ".nii.gz"))
+                      else Path(name).stem)
+
+    def wrote(self, path):
+        real = _real(path)
+        if real.parent != self.out_real and self.out_real not in real.parents:
             return False
-    elif not name.lower().endswith(IMAGE_SUFFIXES):
+        name = path.name
+        if real.parent == self.out_real and name in (SUMMARY_NAME, MODEL_NAME):
+            return True
+        for suffix in self._SUFFIXES:
+            if not name.endswith(suffix):
+                continue
+            stem = name[: -len(suffix)]
+            if stem in self.stems.get(path.parent, ()) or name in self._listed(path, stem):
+                return True
         return False
-    real = _real(path)
-    inside_out = real.parent == out_real or out_real in real.parents
-    return not (inside_out and name.endswith(_OUTPUT_SUFFIXES))
+
+    def _listed(self, path, stem):
+        """The output names that the report or the journal of input ``stem`` in the
+        folder of ``path`` lists."""
+        from .model import load_json
+
+        key = (path.parent, stem)
+        if key not in self.listed:
+            names = set()
+            report = path.parent / f"{stem}_report.json"
+            journal = path.parent / f".{stem}_outputs.json"
+            for source in (report, journal):
+                try:
+                    listed = load_json(source)["outputs"]
+                    listed = listed.values() if isinstance(listed, dict) else listed
+                    names.update(os.path.basename(str(p)) for p in listed)
+                except (EmsegError, KeyError, TypeError, AttributeError, OSError):
+                    pass  # none, or not one emseg wrote: it proves nothing
+            self.listed[key] = names
+        return self.listed[key]
 
 
 # --------------------------------------------------------------------------- the batch
@@ -277,11 +341,18 @@ def run_batch(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EmsegError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    with lock_output(out):
+        return _run_locked(items, out, options, jobs, shared_model, model, overwrite,
+                           scheduler, max_samples, progress)
+
+
+def _run_locked(items, out, options, jobs, shared_model, model, overwrite, scheduler,
+                max_samples, progress):
     rows = [Row(str(item.path)) for item in items]
     summary_path = out / SUMMARY_NAME
     model_path = out / MODEL_NAME if shared_model else None
     if shared_model:
-        model = _previous_model(model_path, options, overwrite, max_samples)
+        model = _previous_model(model_path, options, overwrite, max_samples, items)
     started = time.time()
     try:
         if shared_model and model is None:
@@ -291,6 +362,7 @@ def run_batch(
     except BaseException:
         # record what was done, even when no result had come back yet: a worker may
         # have finished writing an image's outputs just before the interrupt
+        temps = {}
         for item, row in zip(items, rows):
             if row.status != "pending":
                 continue
@@ -298,12 +370,81 @@ def run_batch(
             if report is not None:
                 row.status = "ok"
                 _fill_from_report(row, report)
-            else:
-                row.status, row.error = "failed", "interrupted: the batch stopped first"
+                continue
+            row.status, row.error = "failed", "interrupted: the batch stopped first"
+            if scheduler is None:  # local workers are all stopped by now
+                _remove_stale_temps(item.out_dir, item.path, temps)
         _write_summary_quietly(summary_path, rows)
         raise
     write_summary(summary_path, rows)
     return BatchResult(rows, summary_path, model_path)
+
+
+LOCK_NAME = ".emseg-batch.lock"
+
+
+@contextlib.contextmanager
+def lock_output(out):
+    """Hold the output folder ``out`` for one batch: a second batch writing there would
+    remove the first one's temporary files and replace its outputs.
+
+    An exclusive, non-blocking ``flock`` on ``out/.emseg-batch.lock``, created (never
+    through a link) and removed by the batch that holds it. The OS releases the lock
+    when this process ends, however it ends; a file a killed batch left is reused.
+    A lock taken on a file that another batch removed meanwhile is taken again on the
+    new one, so two batches never both hold one. Raises :class:`~emseg.EmsegError` at
+    once if another process holds it. Where there is no ``flock`` (Windows), or the
+    file system refuses locks, the folder is not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(out) / LOCK_NAME
+    for _ in range(100):
+        fd = _open_lock(path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise EmsegError(
+                f"another emseg batch is writing to {out}; wait for it or use another -o"
+            ) from None
+        except OSError:  # no locks on this file system: go on unlocked
+            locked = False
+        else:
+            locked = True
+        if not locked or _same_file(fd, path):
+            break
+        os.close(fd)  # the holder removed it as we opened it: lock the new one
+    else:  # pragma: no cover - removed under us 100 times in a row
+        raise EmsegError(f"cannot lock output folder {out}; use another -o")
+    try:
+        yield
+    finally:
+        if locked:
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # while still holding it
+        os.close(fd)
+
+
+def _open_lock(path):
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(path, flags, 0o666)
+    except OSError as exc:
+        raise EmsegError(
+            f"cannot lock output folder {path.parent}: {path}: {exc.strerror or exc}; "
+            "remove it if it is not a file emseg made, or use another -o"
+        ) from None
+
+
+def _same_file(fd, path):
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+    except OSError:
+        return False
 
 
 def fit_files(paths, options=None, *, jobs=None, scheduler=None, max_samples=None,
@@ -357,8 +498,9 @@ def _check_jobs(jobs):
     return jobs
 
 
-def _previous_model(model_path, options, overwrite, max_samples=None):
-    """The shared model a previous run left at ``model_path`` (None: fit one)."""
+def _previous_model(model_path, options, overwrite, max_samples=None, items=None):
+    """The shared model a previous run left at ``model_path`` (None: fit one); refused
+    if it was fitted with other options or on other inputs than ``items``."""
     from .model import DEFAULT_MAX_SAMPLES, load_model
 
     if overwrite or not model_path.exists():
@@ -367,6 +509,12 @@ def _previous_model(model_path, options, overwrite, max_samples=None):
     fix = "pass --overwrite to refit it (and redo every image), or use another output folder"
     if model.training.get("fit_settings") != _fit_settings(options):
         raise EmsegError(f"{model_path} was fitted with other options; {fix}")
+    if items is not None and model.training.get("inputs") != _inputs_record(items):
+        fitted_on = model.training.get("inputs") or {}
+        raise EmsegError(
+            f"{model_path} was fitted on other inputs ({fitted_on.get('n_images', '?')} "
+            f"image(s), or the same ones since changed; now {len(items)}); {fix}"
+        )
     # the pixel sample only matters when the fit was made from one (float images)
     used = model.training.get("max_samples")
     if not model.training.get("exact", True) and used != (max_samples or DEFAULT_MAX_SAMPLES):
@@ -383,10 +531,29 @@ def _fit_shared(items, rows, model_path, options, jobs, scheduler, max_samples, 
     model = _fit(items, rows, todo, options, jobs, scheduler, max_samples, progress)
     if model is None:
         raise EmsegError("no input could be read to fit the shared model; see summary.csv")
+    model.training["inputs"] = _inputs_record(items)  # to check a rerun against
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model.save(model_path, overwrite=True)
     model.source = str(model_path)
     return model
+
+
+def _inputs_record(items):
+    """What a shared model records of the inputs it was fitted on: their number and a
+    SHA-256 of each one's absolute path, size and modification time (ns), so that a
+    rerun on other files, or on the same files since changed, does not reuse it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for item in sorted(items, key=lambda item: os.path.abspath(item.path)):
+        where = os.path.abspath(item.path)
+        try:
+            st = os.stat(item.path)
+            stamp = f"{st.st_size} {st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        digest.update(os.fsencode(where) + b"\0" + stamp.encode() + b"\0")
+    return {"n_images": len(items), "sha256": digest.hexdigest()}
 
 
 def _plain_options(options):
@@ -526,8 +693,9 @@ def _task_path(path, scheduler):
 
 def _previous_outputs(item, options, model_key, overwrite):
     """``(state, report, reason)``: state ``done`` (complete: skip), ``conflict`` (made
-    with other options), ``redo`` (some outputs missing; ``report`` lists those emseg
-    wrote) or ``new`` (no report emseg wrote)."""
+    with other options), ``redo`` (some outputs missing, or the input file changed
+    since: its size or modification time differs from the report's; ``report`` lists
+    the outputs emseg wrote) or ``new`` (no report emseg wrote)."""
     from .model import load_json
 
     report_path = item.out_dir / f"{file_stem(item.path)}_report.json"
@@ -544,6 +712,8 @@ def _previous_outputs(item, options, model_key, overwrite):
             same_input = Path(report["input"]).name == item.path.name
         same_options = report["options"] == options
         shared = report.get("shared_model", {}).get("fingerprint")
+        recorded = report.get("input_file")  # older reports have none: trusted
+        changed = recorded is not None and recorded != input_stamp(item.path)
     except (EmsegError, KeyError, TypeError, AttributeError, OSError):
         return "new", None, None  # not a report emseg wrote: it proves nothing
     if not same_input:
@@ -567,7 +737,7 @@ def _previous_outputs(item, options, model_key, overwrite):
             + ("with another model" if shared else "without a shared model")
             + "; pass --overwrite to redo them"
         )
-    if not all(os.path.exists(p) for p in outputs):
+    if changed or not all(os.path.exists(p) for p in outputs):
         return "redo", report, None
     return "done", report, None
 
@@ -742,12 +912,14 @@ def _remove_stale_temps(folder, path, listed):
                 os.unlink(os.path.join(folder, name))
 
 
-def _init_worker(threads):
-    """Give each worker process an equal share of the cores; let it reuse the memory
-    of one image for the next."""
+def _init_worker(threads, lifeline):
+    """End the worker with the batch's process (``lifeline``: see
+    :func:`emseg._process.watch_parent`); give it an equal share of the cores; let it
+    reuse the memory of one image for the next."""
     from ._compute import set_num_threads
-    from ._process import keep_freed_memory
+    from ._process import keep_freed_memory, watch_parent
 
+    watch_parent(lifeline)
     keep_freed_memory()
     set_num_threads(threads)
     try:
@@ -776,7 +948,9 @@ def _check_started(pool):
     from concurrent.futures.process import BrokenProcessPool
 
     try:
-        pool.submit(_ping).result()
+        with _signals_held():
+            future = pool.submit(_ping)
+        future.result()
     except BrokenProcessPool:
         raise EmsegError(
             "worker processes could not start (see the messages above); run with 1 job "
@@ -813,6 +987,10 @@ def _map_processes(fn, tasks, jobs):
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
+    from ._process import start_worker_server
+
+    start_worker_server()  # if not started yet: with Ctrl-C ignored in its workers
+    context = worker_context()
     threads = max(1, cores() // jobs)
     queue = deque(range(len(tasks)))
     suspects = deque()  # tasks running when a worker died: retried one at a time
@@ -821,17 +999,22 @@ def _map_processes(fn, tasks, jobs):
         source = suspects if alone else queue
         workers = 1 if alone else min(jobs, len(queue))
         limit = 1 if alone else 2 * workers
+        # the workers end when this process ends or closes its end of the lifeline
+        lifeline, held = context.Pipe(duplex=False)
         pool = ProcessPoolExecutor(
-            workers, mp_context=worker_context(), initializer=_init_worker, initargs=(threads,)
+            workers, mp_context=context, initializer=_init_worker,
+            initargs=(threads, lifeline),
         )
         running = {}
         broken = False
+        stopped = True  # until the loop ends normally: Ctrl-C, SIGTERM, a bug
         try:
             _check_started(pool)
             while source or running:
                 while source and not broken and len(running) < limit:
                     index = source.popleft()
-                    running[pool.submit(fn, tasks[index])] = index
+                    with _signals_held():  # it may start a worker
+                        running[pool.submit(fn, tasks[index])] = index
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -854,5 +1037,48 @@ def _map_processes(fn, tasks, jobs):
                     yield index, outcome
                 if broken and not running:
                     break
+            stopped = False
         finally:
+            if stopped:
+                _stop_workers(pool)
             pool.shutdown(wait=True, cancel_futures=True)
+            held.close()
+            lifeline.close()
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold Ctrl-C and SIGTERM until the block ends, then act on them as usual.
+
+    ``submit`` may start a worker: interrupted after the fork server forked it but
+    before the pool recorded it, the worker would not be stopped with the others, and
+    would print a traceback on reading its queues, removed by then."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for sig in dict.fromkeys(caught):
+            handler = previous[sig]
+            if callable(handler):
+                handler(sig, None)  # Python's: Ctrl-C raises KeyboardInterrupt
+            elif handler in (None, signal.SIG_DFL):
+                signal.raise_signal(sig)
+
+
+def _stop_workers(pool):
+    """Kill the workers of ``pool`` now, rather than wait for their images: the batch is
+    stopping (they ignore Ctrl-C, see :func:`emseg._process.start_worker_server`). The
+    temporary files of their unfinished outputs stay, hidden; the caller removes them."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            process.kill()

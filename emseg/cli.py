@@ -6,8 +6,11 @@ shown only with ``--debug``. Heavy modules are imported inside the commands, so
 ``emseg --help`` answers at once.
 """
 
+import contextlib
 import functools
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -246,24 +249,32 @@ def run(images, channels, mask_path, posteriors, max_pixels, output_dir, overwri
     volume t1.nii.gz gets t1_labels.nii.gz (and with --posteriors t1_pve.nii.gz, one
     volume per class) with its affine. A folder of DICOM slices is read as one volume.
     """
-    from .pipeline import RunOptions, file_stem
-
-    out = _output_folder(output_dir, debug)
-    options = RunOptions(mask_path=mask_path, posteriors=posteriors, max_pixels=max_pixels,
-                         channels=channels, **model)
     seen = {}
     failed = 0
-    work = _per_input(debug)(_run_one)
-    inputs = [tuple(images)] if channels and len(images) > 1 else images
-    for path in inputs:
-        stem = file_stem(path[0] if isinstance(path, tuple) else path)
-        if stem in seen:
-            _fail(f"{path}: its outputs would have the same names as {seen[stem]}'s; run it separately with another -o")
-            failed += 1
-            continue
-        seen[stem] = path
-        ok = work(path, out, options=options, overwrite=overwrite, quiet=quiet, verbose=verbose)
-        failed += not ok
+    try:
+        with _sigterm_as_interrupt():
+            from .pipeline import RunOptions, file_stem
+
+            out = _output_folder(output_dir, debug)
+            options = RunOptions(mask_path=mask_path, posteriors=posteriors,
+                                 max_pixels=max_pixels, channels=channels, **model)
+            work = _per_input(debug)(_run_one)
+            inputs = [tuple(images)] if channels and len(images) > 1 else images
+            for path in inputs:
+                stem = file_stem(path[0] if isinstance(path, tuple) else path)
+                if stem in seen:
+                    _fail(f"{path}: its outputs would have the same names as {seen[stem]}'s; run it separately with another -o")
+                    failed += 1
+                    continue
+                seen[stem] = path
+                ok = work(path, out, options=options, overwrite=overwrite, quiet=quiet,
+                          verbose=verbose)
+                failed += not ok
+    except KeyboardInterrupt as exc:
+        if debug:
+            raise
+        _interrupted(exc, "the outputs of the image being segmented were removed; those "
+                     "of the images before it are complete")
     if failed:
         sys.exit(1)
 
@@ -388,8 +399,40 @@ def _with_path(path, error):
     return error if error.startswith(str(path)) else f"{path}: {error}"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler's stop), raised where Ctrl-C raises
+    KeyboardInterrupt, so that the work stops the same way: workers stopped, unfinished
+    outputs removed, the summary written. Exit status 143 (128 + 15) instead of 130."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While the block runs, SIGTERM raises :class:`Terminated` (a second one ends the
+    process at once, as by default)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def terminated(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(exc, what):
+    """Say why the work stopped; exit 143 for SIGTERM, 130 for Ctrl-C."""
+    _fail(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'}; {what}")
+    sys.exit(143 if isinstance(exc, Terminated) else 130)
+
+
 def _library_call(debug, work, *args, **kwargs):
-    """Run ``work``; an EmsegError exits 1 with one line, Ctrl-C exits 130."""
+    """Run ``work``; an EmsegError exits 1 with one line, Ctrl-C exits 130 and SIGTERM
+    143 (also one line)."""
     from ._errors import EmsegError
 
     try:
@@ -399,11 +442,10 @@ def _library_call(debug, work, *args, **kwargs):
             raise
         _fail(str(exc))
         sys.exit(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if debug:
             raise
-        _fail("interrupted; finished outputs are complete and a rerun resumes from them")
-        sys.exit(130)
+        _interrupted(exc, "finished outputs are complete and a rerun resumes from them")
 
 
 def _finish_batch(result, quiet):
@@ -441,27 +483,34 @@ def batch(folders, recursive, pattern, jobs, scheduler, max_pixels, shared_model
     log-likelihood and seconds. A bad image never stops the batch; the exit code is 1
     if any failed. A rerun skips the images whose outputs are complete.
     """
+    if shared_model and model["beta"] != 0:
+        raise click.UsageError("--beta cannot be combined with --shared-model yet")
+    with _sigterm_as_interrupt():
+        result = _library_call(
+            debug, _batch, folders, Path(output_dir),
+            dict(posteriors=posteriors, max_pixels=max_pixels, **model),
+            _ProgressView(quiet, debug, verbose),
+            recursive=recursive, pattern=pattern, jobs=jobs, shared_model=shared_model,
+            overwrite=overwrite, scheduler=scheduler, max_samples=max_samples,
+        )
+    _finish_batch(result, quiet)
+
+
+def _batch(folders, out, settings, view, **batch):
+    """``emseg batch``'s work, all of it under Ctrl-C handling: start the fork server
+    (its imports overlap this process's own), then run the batch (which creates
+    ``out`` once it has found the inputs)."""
     from ._process import cores, start_worker_server
 
-    if scheduler is None and (jobs or cores()) > 1:
-        start_worker_server()  # its imports overlap this process's own
+    if batch["scheduler"] is None and (batch["jobs"] or cores()) > 1:
+        start_worker_server()
     from .batch import run_batch
     from .pipeline import RunOptions
 
-    if shared_model and model["beta"] != 0:
-        raise click.UsageError("--beta cannot be combined with --shared-model yet")
-    out = Path(output_dir)  # run_batch creates it once it has found the inputs
-    options = RunOptions(posteriors=posteriors, max_pixels=max_pixels, **model)
-    view = _ProgressView(quiet, debug, verbose)
     try:
-        result = _library_call(
-            debug, run_batch, folders, out, options,
-            recursive=recursive, pattern=pattern, jobs=jobs, shared_model=shared_model,
-            overwrite=overwrite, scheduler=scheduler, max_samples=max_samples, progress=view,
-        )
+        return run_batch(folders, out, RunOptions(**settings), progress=view, **batch)
     finally:
         view.close()
-    _finish_batch(result, quiet)
 
 
 @main.command()
@@ -538,11 +587,12 @@ def apply(model_file, inputs, recursive, pattern, jobs, scheduler, max_pixels, p
     options = RunOptions(posteriors=posteriors, max_pixels=max_pixels)
     view = _ProgressView(quiet, debug, verbose)
     try:
-        result = _library_call(
-            debug, run_batch, inputs, out, options,
-            recursive=recursive, pattern=pattern, jobs=jobs, model=fitted,
-            overwrite=overwrite, scheduler=scheduler, progress=view,
-        )
+        with _sigterm_as_interrupt():
+            result = _library_call(
+                debug, run_batch, inputs, out, options,
+                recursive=recursive, pattern=pattern, jobs=jobs, model=fitted,
+                overwrite=overwrite, scheduler=scheduler, progress=view,
+            )
     finally:
         view.close()
     _finish_batch(result, quiet)

@@ -108,6 +108,7 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
     options = options or RunOptions()
     start = time.perf_counter()
     clock = start
+    stamp = input_stamp(path[0] if isinstance(path, (list, tuple)) else path)
     if isinstance(path, (list, tuple)):  # co-registered channels, one file each
         image = io.read_channels(path, max_pixels=options.max_pixels)
         path = path[0]
@@ -173,11 +174,45 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
         else:
             writes.append((io.write_tiff_stack, targets["posteriors"], pages, {}))
     journal = journal_path(path, out)
-    # emseg's own hidden bookkeeping: one an interrupted run left is replaced
-    io.write_json(journal, {"outputs": [p.name for p in targets.values()]}, overwrite=True)
-    _write_all(writes, overwrite)
-    write_seconds = time.perf_counter() - clock
+    written = []  # the files this call has written so far
+    try:
+        # emseg's own hidden bookkeeping: one an interrupted run left is replaced
+        io.write_json(journal, {"outputs": [p.name for p in targets.values()]},
+                      overwrite=True)
+        written.append(journal)
+        _write_all(writes, overwrite, written)
+        write_seconds = time.perf_counter() - clock
+        report = _report(path, options, image, seg, model, colors, targets, stamp,
+                         start, read_seconds, render_seconds, write_seconds)
+        io.write_json(targets["report"], report, overwrite=overwrite)
+    except BaseException:
+        # failed or interrupted (Ctrl-C, SIGTERM) before the report: an incomplete set
+        # of outputs would be refused by a rerun; remove what this call wrote
+        for name in written:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        raise
+    with contextlib.suppress(OSError):  # the report now proves the outputs are emseg's
+        os.unlink(journal)
+    return report
 
+
+def input_stamp(path):
+    """The size and modification time (ns) of the input file at ``path``, recorded in
+    its report: a rerun redoes an input whose file has changed since."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _report(path, options, image, seg, model, colors, targets, stamp, start, read_seconds,
+            render_seconds, write_seconds):
+    """The report :func:`segment_file` writes last."""
+    from . import render
+
+    k = seg.k
     gm = seg.model
     timings = {
         "read": read_seconds,
@@ -189,6 +224,7 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
     report = {
         "emseg_version": __version__,
         "input": str(path),
+        "input_file": stamp,
         "shape": list(image.pixels.shape),
         "dtype": str(image.pixels.dtype),
         "options": options.to_dict(),
@@ -239,9 +275,6 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
                 for key in ("n_images", "n_pixels", "exact", "log_likelihood")
             },
         }
-    io.write_json(targets["report"], report, overwrite=overwrite)
-    with contextlib.suppress(OSError):  # the report now proves the outputs are emseg's
-        os.unlink(journal)
     return report
 
 
@@ -283,29 +316,40 @@ def _pictures(image, seg):
 _PARALLEL_WRITE_BYTES = 16 << 20
 
 
-def _write_all(writes, overwrite):
+def _write_all(writes, overwrite, written):
     """Run the writes, two at a time when the pictures are large and this process may
     use two or more threads (the compiled kernels' share of the cores: a batch worker
     on a 2-core machine gets one, and writes one file after another); the first error,
-    if any, is raised after all finish."""
+    if any, is raised after all finish. Each file written is appended to ``written``
+    as it is, so the caller can remove them if it stops before the report; when
+    interrupted, the writes already running are waited for first."""
     from concurrent.futures import ThreadPoolExecutor
 
     from ._compute import num_threads
+
+    def write(fn, target, data, kw):
+        fn(target, data, overwrite=overwrite, **kw)
+        written.append(target)
 
     size = sum(np.asarray(data).nbytes for _, _, data, _ in writes)
     if size < _PARALLEL_WRITE_BYTES or num_threads() < 2:
         errors = []
         for fn, target, data, kw in writes:
             try:
-                fn(target, data, overwrite=overwrite, **kw)
+                write(fn, target, data, kw)
             except Exception as exc:  # every write is attempted, as in the threads
                 errors.append(exc)
         if errors:
             raise errors[0]
         return
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(fn, target, data, overwrite=overwrite, **kw)
-                   for fn, target, data, kw in writes]
+    pool = ThreadPoolExecutor(max_workers=2)
+    try:
+        futures = [pool.submit(write, *job) for job in writes]
+        for f in futures:
+            f.exception()  # wait for all (an interrupt lands here)
+    finally:
+        # then no thread writes a file after the caller has removed the others
+        pool.shutdown(wait=True, cancel_futures=True)
     for f in futures:
         f.result()
 

@@ -458,3 +458,308 @@ def test_nifti_batch_rerun_skips_done_volumes(tmp_path):
     assert (out / "a_labels.nii.gz").exists()
     again = run_batch([root], out, RunOptions(classes=2), jobs=1)
     assert [r.status for r in again.rows] == ["skipped", "skipped"]
+
+
+# --------------------------------------------------------------------------- process faults
+
+
+def _session(sid):
+    """The processes still alive (not zombies) in session ``sid`` (Linux /proc)."""
+    alive = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # state, ppid, pgrp, session
+            alive.append(int(entry))
+    return alive
+
+
+def _start_batch(root, out, *extra):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    return subprocess.Popen(
+        [sys.executable, "-m", "emseg", "batch", str(root), "-k", "3", "-o", str(out),
+         "-j", "2", "-q", *extra],
+        start_new_session=True, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def _wait_for(condition, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def _busy_batch(tmp_path, n=12, shape=(400, 600)):
+    root = tmp_path / "in"
+    for i in range(n):
+        save(root / f"img{i}.png", scene(80 + i, shape=shape)[0])
+    return root, tmp_path / "out"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_killed_batch_takes_its_workers_with_it(tmp_path):
+    """kill -9 (or the OOM killer) on the batch's process alone: its fork server and
+    workers end too, instead of writing outputs for minutes."""
+    root, out = _busy_batch(tmp_path)
+    proc = _start_batch(root, out)
+    try:
+        assert _wait_for(lambda: list(out.glob("*_report.json")) or proc.poll() is not None)
+        if proc.poll() is not None:
+            pytest.skip("the batch finished before it could be killed")
+        assert len(_session(proc.pid)) >= 3  # the batch, the fork server, workers
+        proc.kill()  # the main process only
+        proc.wait(timeout=10)
+        assert _wait_for(lambda: not _session(proc.pid), 10), _session(proc.pid)
+    finally:
+        for pid in _session(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.stderr.close()
+    # nothing is written after the processes are gone
+    before = sorted(p.name for p in out.iterdir())
+    time.sleep(0.5)
+    assert sorted(p.name for p in out.iterdir()) == before
+    result = run_batch([root], out, RunOptions(classes=3), jobs=1)  # a rerun completes
+    assert {r.status for r in result.rows} <= {"ok", "skipped"}
+    assert not temp_files(out)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_ends_a_batch_like_ctrl_c(tmp_path):
+    """SIGTERM to the batch's process alone (kill, a job scheduler): workers stopped,
+    no temporary file left, the summary written, exit 143."""
+    root, out = _busy_batch(tmp_path)
+    proc = _start_batch(root, out)
+    try:
+        assert _wait_for(lambda: list(out.glob("*_report.json")) or proc.poll() is not None)
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+        assert _wait_for(lambda: not _session(proc.pid), 10), _session(proc.pid)
+    finally:
+        for pid in _session(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+    if proc.returncode == 0:
+        pytest.skip("the batch finished before the signal arrived")
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines() == [
+        "emseg: error: terminated; finished outputs are complete and a rerun resumes from them"
+    ]
+    assert not temp_files(out)
+    rows = read_summary(out)
+    assert len(rows) == 12 and "ok" in {r["status"] for r in rows.values()}
+    assert "interrupted" in " ".join(r["error"] for r in rows.values())
+
+
+def test_a_second_batch_on_the_same_output_folder_is_refused(tmp_path):
+    from emseg.batch import lock_output
+
+    root = tmp_path / "in"
+    save(root / "a.png", scene(1)[0])
+    out = tmp_path / "out"
+    out.mkdir()
+    theirs = out / ".a_overlay.png.0123abcd.tmp"  # the first batch is writing it
+    theirs.write_bytes(b"half")
+    with lock_output(out):
+        with pytest.raises(EmsegError, match="another emseg batch is writing to"):
+            run_batch([root], out, RunOptions(classes=3), jobs=1)
+        result = invoke("batch", root, "-k", 3, "-o", out, "-j", 1)
+        assert result.exit_code == 1
+        assert result.output.splitlines() == [
+            f"emseg: error: another emseg batch is writing to {out}; wait for it or use "
+            "another -o"
+        ]
+        assert theirs.read_bytes() == b"half"
+        assert not (out / "a_labels.png").exists() and not (out / "summary.csv").exists()
+    theirs.unlink()
+    assert run_batch([root], out, RunOptions(classes=3), jobs=1).count("ok") == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(  # the lock file is removed
+        ["summary.csv"] + [f"a{suffix}" for suffix in OUTPUT_NAMES])
+
+
+def test_lock_is_taken_again_when_its_holder_removed_the_file(tmp_path, monkeypatch):
+    """A batch that opened the lock file just as its holder removed it must not hold a
+    lock on the removed file beside a third batch holding the new one."""
+    import emseg.batch as batch
+
+    real_open = batch._open_lock
+    opened = []
+
+    def open_then_holder_finishes(path):
+        fd = real_open(path)
+        if not opened:
+            opened.append(fd)
+            os.unlink(path)  # the holder removes it and lets go
+        return fd
+
+    monkeypatch.setattr(batch, "_open_lock", open_then_holder_finishes)
+    with batch.lock_output(tmp_path):
+        assert (tmp_path / batch.LOCK_NAME).exists()
+        monkeypatch.setattr(batch, "_open_lock", real_open)
+        with pytest.raises(EmsegError, match="another emseg batch"):
+            with batch.lock_output(tmp_path):
+                pass
+
+
+def test_disk_full_while_writing_the_summary_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    root = tmp_path / "in"
+    save(root / "a.png", scene(1)[0])
+    out = tmp_path / "out"
+    assert invoke("batch", root, "-k", 3, "-o", out, "-j", 1).exit_code == 0
+    previous = (out / "summary.csv").read_bytes()
+    real_open = io._open_temp
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, text):
+            self.f.write(text[:5])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def disk_full(tmp, *args, **kwargs):
+        f = real_open(tmp, *args, **kwargs)
+        return Full(f) if "summary.csv" in os.path.basename(tmp) else f
+
+    monkeypatch.setattr(io, "_open_temp", disk_full)
+    result = invoke("batch", root, "-k", 3, "-o", out, "-j", 1, "--overwrite")
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[-1] == (
+        f"emseg: error: could not write {out / 'summary.csv'}: [Errno 28] No space left on "
+        "device"
+    )
+    assert "Traceback" not in result.output and result.exception.code == 1
+    assert (out / "summary.csv").read_bytes() == previous  # the old one, whole
+    assert not temp_files(out)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 64 KiB file system, where this process may mount one (root on Linux)."""
+    where = tmp_path / "tmpfs"
+    where.mkdir()
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root on Linux")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_full_disk_leaves_no_half_summary(tmp_path, tmpfs):
+    root = tmp_path / "in"
+    root.mkdir()
+    for i in range(300):  # fail at once, but need a long summary
+        (root / f"{'not_an_image_' * 12}{i}.png").write_text("x\n")
+    result = invoke("batch", root, "-o", tmpfs / "out", "-j", 1, "-q")
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[-1].startswith("emseg: error: could not write ")
+    assert lines[-1].endswith("summary.csv: [Errno 28] No space left on device")
+    assert "Traceback" not in result.output
+    assert not (tmpfs / "out" / "summary.csv").exists() and not temp_files(tmpfs)
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_pattern_star_with_outputs_beside_inputs_takes_only_the_inputs(tmp_path, inside):
+    """-o the input folder, or a folder in it (then the reports tell emseg's files)."""
+    root = tmp_path / "data"
+    save(root / "a.png", scene(1)[0])
+    save(root / "b.tif", scene(2)[0])
+    save(root / "sub" / "c.png", scene(3)[0])
+    save(root / "x_labels.png", scene(4)[0])  # a user's image: no input x, no report
+    inputs = [str(root / name) for name in ("a.png", "b.tif", "sub/c.png", "x_labels.png")]
+    out = root / "results" if inside else root
+    for _ in range(3):
+        result = run_batch([root], out, RunOptions(classes=3), jobs=1, pattern="*",
+                           recursive=True)
+        assert sorted(r.path for r in result.rows) == sorted(inputs), [
+            r.path for r in result.rows]
+        assert not result.failed
+
+
+def test_rerun_redoes_an_image_whose_input_changed(tmp_path):
+    root = tmp_path / "in"
+    save(root / "a.png", scene(1)[0])
+    save(root / "b.png", scene(2)[0])
+    out = tmp_path / "out"
+    run_batch([root], out, RunOptions(classes=3), jobs=1)
+    first = np.asarray(Image.open(out / "a_labels.png"))
+    changed = scene(5)[0][:, ::-1].copy()  # the bands the other way round
+    save(root / "a.png", changed)
+    st = os.stat(root / "a.png")  # even within the file system's time resolution
+    os.utime(root / "a.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    result = run_batch([root], out, RunOptions(classes=3), jobs=1)
+    assert [r.status for r in result.rows] == ["ok", "skipped"]
+    again = np.asarray(Image.open(out / "a_labels.png"))
+    assert (again[:, ::-1] == first).mean() > 0.9 and (again != first).mean() > 0.5
+    assert [r.status for r in run_batch([root], out, RunOptions(classes=3), jobs=1).rows] == [
+        "skipped", "skipped"]
+
+
+def test_shared_model_is_not_reused_for_other_inputs(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for i in range(2):
+        save(first / f"img{i}.png", scene(90 + i)[0])
+        save(second / f"img{i}.png", scene(92 + i, shift=40)[0])
+    out = tmp_path / "out"
+    assert run_batch([first], out, RunOptions(classes=3), jobs=1, shared_model=True).count(
+        "ok") == 2
+    assert run_batch([first], out, RunOptions(classes=3), jobs=1, shared_model=True).count(
+        "skipped") == 2
+    with pytest.raises(EmsegError, match="model.json was fitted on other inputs"):
+        run_batch([second], out, RunOptions(classes=3), jobs=1, shared_model=True)
+    save(first / "img1.png", scene(94)[0])  # one of its own inputs changed
+    st = os.stat(first / "img1.png")
+    os.utime(first / "img1.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    result = invoke("batch", first, "-k", 3, "-o", out, "-j", 1, "--shared-model")
+    assert result.exit_code == 1 and "fitted on other inputs" in result.output
+    assert len(result.output.splitlines()) == 1
+    redo = run_batch([first], out, RunOptions(classes=3), jobs=1, shared_model=True,
+                     overwrite=True)
+    assert redo.count("ok") == 2
+
+
+@pytest.mark.parametrize("fault", ["error", "interrupt"])
+def test_failed_run_removes_what_it_wrote(tmp_path, monkeypatch, fault):
+    image = save(tmp_path / "cell.png", scene(1)[0])
+    out = tmp_path / "out"
+    real = io.write_png
+
+    def fails_at_the_labels(path, array, **kwargs):
+        if str(path).endswith("_labels.png"):
+            with io.atomic_output(path) as tmp:
+                with open(tmp, "wb") as f:
+                    f.write(b"\x89PNG half")
+                if fault == "error":
+                    raise EmsegError(f"could not write {path}: No space left on device")
+                raise KeyboardInterrupt
+        return real(path, array, **kwargs)
+
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's\n")
+    monkeypatch.setattr(io, "write_png", fails_at_the_labels)
+    result = invoke("run", image, "-k", 3, "-o", out)
+    assert result.exit_code == (1 if fault == "error" else 130), result.output
+    assert len(result.output.splitlines()) == 1 and "Traceback" not in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # nothing else
+    monkeypatch.setattr(io, "write_png", real)
+    assert invoke("run", image, "-k", 3, "-o", out, "-q").exit_code == 0
+    assert all((out / f"cell{suffix}").is_file() for suffix in OUTPUT_NAMES)
