@@ -646,6 +646,7 @@ def _read_tiff(path, limit):
             photometric = int(page.photometric)
             colormap = page.colormap
             _check_tiff_layout(path, axes, shape, photometric, limit)
+            _check_tiff_inflation(path, tif.filehandle, series)
             data = series.asarray()
             if data.shape != shape:
                 raise ValueError(f"its pixels decode to shape {data.shape}, not {shape}")
@@ -689,6 +690,68 @@ def _check_tiff_pages(path, series):
         "emseg reads a multi-page TIFF as one stack of equal pages: save each size as "
         "its own file"
     )
+
+
+# TIFF compressions that tifffile, without imagecodecs, inflates with an unbounded
+# zlib.decompress or lzma.decompress: deflate (8, 32946) and LZMA (34925).
+_TIFF_INFLATERS = {8: zlib.decompressobj, 32946: zlib.decompressobj}
+
+
+def _lzma_inflater():
+    import lzma
+
+    return lzma.LZMADecompressor()
+
+
+_TIFF_INFLATERS[34925] = _lzma_inflater
+
+
+def _check_tiff_inflation(path, fh, series):
+    """Refuse a deflate or LZMA TIFF whose strips or tiles inflate past their size.
+
+    tifffile inflates each strip or tile in one call, unbounded, so a TIFF declaring a
+    few pixels whose one strip inflates to gigabytes would take that much memory
+    before anything could check it. Here each strip or tile is inflated a MiB at a
+    time and thrown away, and never beyond the bytes a full strip or tile of the page
+    holds (its chunk shape times the sample size: an upper bound for the last strip
+    and for packed bit depths). Other compressions are left to tifffile: uncompressed
+    pages cost nothing here, and PackBits expands at most 64-fold.
+    """
+    page = series.keyframe
+    inflater = _TIFF_INFLATERS.get(int(page.compression))
+    if inflater is None:
+        return
+    need = math.prod(page.chunks) * page.dtype.itemsize
+    for number, frame in enumerate(series.pages):
+        if frame is None:
+            continue
+        for index, (offset, count) in enumerate(zip(frame.dataoffsets, frame.databytecounts)):
+            if count and _inflates_past(fh, offset, count, inflater(), need):
+                kind = "tile" if page.is_tiled else "strip"
+                where = f" of page {number}" if len(series.pages) > 1 else ""
+                raise EmsegError(
+                    f"{path}: compressed {kind} {index}{where} inflates to more than "
+                    f"the {need:,} bytes it can hold (corrupt, or a decompression "
+                    "bomb); re-export it"
+                )
+
+
+def _inflates_past(fh, offset, count, inflate, need):
+    """Whether ``count`` compressed bytes at ``offset`` inflate to more than ``need``."""
+    fh.seek(offset)
+    size, pending, step = 0, b"", 1 << 20
+    while not inflate.eof:
+        # zlib hands back the input it did not use; LZMA keeps it and says so
+        if not pending and getattr(inflate, "needs_input", True):
+            pending = fh.read(min(count, step)) if count > 0 else b""
+            if not pending:
+                return False
+            count -= len(pending)
+        size += len(inflate.decompress(pending, max_length=min(need + 1 - size, step)))
+        if size > need:
+            return True
+        pending = getattr(inflate, "unconsumed_tail", b"")
+    return False
 
 
 class _Collect(logging.Filter):
