@@ -3,9 +3,11 @@ fixes, libpng's chunk warnings printed by OpenCV's decoder) become one emseg war
 nothing. Each case runs the CLI in a child process and compares its whole stderr."""
 
 import os
+import signal
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -91,3 +93,38 @@ def test_nibabel_header_fixes_are_one_emseg_warning(tmp_path):
     ), err
     code, err = emseg("run", "odd.nii", "-o", "quiet", "-k", "2", "--quiet", cwd=tmp_path)
     assert (code, err) == (0, [])
+
+
+def test_ctrl_c_on_a_local_dask_batch_prints_emseg_line_only(tmp_path):
+    """Ctrl-C reaches the whole process group: the Dask workers too, which printed a
+    KeyboardInterrupt traceback each."""
+    pytest.importorskip("distributed")
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    for i in range(40):
+        pixels = rng.normal(100, 30, (800, 800)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "in" / f"img{i:02d}.png")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "emseg", "batch", "in", "-o", "out", "--scheduler", "local",
+         "--jobs", "2", "-k", "5"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "out").glob("*_labels.png")):
+            assert child.poll() is None and time.monotonic() < deadline, "no output in 60 s"
+            time.sleep(0.05)
+        os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        err = child.communicate(timeout=60)[1].splitlines()
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode == 130
+    assert [line for line in err if line != "segmenting"] == [
+        "emseg: error: interrupted; finished outputs are complete and a rerun resumes "
+        "from them"
+    ], err
