@@ -169,6 +169,14 @@ def _say(message, quiet=False):
         click.echo(message, err=True)
 
 
+def _warning_line(path, message):
+    """``emseg: warning: PATH: MESSAGE``, naming the file once when the message does."""
+    message = str(message)
+    if message.startswith(f"{path}:") or message.startswith(f"{path} "):
+        return f"emseg: warning: {message}"
+    return f"emseg: warning: {path}: {message}"
+
+
 def _fail(message):
     click.echo(f"emseg: error: {message}", err=True)
 
@@ -199,7 +207,7 @@ def _per_input(debug):
                     warnings.simplefilter("always")
                     work(path, *args, **kwargs)
                 for w in caught:
-                    _say(f"emseg: warning: {path}: {w.message}", kwargs.get("quiet", False))
+                    _say(_warning_line(path, w.message), kwargs.get("quiet", False))
                 return True
             except EmsegError as exc:
                 if debug:
@@ -368,7 +376,7 @@ class _ProgressView:
             if self.debug and row.traceback:
                 self._above(row.traceback.rstrip(), error=True)
         for message in row.warnings:
-            self._above(f"emseg: warning: {row.path}: {message}")
+            self._above(_warning_line(row.path, message))
         if self.verbose and row.status == "ok" and event.phase == "segment":
             self._above(
                 f"{row.path}: K={row.k}, {row.iterations} iterations, {row.seconds:.2f} s"

@@ -40,7 +40,10 @@ cluster (``"local"`` or a scheduler address) and yields ``(index, result)`` or
 ``(index, exception)`` as each item finishes, for :mod:`emseg.batch`.
 """
 
+import contextlib
 import os
+import signal
+import threading
 
 import numpy as np
 
@@ -463,6 +466,28 @@ def map_unordered(fn, items, scheduler, *, n_workers=None, timeout=CONNECT_TIMEO
             yield index[future.key], value
 
 
+@contextlib.contextmanager
+def _workers_ignore_interrupts():
+    """Start worker processes with Ctrl-C ignored, then restore the caller's handler.
+
+    Ctrl-C in a terminal interrupts every process of the foreground group: each local
+    Dask worker would end with a page of KeyboardInterrupt traceback on stderr, while
+    emseg itself stops the batch and closes the cluster. A process started while SIGINT
+    is ignored keeps ignoring it (Python then installs no handler, nor does asyncio), so
+    the workers leave the interrupt to emseg. Only the main thread may set handlers;
+    elsewhere nothing changes. A Ctrl-C during the cluster's start-up (a second or two)
+    is lost; a worker the nanny restarts later starts with the default handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class _connect:
     """A Client for ``scheduler``, and the LocalCluster it started, closed together."""
 
@@ -476,14 +501,15 @@ class _connect:
         if scheduler == "local":
             import logging
 
-            self.cluster = distributed.LocalCluster(
-                n_workers=n_workers or os.cpu_count() or 1,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address="127.0.0.1:0",  # any free port: never clash with 8787
-                silence_logs=logging.CRITICAL,  # an item's error is yielded, not logged
-            )
+            with _workers_ignore_interrupts():
+                self.cluster = distributed.LocalCluster(
+                    n_workers=n_workers or os.cpu_count() or 1,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",  # any free port: never clash with 8787
+                    silence_logs=logging.CRITICAL,  # an item's error is yielded, not logged
+                )
             self.client = distributed.Client(self.cluster)
             return
         try:

@@ -526,7 +526,7 @@ def _read_png16_color(path, im, colour_type):
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # no stderr
         try:
-            arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+            arr = cv2.imdecode(_png_pixel_chunks(data), cv2.IMREAD_UNCHANGED)
         finally:
             cv2.utils.logging.setLogLevel(level)
     except (EmsegError, MemoryError):
@@ -583,35 +583,84 @@ def _png_problem(data):
             break
         pos = end
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    need = _png_data_size(width, height, data[24], data[25], data[28])
+    if data[26] != 0 or data[27] != 0 or data[28] > 1:
+        return "unknown compression, filter or interlace method in its header"
+    runs = _png_row_runs(width, height, data[24], data[25], data[28])
+    need = sum(length * n for _, length, n in runs)
     inflate, size = zlib.decompressobj(), 0
     try:
         for chunk in idat:
             while chunk and not inflate.eof:
-                size += len(inflate.decompress(chunk, 1 << 20))
-                if size > need:
+                rows = inflate.decompress(chunk, 1 << 20)
+                if size + len(rows) > need:
                     return f"more image data than its {width}x{height} pixels need"
+                if _png_bad_filter(runs, size, rows):
+                    return "a row with an unknown filter type"
+                size += len(rows)
                 chunk = inflate.unconsumed_tail
     except zlib.error as exc:
         return f"broken image data: {exc}"
     return None if inflate.eof and size == need else "image data ends early"
 
 
+# The chunks that decide a PNG's pixels as OpenCV decodes them (no colour management)
+_PNG_PIXEL_CHUNKS = (b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND")
+
+
+def _png_pixel_chunks(data):
+    """Checked PNG bytes (see :func:`_png_problem`) with only the chunks that make
+    the pixels: libpng prints a line to stderr for each odd ancillary chunk (``libpng
+    warning: iCCP: too short``, ``sRGB: invalid``, ``gAMA: duplicate``) that no log
+    level of OpenCV's silences, and none of them changes what OpenCV decodes."""
+    data = memoryview(data)
+    pos, kept = 8, [bytes(data[:8])]
+    while pos + 12 <= len(data):
+        end = pos + 12 + int.from_bytes(data[pos : pos + 4], "big")
+        if bytes(data[pos + 4 : pos + 8]) in _PNG_PIXEL_CHUNKS:
+            kept.append(data[pos:end])
+        pos = end
+    return np.frombuffer(b"".join(kept), np.uint8)
+
+
+def _png_row_runs(width, height, depth, colour_type, interlace):
+    """The filtered rows a PNG of this header holds once inflated, as runs of
+    ``(first byte, row length, number of rows)``: one run, or one per Adam7 pass."""
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour_type, 4)
+    if not interlace:
+        sizes = [(width, height)]
+    else:
+        passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4),
+                  (1, 0, 2, 2), (0, 1, 1, 2))  # Adam7: first column, first row, steps
+        sizes = [((width - x + dx - 1) // dx, (height - y + dy - 1) // dy)
+                 for x, y, dx, dy in passes]
+    runs, start = [], 0
+    for w, h in sizes:
+        if w and h:  # each row: a filter byte, then the packed samples
+            runs.append((start, 1 + (w * channels * depth + 7) // 8, h))
+            start += runs[-1][1] * h
+    return runs
+
+
 def _png_data_size(width, height, depth, colour_type, interlace):
     """Bytes of filtered rows a PNG of this header holds once inflated."""
-    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour_type, 4)
+    return sum(length * n for _, length, n in
+               _png_row_runs(width, height, depth, colour_type, interlace))
 
-    def rows(w, h):  # each row: a filter byte, then the packed samples
-        return 0 if w == 0 else h * (1 + (w * channels * depth + 7) // 8)
 
-    if not interlace:
-        return rows(width, height)
-    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4),
-              (1, 0, 2, 2), (0, 1, 1, 2))  # Adam7: first column, first row, steps
-    return sum(
-        rows((width - x + dx - 1) // dx, (height - y + dy - 1) // dy)
-        for x, y, dx, dy in passes
-    )
+def _png_bad_filter(runs, base, chunk):
+    """Whether inflated bytes ``chunk``, from offset ``base``, hold a row filter type
+    other than 0-4 (libpng would print "bad adaptive filter value" to stderr)."""
+    chunk = np.frombuffer(chunk, np.uint8)
+    for start, length, n in runs:
+        end = start + length * n
+        if end <= base or start >= base + len(chunk):
+            continue
+        first = start + max(0, -(-(base - start) // length)) * length
+        if first < min(end, base + len(chunk)) and (
+            chunk[first - base : min(end, base + len(chunk)) - base : length] > 4
+        ).any():
+            return True
+    return False
 
 
 def _orient(arr, orientation):
@@ -636,7 +685,7 @@ def _read_tiff(path, limit):
     import tifffile
 
     try:
-        with _tifffile_log_as_warnings(path), tifffile.TiffFile(path) as tif:
+        with _log_as_warnings(path, "tifffile", "tifffile"), tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise EmsegError(f"{path} is a TIFF file with no image in it; re-export it")
             _check_tiff_pages(path, tif.series)
@@ -646,6 +695,7 @@ def _read_tiff(path, limit):
             photometric = int(page.photometric)
             colormap = page.colormap
             _check_tiff_layout(path, axes, shape, photometric, limit)
+            _check_tiff_inflation(path, tif.filehandle, series)
             data = series.asarray()
             if data.shape != shape:
                 raise ValueError(f"its pixels decode to shape {data.shape}, not {shape}")
@@ -691,6 +741,68 @@ def _check_tiff_pages(path, series):
     )
 
 
+# TIFF compressions that tifffile, without imagecodecs, inflates with an unbounded
+# zlib.decompress or lzma.decompress: deflate (8, 32946) and LZMA (34925).
+_TIFF_INFLATERS = {8: zlib.decompressobj, 32946: zlib.decompressobj}
+
+
+def _lzma_inflater():
+    import lzma
+
+    return lzma.LZMADecompressor()
+
+
+_TIFF_INFLATERS[34925] = _lzma_inflater
+
+
+def _check_tiff_inflation(path, fh, series):
+    """Refuse a deflate or LZMA TIFF whose strips or tiles inflate past their size.
+
+    tifffile inflates each strip or tile in one call, unbounded, so a TIFF declaring a
+    few pixels whose one strip inflates to gigabytes would take that much memory
+    before anything could check it. Here each strip or tile is inflated a MiB at a
+    time and thrown away, and never beyond the bytes a full strip or tile of the page
+    holds (its chunk shape times the sample size: an upper bound for the last strip
+    and for packed bit depths). Other compressions are left to tifffile: uncompressed
+    pages cost nothing here, and PackBits expands at most 64-fold.
+    """
+    page = series.keyframe
+    inflater = _TIFF_INFLATERS.get(int(page.compression))
+    if inflater is None:
+        return
+    need = math.prod(page.chunks) * page.dtype.itemsize
+    for number, frame in enumerate(series.pages):
+        if frame is None:
+            continue
+        for index, (offset, count) in enumerate(zip(frame.dataoffsets, frame.databytecounts)):
+            if count and _inflates_past(fh, offset, count, inflater(), need):
+                kind = "tile" if page.is_tiled else "strip"
+                where = f" of page {number}" if len(series.pages) > 1 else ""
+                raise EmsegError(
+                    f"{path}: compressed {kind} {index}{where} inflates to more than "
+                    f"the {need:,} bytes it can hold (corrupt, or a decompression "
+                    "bomb); re-export it"
+                )
+
+
+def _inflates_past(fh, offset, count, inflate, need):
+    """Whether ``count`` compressed bytes at ``offset`` inflate to more than ``need``."""
+    fh.seek(offset)
+    size, pending, step = 0, b"", 1 << 20
+    while not inflate.eof:
+        # zlib hands back the input it did not use; LZMA keeps it and says so
+        if not pending and getattr(inflate, "needs_input", True):
+            pending = fh.read(min(count, step)) if count > 0 else b""
+            if not pending:
+                return False
+            count -= len(pending)
+        size += len(inflate.decompress(pending, max_length=min(need + 1 - size, step)))
+        if size > need:
+            return True
+        pending = getattr(inflate, "unconsumed_tail", b"")
+    return False
+
+
 class _Collect(logging.Filter):
     def __init__(self):
         super().__init__()
@@ -702,9 +814,16 @@ class _Collect(logging.Filter):
 
 
 @contextlib.contextmanager
-def _tifffile_log_as_warnings(path):
-    """Keep tifffile's log messages off stderr; after a good read, warn with the first."""
-    logger = logging.getLogger("tifffile")
+def _log_as_warnings(path, logger_name, library):
+    """Keep a library's log messages off stderr; after a good read, warn once with them.
+
+    tifffile and nibabel log what they find odd in a file (nibabel through a handler
+    of its own that prints to stderr), which would add lines of theirs to emseg's one
+    line per problem. Their messages are collected instead, and a read that succeeds
+    gives one warning naming the file and the distinct messages (a failed read raises
+    its own error, which says more).
+    """
+    logger = logging.getLogger(logger_name)
     collect = _Collect()
     logger.addFilter(collect)
     try:
@@ -712,9 +831,10 @@ def _tifffile_log_as_warnings(path):
     finally:
         logger.removeFilter(collect)
     if collect.messages:  # reached only when the read succeeded
+        said = "; ".join(dict.fromkeys(_reason(m) for m in collect.messages))
         warnings.warn(
-            f"{path}: tifffile reported a problem while reading it "
-            f"({_reason(collect.messages[0])}); check the result",
+            f"{path}: {library} reported a problem while reading it "
+            f"({_reason(said)}); check the result",
             stacklevel=4,
         )
 

@@ -52,12 +52,14 @@ def read_nifti(path, *, allow_channels=False, max_pixels=None):
     than ``max_pixels`` (as :func:`emseg.io.read_image`), are refused unread.
     """
     nib = _require("nibabel", "NIfTI files")
-    from .io import _check_size, _describe_size, _float32, _pixel_limit
+    from .io import _check_size, _describe_size, _float32, _log_as_warnings, _pixel_limit
 
     path = os.fspath(path)
     limit = _pixel_limit(max_pixels)
     try:
-        img = nib.load(path)  # the header only; the voxels stay in the file
+        # nibabel fixes odd headers as it loads them and logs each fix to stderr
+        with _log_as_warnings(path, "nibabel.global", "nibabel"):
+            img = nib.load(path)  # the header only; the voxels stay in the file
         shape = tuple(int(n) for n in img.shape)
     except Exception as exc:  # nibabel raises many kinds for damaged files
         raise EmsegError(f"cannot read {path} as NIfTI: {exc}; is it damaged?") from None

@@ -214,3 +214,62 @@ def test_jpeg_declaring_more_pixels_than_its_data_can_hold_is_refused(tmp_path):
     PILImage.fromarray(smooth).save(tmp_path / "real.jpg", quality=5)
     assert (tmp_path / "real.jpg").stat().st_size * 8 < 2000 * 3000 / 8  # < 1 bit/pixel
     assert io.read_image(tmp_path / "real.jpg").pixels.shape == (2000, 3000)
+
+
+# --------------------------------------------------------------------------- TIFF
+
+
+def tiff_bomb(path, stream, compression="zlib"):
+    """A 2x2 uint8 TIFF with one compressed strip, replaced by ``stream``."""
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(path, np.zeros((2, 2), np.uint8), compression=compression)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        (offset,), (length,) = page.dataoffsets, page.databytecounts
+        counts = page.tags["StripByteCounts"]
+        assert counts.count == 1 and counts.dtype == 4  # one LONG, held in the tag
+        where, order = counts.valueoffset, tif.byteorder
+    data = bytearray(Path(path).read_bytes())
+    assert offset + length == len(data)  # the strip is the file's last bytes
+    data[offset:] = stream
+    data[where : where + 4] = struct.pack(order + "I", len(stream))
+    Path(path).write_bytes(bytes(data))
+    return path
+
+
+def test_tiff_deflate_strip_bomb_is_refused_without_inflating_it(tmp_path):
+    path = tiff_bomb(tmp_path / "bomb.tif", _zeros_stream(BOMB))
+    assert path.stat().st_size < BOMB // 100
+    outcome, rise = _peak_rise(path)
+    assert outcome.startswith("EmsegError") and "bomb.tif" in outcome, outcome
+    assert "compressed strip 0 inflates to more than the 4 bytes" in outcome, outcome
+    assert "\n" not in outcome
+    assert rise < BOUND, f"peak memory rose by {rise / MiB:.0f} MiB"
+
+
+def test_tiff_lzma_strip_bomb_is_refused(tmp_path):
+    import lzma
+
+    stream = lzma.compress(bytes(16 * MiB))  # a few KB
+    path = tiff_bomb(tmp_path / "bomb.tif", stream, compression="lzma")
+    with pytest.raises(EmsegError, match=r"bomb\.tif: compressed strip 0 inflates"):
+        io.read_image(path)
+
+
+@pytest.mark.parametrize(
+    "shape, options",
+    [
+        ((5, 40, 50), dict(compression="zlib", rowsperstrip=7, predictor=True)),
+        ((40, 50), dict(compression="zlib", tile=(16, 16))),
+        ((40, 50, 3), dict(compression="lzma", photometric="rgb")),
+        ((3, 40, 50), dict(compression="zlib", planarconfig="separate", photometric="rgb")),
+        ((41, 53), dict(compression="adobe_deflate", rowsperstrip=1000)),
+    ],
+)
+def test_compressed_tiffs_within_their_size_are_read(tmp_path, shape, options):
+    tifffile = pytest.importorskip("tifffile")
+    data = np.random.default_rng(0).integers(0, 200, shape, dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "ok.tif", data, **options)
+    pixels = io.read_image(tmp_path / "ok.tif").pixels
+    expected = np.moveaxis(data, 0, -1) if options.get("planarconfig") else data
+    assert np.array_equal(pixels, expected)
