@@ -748,9 +748,12 @@ def column_moments(X, w):
         n = np.full(X.shape[1], w.sum())
         mean = (w @ X) / n
         m2 = np.zeros(X.shape[1])
+        buffer = np.empty((min(X.shape[0], _PATTERN_CHUNK), X.shape[1]))
         for start in range(0, X.shape[0], _PATTERN_CHUNK):
-            centred = X[start : start + _PATTERN_CHUNK] - mean
-            m2 += w[start : start + _PATTERN_CHUNK] @ (centred * centred)
+            rows = X[start : start + _PATTERN_CHUNK]
+            centred = np.subtract(rows, mean, out=buffer[: rows.shape[0]])
+            centred *= centred
+            m2 += w[start : start + _PATTERN_CHUNK] @ centred
         return n, mean, m2
     seen = ~np.isnan(X)
     ws = seen * w[:, None]
