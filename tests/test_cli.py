@@ -7,16 +7,13 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from _helpers import three_bands
+
 from emseg.cli import main
 
 
 def noisy_image(seed=0, shape=(60, 80)):
-    rng = np.random.default_rng(seed)
-    truth = np.zeros(shape, int)
-    truth[:, shape[1] // 3 :] = 1
-    truth[:, 2 * shape[1] // 3 :] = 2
-    values = np.array([40, 120, 200])[truth] + rng.normal(0, 15, shape)
-    return np.clip(values, 0, 255).astype(np.uint8)
+    return three_bands(seed, shape)
 
 
 @pytest.fixture

@@ -144,25 +144,12 @@ def dicom_rle_slice(folder, rows, columns, segment):
     """A folder with one 8-bit RLE Lossless DICOM slice of ``rows`` x ``columns`` whose
     single RLE segment is ``segment``."""
     pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import Dataset, FileMetaDataset
+    from _helpers import dicom_slice
     from pydicom.encaps import encapsulate
-    from pydicom.uid import RLELossless, generate_uid
+    from pydicom.uid import RLELossless
 
     folder.mkdir()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = RLELossless
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.SeriesInstanceUID = "1.2.3"
-    ds.Rows, ds.Columns = rows, columns
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
-    ds.PixelRepresentation = 0
+    ds = dicom_slice(rows, columns, bits=8, transfer_syntax=RLELossless, series="1.2.3")
     header = struct.pack("<16I", 1, 64, *[0] * 14)
     ds.PixelData = encapsulate([header + segment])
     ds["PixelData"].VR = "OB"

@@ -77,25 +77,13 @@ def test_damaged_nifti_gets_one_line(tmp_path):
 
 
 def write_dicom_series(folder, volume, spacing=(2.5, 0.8, 0.7), series="1.2.3.4", start=0):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from _helpers import dicom_slice
+    from pydicom.uid import ExplicitVRLittleEndian
 
     folder.mkdir(exist_ok=True)
     for z, plane in enumerate(volume):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = meta.MediaStorageSOPClassUID
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.SeriesInstanceUID = series
-        ds.Rows, ds.Columns = plane.shape
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-        ds.PixelRepresentation = 0
+        ds = dicom_slice(*plane.shape, bits=16, transfer_syntax=ExplicitVRLittleEndian,
+                         series=series)
         ds.PixelSpacing = [spacing[1], spacing[2]]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.ImagePositionPatient = [0, 0, spacing[0] * z]

@@ -9,18 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _helpers import three_bands
+
 from emseg import EmsegError, io
 from emseg.batch import Row, run_batch, write_summary
 from emseg.pipeline import RunOptions, segment_file
 
 
 def scene(seed=0, shape=(30, 40)):
-    rng = np.random.default_rng(seed)
-    truth = np.zeros(shape, int)
-    truth[:, shape[1] // 3 :] = 1
-    truth[:, 2 * shape[1] // 3 :] = 2
-    values = np.array([50, 120, 190])[truth] + rng.normal(0, 10, shape)
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return three_bands(seed, shape, means=(50, 120, 190), sigma=10, round_first=True)
 
 
 def save(path, pixels):

@@ -1,0 +1,36 @@
+"""Builders shared by several test files (imported as ``_helpers``; not a conftest)."""
+
+
+def dicom_slice(rows, columns, *, bits, transfer_syntax, series):
+    """A grey DICOM dataset of ``rows`` x ``columns`` with its file meta and UIDs, no
+    pixel data or geometry yet: the caller adds what its test is about."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # MR image storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = transfer_syntax
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID = series
+    ds.Rows, ds.Columns = rows, columns
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
+    ds.PixelRepresentation = 0
+    return ds
+
+
+def three_bands(seed=0, shape=(60, 80), means=(40, 120, 200), sigma=15.0, round_first=False):
+    """A uint8 image of three vertical bands of grey ``means`` with Gaussian noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    truth = np.zeros(shape, int)
+    truth[:, shape[1] // 3 :] = 1
+    truth[:, 2 * shape[1] // 3 :] = 2
+    values = np.array(means)[truth] + rng.normal(0, sigma, shape)
+    return np.clip(np.rint(values) if round_first else values, 0, 255).astype(np.uint8)
