@@ -7,7 +7,7 @@
 The accuracy bar of issue 11. Everything runs in one process, on the same arrays.
 
 Data
-- Phantoms: 3-class Potts label images from ``emseg.mrf.potts_sample`` (2-D 256 x 256,
+- Phantoms: 3-class Potts label images from ``emseg.image.mrf.potts_sample`` (2-D 256 x 256,
   beta 1.1, 4 neighbours, 200 sweeps; 3-D 64^3, beta 0.7, 6 neighbours, 15 sweeps; one
   label image per dimension, seeded), class means 60 / 155 / 250 (spacing 95) plus
   Gaussian noise of sigma 10, 30, 66 and 95 (``--quick``: 128 x 128, sigma 30 and 66).
@@ -69,7 +69,7 @@ Columns
 - ``time s``: wall clock of the call (emseg is warmed up first, so numba's compilation or
   cache load is not timed).
 
-Only emseg's public API is used (``emseg.segment``, ``emseg.mrf.potts_sample``, the
+Only emseg's public API is used (``emseg.segment``, ``emseg.image.mrf.potts_sample``, the
 result's ``labels``, ``posteriors``, ``model`` and ``mrf``), so the script keeps working
 while emseg's internals change.
 """
@@ -99,7 +99,7 @@ OTSU_MAX_LEVELS = 4096  # integer levels in the image's range
 
 
 def phantom_truth(ndim, size, seed):
-    from emseg.mrf import potts_sample
+    from emseg.image.mrf import potts_sample
 
     if ndim == 2:
         return potts_sample((size, size), 3, 1.1, n_sweeps=200, random_state=seed)
@@ -461,7 +461,7 @@ def headlines(groups):
 
 def warm_up():
     """Compile (or load from numba's cache) emseg's kernels for every storage, 2-D and 3-D."""
-    from emseg.mrf import potts_sample
+    from emseg.image.mrf import potts_sample
 
     start = time.perf_counter()
     with warnings.catch_warnings():

@@ -5,7 +5,7 @@ Generates N seeded grey 8-bit PNG images (1000 x 1000 by default: three or four
 materials in random smooth blobs plus noise), then, taking turns for ``--repeats``
 rounds:
 
-- ``direct``: :func:`emseg.pipeline.segment_file` called on each image in a plain loop
+- ``direct``: :func:`emseg.workflows.run.segment_file` called on each image in a plain loop
   in this process (the per-image work: read, fit, label, render, write);
 - ``batch -j 1``: the command ``python -m emseg batch IMAGES -k 3 -o OUT -j 1 -q``, in a
   fresh process, as a user runs it (in-process work, no worker);
@@ -60,7 +60,7 @@ def make_images(folder, n, size, seed):
 
 
 def direct(inputs, out, options):
-    from emseg.pipeline import segment_file
+    from emseg.workflows.run import segment_file
 
     out.mkdir(parents=True)
     phases = {}
@@ -104,7 +104,7 @@ def main():
                              "time into start-up and a per-image cost (0: skip)")
     args = parser.parse_args()
 
-    from emseg.pipeline import RunOptions
+    from emseg.workflows.run import RunOptions
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="emseg-bench-batch-"))
     images = work / "images"

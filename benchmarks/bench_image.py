@@ -47,7 +47,7 @@ def make_photo():
 
 def lab_features(photo):
     """Every pixel's features exactly as emseg computes them (color_space='lab')."""
-    from emseg.features import FeatureSpec, value_features
+    from emseg.image.features import FeatureSpec, value_features
 
     pixels = photo.reshape(-1, 3)
     return value_features(pixels, FeatureSpec("lab").with_range(pixels))
@@ -176,8 +176,8 @@ def part_run(args, photo):
             print("  inside the process (last run): " + ", ".join(
                 f"{k} {v:.2f} s" for k, v in report["timings_seconds"].items()))
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import emseg.pipeline, emseg.segmentation, "
-                    "emseg.render, emseg.io, emseg._kernels"], check=True)
+    subprocess.run([sys.executable, "-c", "import emseg.workflows.run, emseg.image.segmentation, "
+                    "emseg.image.render, emseg.io.images, emseg._shared.kernels"], check=True)
     print(f"  Python start-up and emseg's imports alone: {time.perf_counter() - start:.2f} s")
 
 

@@ -1,4 +1,4 @@
-"""Benchmark HMRF-EM (emseg.mrf.hmrf_em) against the plain mixture and against DIPY.
+"""Benchmark HMRF-EM (emseg.image.mrf.hmrf_em) against the plain mixture and against DIPY.
 
     python benchmarks/bench_mrf.py                  # all three parts, 3 repeats, medians
     python benchmarks/bench_mrf.py --part 1 --repeats 5
@@ -63,7 +63,7 @@ def plain_fit(X, K, weights=None, **options):
 
 def warm_up():
     """Compile (or load from cache) the kernels of both fits for K = 3, 2-D and 3-D."""
-    from emseg.mrf import hmrf_em, potts_sample
+    from emseg.image.mrf import hmrf_em, potts_sample
 
     start = time.perf_counter()
     for shape in ((16, 16), (6, 8, 8)):
@@ -80,7 +80,7 @@ def warm_up():
 
 
 def part1(args):
-    from emseg.mrf import hmrf_em, potts_sample
+    from emseg.image.mrf import hmrf_em, potts_sample
     from scipy.stats import norm
 
     print("\n=== Part 1: 3-class 256 x 256 Potts images, plain mixture vs HMRF-EM")
@@ -146,7 +146,7 @@ def part1(args):
 
 
 def head_volume(seed, n=128):
-    from emseg.mrf import potts_sample
+    from emseg.image.mrf import potts_sample
 
     truth = potts_sample((n, n, n), 3, 0.7, neighbourhood=6, n_sweeps=15, random_state=seed)
     z, y, x = np.indices((n, n, n)) - (n - 1) / 2
@@ -160,7 +160,7 @@ def head_volume(seed, n=128):
 def emseg_head(image, head):
     """What ``emseg.segment(image, 3, mask=..., beta=0.5)`` will do: plain fit, then MRF."""
     from emseg import GaussianMixture
-    from emseg.mrf import hmrf_em
+    from emseg.image.mrf import hmrf_em
 
     X = image[head][:, None]
     with warnings.catch_warnings():
@@ -228,8 +228,8 @@ bench_mrf.warm_up()
 volume = np.load(sys.argv[1])
 rss_before = bench_mrf.peak_rss()
 from emseg import GaussianMixture
-from emseg.features import distinct_values
-from emseg.mrf import hmrf_em
+from emseg.image.features import distinct_values
+from emseg.image.mrf import hmrf_em
 start = time.perf_counter()
 unique, counts, index = distinct_values(volume.reshape(-1, 1))
 X = unique.astype(np.float64)

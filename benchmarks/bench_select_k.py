@@ -14,7 +14,7 @@ shows the K each criterion chooses:
   weights, (sum w)^2 / sum w^2, and that size as n;
 - knee: the first K whose log-likelihood gain over K-1 is under 10% of the gain from
   K=1 to K (no K=1 fit here: gains are measured from K=2);
-- sep: emseg's choice, :func:`emseg.selection.choose_k` with criterion "separation".
+- sep: emseg's choice, :func:`emseg.mixture.selection.choose_k` with criterion "separation".
 
 Phantoms: K classes on a grid of random blocks, means at the centres of K equal bins
 of 0..255, Gaussian noise sigma = spacing x ``frac``, stored as uint8 (clipped to
@@ -33,7 +33,7 @@ import warnings
 
 import numpy as np
 
-from emseg.selection import choose_k
+from emseg.mixture.selection import choose_k
 
 K_MAX = 8
 

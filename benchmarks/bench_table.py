@@ -1,4 +1,4 @@
-"""Time emseg.table.read_table on a 1,000,000 x 10 CSV, against np.loadtxt and the csv module,
+"""Time emseg.io.tables.read_table on a 1,000,000 x 10 CSV, against np.loadtxt and the csv module,
 and against the GaussianMixture fit it feeds.
 
     python benchmarks/bench_table.py                    # both number formats, 5 repeats
@@ -118,8 +118,8 @@ def main(argv=None):
     if min(args.rows, args.repeats, args.baseline_repeats, args.fit_repeats) < 1:
         parser.error("--rows and the repeat counts must be >= 1")
 
-    from emseg.mixture import GaussianMixture
-    from emseg.table import read_table
+    from emseg.mixture.gaussian_mixture import GaussianMixture
+    from emseg.io.tables import read_table
 
     print("command: python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]))
     describe_machine()

@@ -1,4 +1,4 @@
-"""Measure beta="auto" of emseg.mrf.hmrf_em against the plain mixture and fixed betas.
+"""Measure beta="auto" of emseg.image.mrf.hmrf_em against the plain mixture and fixed betas.
 
     python benchmarks/beta_auto.py                 # every case, the table of mrf.py's docstring
     python benchmarks/beta_auto.py --cases potts66 camera
@@ -50,7 +50,7 @@ def smooth_classes(shape, shares, seed, width=6.0):
 
 def case(name, seed=0):
     """(values, truth or None, K, valid or None)."""
-    from emseg.mrf import potts_sample
+    from emseg.image.mrf import potts_sample
 
     rng = np.random.default_rng(seed + 1000)
     if name.startswith("potts"):
@@ -93,8 +93,8 @@ def plain_fit(X, K, weights=None):
 
 
 def measure(name, variants, seed=0):
-    from emseg.features import distinct_values
-    from emseg.mrf import hmrf_em
+    from emseg.image.features import distinct_values
+    from emseg.image.mrf import hmrf_em
 
     values, truth, K, valid = case(name, seed)
     inside = np.ones(values.shape, bool) if valid is None else valid
@@ -144,14 +144,14 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--auto-only", action="store_true", help="only beta='auto'")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
-                        help="(experiments) set emseg.mrf's private constants, e.g. _CAP=None")
+                        help="(experiments) set emseg.image.mrf's private constants, e.g. _CAP=None")
     args = parser.parse_args(argv)
-    import emseg.mrf
+    import emseg.image.mrf
 
     for item in args.set:
         name, value = item.split("=")
-        setattr(emseg.mrf, name, eval(value))
-        print(f"emseg.mrf.{name} = {value}")
+        setattr(emseg.image.mrf, name, eval(value))
+        print(f"emseg.image.mrf.{name} = {value}")
     variants = VARIANTS[:1] if args.auto_only else VARIANTS
     print("error and 'vs plain' (labels that differ from the plain mixture's) in % of the "
           "pixels; fractions in %, darkest class first")

@@ -13,14 +13,14 @@ import os as _os
 # wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from ._errors import (
+from ._shared.errors import (
     ConvergenceWarning,
     EmptyComponentWarning,
     EmsegError,
     KChoiceWarning,
     ModelMismatchWarning,
 )
-from ._version import __version__
+from ._shared.version import __version__
 
 __all__ = [
     "ConvergenceWarning",
@@ -39,28 +39,18 @@ __all__ = [
     "segment",
 ]
 
-_LAZY = {
-    "GaussianMixture": "emseg.mixture",
-    "GaussianHMM": "emseg.hmm",
-    "CategoricalHMM": "emseg.hmm",
-    "SegmentationModel": "emseg.model",
-    "fit_model": "emseg.model",
-    "load_model": "emseg.model",
-    "Segmentation": "emseg.segmentation",
-    "segment": "emseg.segmentation",
-}
+from ._shared.lazy import lazy_exports as _lazy_exports  # noqa: E402
 
-
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'emseg' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy_exports(
+    __name__,
+    {
+        "GaussianMixture": "mixture.gaussian_mixture",
+        "GaussianHMM": "hmm.models",
+        "CategoricalHMM": "hmm.models",
+        "SegmentationModel": "image.model",
+        "fit_model": "image.model",
+        "load_model": "image.model",
+        "Segmentation": "image.segmentation",
+        "segment": "image.segmentation",
+    },
+)

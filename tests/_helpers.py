@@ -1,5 +1,7 @@
 """Builders shared by several test files (imported as ``_helpers``; not a conftest)."""
 
+import numpy as np
+
 
 def dicom_slice(rows, columns, *, bits, transfer_syntax, series):
     """A grey DICOM dataset of ``rows`` x ``columns`` with its file meta and UIDs, no
@@ -26,7 +28,7 @@ def dicom_slice(rows, columns, *, bits, transfer_syntax, series):
 
 def three_bands(seed=0, shape=(60, 80), means=(40, 120, 200), sigma=15.0, round_first=False):
     """A uint8 image of three vertical bands of grey ``means`` with Gaussian noise."""
-    import numpy as np
+
 
     rng = np.random.default_rng(seed)
     truth = np.zeros(shape, int)
@@ -34,3 +36,22 @@ def three_bands(seed=0, shape=(60, 80), means=(40, 120, 200), sigma=15.0, round_
     truth[:, 2 * shape[1] // 3 :] = 2
     values = np.array(means)[truth] + rng.normal(0, sigma, shape)
     return np.clip(np.rint(values) if round_first else values, 0, 255).astype(np.uint8)
+
+
+def gaussian_blobs(rng, means, n_per, cov=None):
+    """Rows drawn from Gaussians at ``means`` with ``n_per`` rows each, and their labels.
+
+    ``cov`` is one (D, D) covariance shared by every blob, or a list of them.
+    """
+    means = np.asarray(means, dtype=np.float64)
+    K, D = means.shape
+    if cov is None:
+        covs = [np.eye(D)] * K
+    else:
+        cov = np.asarray(cov, dtype=np.float64)
+        covs = [cov] * K if cov.ndim == 2 else list(cov)
+    rows = [
+        rng.standard_normal((n, D)) @ np.linalg.cholesky(c).T + m
+        for m, n, c in zip(means, n_per, covs)
+    ]
+    return np.concatenate(rows), np.repeat(np.arange(K), n_per)

@@ -29,23 +29,7 @@ settings.register_profile(
 settings.load_profile("emseg")
 
 
-def gaussian_blobs(rng, means, n_per, cov=None):
-    """Rows drawn from Gaussians at ``means`` with ``n_per`` rows each, and their labels.
-
-    ``cov`` is one (D, D) covariance shared by every blob, or a list of them.
-    """
-    means = np.asarray(means, dtype=np.float64)
-    K, D = means.shape
-    if cov is None:
-        covs = [np.eye(D)] * K
-    else:
-        cov = np.asarray(cov, dtype=np.float64)
-        covs = [cov] * K if cov.ndim == 2 else list(cov)
-    rows = [
-        rng.standard_normal((n, D)) @ np.linalg.cholesky(c).T + m
-        for m, n, c in zip(means, n_per, covs)
-    ]
-    return np.concatenate(rows), np.repeat(np.arange(K), n_per)
+from _helpers import gaussian_blobs  # noqa: E402
 
 
 @pytest.fixture
@@ -68,3 +52,20 @@ def overlapping_2d():
     cov = [[[1.0, 0.4], [0.4, 0.8]], [[0.6, -0.2], [-0.2, 1.2]], [[0.9, 0.0], [0.0, 0.5]]]
     X, labels = gaussian_blobs(np.random.default_rng(11), means, [100, 140, 120], cov)
     return X, labels, means
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two single-threaded workers on 127.0.0.1, talking over TCP (so every task and
+    result is serialised). In-process threads: they share this process's compiled
+    kernels, so the tests do not wait for numba in new processes."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+    ) as c:
+        yield c

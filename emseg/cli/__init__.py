@@ -1,0 +1,1 @@
+"""The ``emseg`` command: the only code that imports click."""

@@ -1,0 +1,23 @@
+"""Files in and out: images (PNG, JPEG, BMP, TIFF), medical volumes (NIfTI, DICOM),
+tables (CSV, TSV, NPY) and the atomic writers every output goes through. Fits nothing."""
+
+from .._shared.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Image": "images",
+        "read_image": "images",
+        "read_mask": "images",
+        "atomic_output": "images",
+        "check_writable": "images",
+        "write_png": "images",
+        "write_json": "images",
+        "write_tiff_stack": "images",
+        "read_nifti": "medical",
+        "write_nifti": "medical",
+        "read_dicom_folder": "medical",
+        "Table": "tables",
+        "read_table": "tables",
+    },
+)

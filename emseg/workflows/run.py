@@ -1,0 +1,391 @@
+"""One image file in, its outputs out: the work behind ``emseg run`` and ``emseg batch``.
+
+This module only chains the stages (io -> segmentation -> render -> io); it holds no
+algorithm of its own and prints nothing. :func:`segment_file` returns the report it
+wrote, so a caller can show a summary line or gather a batch table.
+"""
+
+import contextlib
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._shared.version import __version__
+
+
+@dataclass
+class RunOptions:
+    """Everything ``emseg run`` lets a user choose about one image."""
+
+    classes: object = 3  # int or "auto"
+    k_max: int = 8
+    color_space: str = "auto"
+    spatial: float = 0.0
+    covariance: str = "full"
+    seed: int = 0
+    max_iter: object = "auto"  # a number, or "auto" (see GaussianMixture)
+    tol: object = "auto"  # a number, or "auto" (see GaussianMixture)
+    mask_path: str | None = None
+    posteriors: bool = False
+    max_pixels: int | None = None
+    beta: object = 0.0  # Potts prior strength, or "auto"; 0: no MRF
+    mrf: str = "meanfield"
+    neighbourhood: int | None = None
+    channels: bool = False  # several files (or a 4-D NIfTI) as co-registered channels
+
+    def __post_init__(self):
+        if self.tol is None:  # the CLI's "not given"
+            self.tol = "auto"
+        if self.max_iter is None:
+            self.max_iter = "auto"
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def file_stem(path):
+    """``photo.png`` -> ``photo``; ``t1.nii.gz`` -> ``t1``; a DICOM folder -> its name."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem if not Path(path).is_dir() else name
+
+
+def output_paths(path, out, *, posteriors=False, stack=False, nifti=False):
+    """The files :func:`segment_file` writes for input ``path`` into folder ``out``.
+
+    Labels are a PNG for an image, a multi-page TIFF for a stack, and NIfTI for a
+    NIfTI input (with its affine); posteriors a multi-page float32 TIFF, or for NIfTI
+    one 4-D file of per-class maps (FSL FAST's ``pve`` maps, one volume per class).
+    """
+    stem = file_stem(path)
+    out = Path(out)
+    labels_ext = "nii.gz" if nifti else ("tif" if stack else "png")
+    targets = {
+        "labels": out / f"{stem}_labels.{labels_ext}",
+        "overlay": out / f"{stem}_overlay.png",
+        "segments": out / f"{stem}_segments.png",
+        "report": out / f"{stem}_report.json",
+    }
+    if posteriors:
+        targets["posteriors"] = out / (f"{stem}_pve.nii.gz" if nifti else f"{stem}_posteriors.tif")
+    return targets
+
+
+def journal_path(path, out):
+    """The hidden file :func:`segment_file` writes in ``out`` before the first output of
+    input ``path`` and removes after its report: the names of the outputs it is writing.
+
+    While it exists (an interrupted run), it and the report are the proof that files
+    with those names are emseg's own, so a batch rerun may replace them and nothing else.
+    """
+    return Path(out) / f".{file_stem(path)}_outputs.json"
+
+
+def segment_file(path, out, options=None, *, overwrite=False, model=None):
+    """Segment the image at ``path`` and write its outputs into the folder ``out``.
+
+    Writes ``<stem>_labels.png`` (a multi-page ``_labels.tif`` for a stack),
+    ``_overlay.png``, ``_segments.png``, ``_report.json`` and, when asked,
+    ``_posteriors.tif``. Every output is checked writable before any work starts, and
+    each is written to a temporary file then renamed; the report is written last, so
+    its presence means the outputs it lists are complete. While the outputs are being
+    written, :func:`journal_path` lists them. Returns the report (a dict).
+    Raises :class:`~emseg.EmsegError` for bad input.
+
+    With ``model`` (a :class:`~emseg.image.model.SegmentationModel`) the image is labelled
+    with that model instead of fitting one; the options' model settings (classes,
+    colour space...) are then not used, and the report records the model under
+    ``shared_model``.
+    """
+    from ..io import images as io
+    from ..image import render
+    from ..image.segmentation import segment
+
+    options = options or RunOptions()
+    start = time.perf_counter()
+    clock = start
+    stamp = input_stamp(path[0] if isinstance(path, (list, tuple)) else path)
+    if isinstance(path, (list, tuple)):  # co-registered channels, one file each
+        image = io.read_channels(path, max_pixels=options.max_pixels)
+        path = path[0]
+    else:
+        image = io.read_image(path, max_pixels=options.max_pixels,
+                              allow_channels=options.channels)
+    targets = output_paths(path, out, posteriors=options.posteriors, stack=image.is_stack,
+                           nifti=image.nifti is not None)
+    io.check_writable(list(targets.values()), overwrite)
+    mask = image.valid
+    if options.mask_path is not None:
+        user_mask = io.read_mask(options.mask_path, image.spatial_shape)
+        mask = user_mask if mask is None else mask & user_mask
+    read_seconds = time.perf_counter() - clock
+
+    channel_axis = -1 if image.has_channel_axis else None
+    if model is not None:
+        seg = segment(image.pixels, model=model, mask=mask, channel_axis=channel_axis)
+    else:
+        seg = segment(
+            image.pixels,
+            options.classes,
+            color_space=options.color_space,
+            spatial=options.spatial,
+            mask=mask,
+            covariance_type=options.covariance,
+            random_state=options.seed,
+            k_max=options.k_max,
+            max_iter=options.max_iter,
+            tol=options.tol,
+            channel_axis=channel_axis,
+            multichannel=image.channels,
+            beta=options.beta,
+            mrf=options.mrf,
+            neighbourhood=options.neighbourhood,
+            spacing=image.spacing,
+        )
+
+    clock = time.perf_counter()
+    k = seg.k
+    overlay, segments, colors = _pictures(image, seg)
+    label_values = render.label_image(seg.labels, k)
+    render_seconds = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    writes = [  # PNG encoding releases the GIL: large pictures are written side by side
+        (io.write_png, targets["overlay"], overlay, {}),
+        (io.write_png, targets["segments"], segments, {}),
+    ]
+    if image.nifti is not None:
+        from ..io.medical import write_nifti
+
+        writes.append((write_nifti, targets["labels"], label_values, {"like": image.nifti}))
+    elif image.is_stack:
+        writes.append((io.write_tiff_stack, targets["labels"], label_values,
+                       {"dtype": label_values.dtype}))
+    else:
+        writes.append((io.write_png, targets["labels"], label_values, {}))
+    if options.posteriors:
+        pages = render.posterior_pages(seg.posteriors)
+        if image.nifti is not None:
+            writes.append((write_nifti, targets["posteriors"], pages, {"like": image.nifti}))
+        else:
+            writes.append((io.write_tiff_stack, targets["posteriors"], pages, {}))
+    journal = journal_path(path, out)
+    written = []  # the files this call has written so far
+    try:
+        # emseg's own hidden bookkeeping: one an interrupted run left is replaced
+        io.write_json(journal, {"outputs": [p.name for p in targets.values()]},
+                      overwrite=True)
+        written.append(journal)
+        _write_all(writes, overwrite, written)
+        write_seconds = time.perf_counter() - clock
+        report = _report(path, options, image, seg, model, colors, targets, stamp,
+                         start, read_seconds, render_seconds, write_seconds)
+        io.write_json(targets["report"], report, overwrite=overwrite)
+    except BaseException:
+        # failed or interrupted (Ctrl-C, SIGTERM) before the report: an incomplete set
+        # of outputs would be refused by a rerun; remove what this call wrote
+        for name in written:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        raise
+    with contextlib.suppress(OSError):  # the report now proves the outputs are emseg's
+        os.unlink(journal)
+    return report
+
+
+def input_stamp(path):
+    """The size and modification time (ns) of the input file at ``path``, recorded in
+    its report: a rerun redoes an input whose file has changed since."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _report(path, options, image, seg, model, colors, targets, stamp, start, read_seconds,
+            render_seconds, write_seconds):
+    """The report :func:`segment_file` writes last."""
+    from ..image import render
+
+    k = seg.k
+    gm = seg.model
+    timings = {
+        "read": read_seconds,
+        **seg.timings,
+        "render": render_seconds,
+        "write": write_seconds,
+        "total": time.perf_counter() - start,
+    }
+    report = {
+        "emseg_version": __version__,
+        "input": str(path),
+        "input_file": stamp,
+        "shape": list(image.pixels.shape),
+        "dtype": str(image.pixels.dtype),
+        "options": options.to_dict(),
+        "features": seg.features.to_dict(),
+        "k": k,
+        "bic_table": seg.bic_table,
+        "pixels_segmented": int((seg.labels >= 0).sum()),
+        "classes": [
+            {
+                "label": i,
+                "fraction": float(seg.fractions[i]),
+                "mean_value": [float(v) for v in seg.mean_values[i]],
+                "display_color": [int(c) for c in colors[i]],
+                "overlay_color": [int(c) for c in render.palette(k)[i]],
+            }
+            for i in range(k)
+        ],
+        "model": {
+            "covariance_type": gm.covariance_type,
+            "weights": gm.weights_,
+            "means": gm.means_,
+            "covariances": gm.covariances_,
+        },
+        "spacing": None if image.spacing is None else list(image.spacing),
+        "mrf": seg.mrf,
+        "log_likelihood": float(gm.lower_bound_ if model is None else seg.log_likelihood),
+        "log_likelihood_history": gm.history_ if model is None else [],
+        "iterations": gm.n_iter_,
+        "converged": bool(gm.converged_),
+        # each restart's final mean log-likelihood per pixel, and the settings "auto" chose
+        "restart_log_likelihoods": gm.restart_lower_bounds_ if model is None else [],
+        "fit_settings": {
+            "n_init": gm.n_init_, "max_iter": gm.max_iter_, "tol": gm.tol_,
+            "reg_covar": gm.reg_covar_,
+        } if model is None else None,
+        "timings_seconds": timings,
+        "outputs": {name: str(p) for name, p in targets.items()},
+    }
+    if model is not None:
+        # the image was labelled, not fitted: its log-likelihood is its own mean per
+        # pixel under the model; iterations and converged are the shared fit's
+        report["shared_model"] = {
+            "source": model.source,
+            "fingerprint": model.fingerprint(),
+            "emseg_version": model.emseg_version,
+            "training": {
+                key: model.training.get(key)
+                for key in ("n_images", "n_pixels", "exact", "log_likelihood")
+            },
+        }
+    return report
+
+
+def _pictures(image, seg):
+    """Overlay and segments pictures, and each class's display colour. A volume is
+    shown as a montage of nine slices spread through it."""
+    from ..image import render
+
+    k = seg.k
+    pixels, labels = image.pixels, seg.labels
+    if not image.is_stack:
+        if image.channels:
+            pixels = pixels[..., 0]  # channels: show the first (labels are ordered by it)
+        if pixels.dtype == np.uint8:
+            # shown as they are: each class's display colour is its mean pixel value
+            means = seg.mean_values if seg.mean_values.shape[1] == 3 else np.repeat(
+                seg.mean_values, 3, axis=1)
+            colors = np.clip(np.rint(means), 0, 255).astype(np.uint8)
+        else:
+            colors = render.class_colors(render.to_display(pixels), labels, k)
+        return render.overlay(pixels, labels, k), render.segments(labels, colors), colors
+    slices = render.representative_slices(labels.shape[0])
+    if image.channels:
+        pixels = pixels[..., 0]
+    valid = labels >= 0
+    shown = pixels[slices]
+    display = [render.to_display(p, valid=v if v.any() else None)
+               for p, v in zip(shown, valid[slices])]
+    colors = render.class_colors(np.stack(display), labels[slices], k)
+    overlays = [render.overlay(d, lab, k) for d, lab in zip(display, labels[slices])]
+    segments = [render.segments(lab, colors) for lab in labels[slices]]
+    return render.montage(overlays), render.montage(segments), colors
+
+
+# From this many bytes of pictures on, writing them two at a time pays: measured with
+# emseg's allocator settings (emseg.workflows.processes), a 12-megapixel photo's three PNGs (84 MB)
+# took 119-130 ms in two threads against 153 ms in one; a 1-megapixel grey image's
+# (7 MB) no less time in one thread than in two, which also start and stop per image.
+_PARALLEL_WRITE_BYTES = 16 << 20
+
+
+def _write_all(writes, overwrite, written):
+    """Run the writes, two at a time when the pictures are large and this process may
+    use two or more threads (the compiled kernels' share of the cores: a batch worker
+    on a 2-core machine gets one, and writes one file after another); the first error,
+    if any, is raised after all finish. Each file written is appended to ``written``
+    as it is, so the caller can remove them if it stops before the report; when
+    interrupted, the writes already running are waited for first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .._shared.compute import num_threads
+
+    def write(fn, target, data, kw):
+        fn(target, data, overwrite=overwrite, **kw)
+        written.append(target)
+
+    size = sum(np.asarray(data).nbytes for _, _, data, _ in writes)
+    if size < _PARALLEL_WRITE_BYTES or num_threads() < 2:
+        errors = []
+        for fn, target, data, kw in writes:
+            try:
+                write(fn, target, data, kw)
+            except Exception as exc:  # every write is attempted, as in the threads
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        return
+    pool = ThreadPoolExecutor(max_workers=2)
+    try:
+        futures = [pool.submit(write, *job) for job in writes]
+        for f in futures:
+            f.exception()  # wait for all (an interrupt lands here)
+    finally:
+        # then no thread writes a file after the caller has removed the others
+        pool.shutdown(wait=True, cancel_futures=True)
+    for f in futures:
+        f.result()
+
+
+def summarize_file(path, options=None, *, index=0, n_images=1, max_samples=None):
+    """Read the image at ``path`` and return its :class:`~emseg.image.model.PixelSummary`
+    for a shared fit (see :func:`emseg.image.model.summarize_image`)."""
+    from ..io import images as io
+    from ..image.model import DEFAULT_MAX_SAMPLES, summarize_image
+
+    options = options or RunOptions()
+    image = io.read_image(path, max_pixels=options.max_pixels)
+    mask = image.valid
+    if options.mask_path is not None:
+        user_mask = io.read_mask(options.mask_path, image.spatial_shape)
+        mask = user_mask if mask is None else mask & user_mask
+    return summarize_image(
+        image.pixels,
+        color_space=options.color_space,
+        spatial=options.spatial,
+        mask=mask,
+        channel_axis=-1 if image.is_color else None,
+        index=index,
+        n_images=n_images,
+        max_samples=DEFAULT_MAX_SAMPLES if max_samples is None else max_samples,
+        random_state=options.seed,
+    )
+
+
+def fit_options(options):
+    """The keywords of :func:`emseg.image.model.fit_summary` that ``options`` sets."""
+    return dict(
+        covariance_type=options.covariance,
+        random_state=options.seed,
+        k_max=options.k_max,
+        max_iter=options.max_iter,
+        tol=options.tol,
+    )
