@@ -541,7 +541,7 @@ def fit(inputs, model_path, recursive, pattern, jobs, scheduler, max_pixels, max
     a seeded random sample (--max-samples). Label images with it by 'emseg apply'. If
     any input cannot be used, no model is written and the exit code is 1.
     """
-    from ..io import images as io
+    from .. import io
     from ..workflows.batch import find_inputs, fit_files
     from ..workflows.run import RunOptions
 

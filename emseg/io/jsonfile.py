@@ -15,7 +15,7 @@ from .atomic import open_temp, writing
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def save_json(path, obj, *, overwrite=False):
-    """Write ``obj`` as JSON at ``path``, atomically (see :func:`emseg.io.images.write_json`).
+    """Write ``obj`` as JSON at ``path``, atomically (see :func:`write_json`).
 
     Refuses to replace an existing file unless ``overwrite``.
     """

@@ -14,12 +14,15 @@ import os
 import numpy as np
 
 from .._shared.errors import EmsegError
+from .atomic import open_temp, reason, writing
+from .checks import check_size, describe_size, log_as_warnings, pixel_limit, to_float32
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _EXTRA = "pip install 'emseg[medical]'"
 
 
 def is_nifti(path):
+    """Whether ``path`` names a NIfTI file (``.nii`` or ``.nii.gz``)."""
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
@@ -52,13 +55,12 @@ def read_nifti(path, *, allow_channels=False, max_pixels=None):
     than ``max_pixels`` (as :func:`emseg.io.images.read_image`), are refused unread.
     """
     nib = _require("nibabel", "NIfTI files")
-    from .images import _check_size, _describe_size, _float32, _log_as_warnings, _pixel_limit
 
     path = os.fspath(path)
-    limit = _pixel_limit(max_pixels)
+    limit = pixel_limit(max_pixels)
     try:
         # nibabel fixes odd headers as it loads them and logs each fix to stderr
-        with _log_as_warnings(path, "nibabel.global", "nibabel"):
+        with log_as_warnings(path, "nibabel.global", "nibabel"):
             img = nib.load(path)  # the header only; the voxels stay in the file
         shape = tuple(int(n) for n in img.shape)
     except Exception as exc:  # nibabel raises many kinds for damaged files
@@ -72,8 +74,8 @@ def read_nifti(path, *, allow_channels=False, max_pixels=None):
         raise EmsegError(f"{path} has shape {shape}; expected a 3-D or 4-D volume")
     spatial = (shape[2] if len(shape) > 2 else 1, shape[1], shape[0])  # (Z, Y, X)
     n_channels = shape[3] if len(shape) == 4 else 1
-    size_text = _describe_size(spatial) + (f" x {n_channels} channels" if n_channels > 1 else "")
-    _check_size(path, math.prod(spatial) * n_channels, size_text, limit)
+    size_text = describe_size(spatial) + (f" x {n_channels} channels" if n_channels > 1 else "")
+    check_size(path, math.prod(spatial) * n_channels, size_text, limit)
     try:
         data = np.asanyarray(img.dataobj)
     except MemoryError:
@@ -90,7 +92,7 @@ def read_nifti(path, *, allow_channels=False, max_pixels=None):
     if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
         raise EmsegError(f"{path} holds {data.dtype} voxels; expected real numbers")
     if data.dtype not in (np.uint8, np.uint16):
-        data = _float32(path, data)
+        data = to_float32(path, data)
     # nibabel's (X, Y, Z) -> emseg's (Z, Y, X)
     if data.ndim == 4:
         volume = np.ascontiguousarray(np.transpose(data, (3, 2, 1, 0)))
@@ -111,11 +113,9 @@ def read_dicom_folder(path, *, max_pixels=None):
     data from their segment headers, before any pixel is decoded.
     """
     pydicom = _require("pydicom", "DICOM folders")
-    from .atomic import reason
-    from .images import _check_size, _describe_size, _float32, _pixel_limit
 
     path = os.fspath(path)
-    limit = _pixel_limit(max_pixels)
+    limit = pixel_limit(max_pixels)
     slices = []
     for name in sorted(os.listdir(path)):
         full = os.path.join(path, name)
@@ -145,7 +145,7 @@ def read_dicom_folder(path, *, max_pixels=None):
     if len(shapes) > 1:
         raise EmsegError(f"{path} has slices of different sizes {sorted(shapes)}")
     (rows, columns), = shapes
-    _check_size(path, rows * columns * planes, _describe_size((planes, rows, columns)), limit)
+    check_size(path, rows * columns * planes, describe_size((planes, rows, columns)), limit)
     for name, ds in slices:
         _check_rle(path, name, ds, rows, columns)
     slices = [ds for _, ds in slices]
@@ -164,7 +164,7 @@ def read_dicom_folder(path, *, max_pixels=None):
         for ds in slices:
             slope = float(getattr(ds, "RescaleSlope", 1) or 1)
             intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
-            planes.append(_float32(path, ds.pixel_array * slope + intercept))
+            planes.append(to_float32(path, ds.pixel_array * slope + intercept))
     except EmsegError:
         raise
     except Exception as exc:
@@ -198,8 +198,6 @@ def _check_rle(path, name, ds, rows, columns):
     """
     from pydicom.encaps import generate_frames
     from pydicom.uid import RLELossless
-
-    from .atomic import reason
 
     if ds.file_meta.get("TransferSyntaxUID") != RLELossless:
         return
@@ -245,7 +243,6 @@ def write_nifti(path, array, like, *, overwrite=False):
     """Write a (Z, Y, X) array, or (K, Z, Y, X) maps, as NIfTI with ``like``'s affine and
     header (``like`` is the input's nibabel image, or None for an identity affine)."""
     nib = _require("nibabel", "NIfTI files")
-    from .atomic import open_temp, writing
 
     arr = np.asarray(array)
     data = np.transpose(arr, (2, 1, 0)) if arr.ndim == 3 else np.transpose(arr, (3, 2, 1, 0))

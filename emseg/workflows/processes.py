@@ -57,6 +57,7 @@ WORKER_MODULES = (
     "emseg.image.segmentation",
     "emseg.image.render",
     "emseg.io.images",
+    "emseg.io.jsonfile",
     "PIL.PngImagePlugin",
     "isal.isal_zlib",
 )

@@ -102,7 +102,7 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
     colour space...) are then not used, and the report records the model under
     ``shared_model``.
     """
-    from ..io import images as io
+    from .. import io
     from ..image import render
     from ..image.segmentation import segment
 
@@ -358,7 +358,7 @@ def _write_all(writes, overwrite, written):
 def summarize_file(path, options=None, *, index=0, n_images=1, max_samples=None):
     """Read the image at ``path`` and return its :class:`~emseg.image.model.PixelSummary`
     for a shared fit (see :func:`emseg.image.model.summarize_image`)."""
-    from ..io import images as io
+    from .. import io
     from ..image.model import DEFAULT_MAX_SAMPLES, summarize_image
 
     options = options or RunOptions()

@@ -1,4 +1,5 @@
-"""Tests for emseg.io.images: every file is made here, in tmp_path."""
+"""Tests for emseg.io's images, PNG, TIFF, JSON and atomic writing: every file is made
+here, in tmp_path."""
 
 import json
 import math
@@ -15,7 +16,8 @@ import tifffile
 from PIL import Image as PILImage
 
 from emseg import EmsegError
-from emseg.io import images as io
+from emseg import io
+from emseg.io import images, png
 
 IMAGES = Path(__file__).resolve().parent.parent.parent / "images"
 
@@ -222,13 +224,13 @@ def test_jpeg_exif_orientation_applied(tmp_path, orientation, shape):
 def test_pillow_int32_and_float_modes():
     small = PILImage.fromarray(np.array([[0, 1000], [65535, 7]], np.int32))
     assert small.mode == "I"
-    px, alpha = io._pillow_pixels(small, "x.png")
+    px, alpha = images._pillow_pixels(small, "x.png")
     assert px.dtype == np.uint16 and alpha is None
     big = PILImage.fromarray(np.array([[-5, 1000], [70000, 7]], np.int32))
-    px, _ = io._pillow_pixels(big, "x.png")
+    px, _ = images._pillow_pixels(big, "x.png")
     assert px.dtype == np.float32 and px[1, 0] == 70000 and px[0, 0] == -5
     f = PILImage.fromarray(np.array([[0.5, 1.5], [2.5, -1.0]], np.float32))
-    px, _ = io._pillow_pixels(f, "x.png")
+    px, _ = images._pillow_pixels(f, "x.png")
     assert px.dtype == np.float32 and px[1, 1] == -1.0
 
 
@@ -693,8 +695,8 @@ def test_write_png_read_back_by_pillow_and_opencv(tmp_path, rng, shape, dtype, m
     filtered in several blocks and the data split over several IDAT chunks."""
     import cv2
 
-    monkeypatch.setattr(io, "_PNG_IDAT_BYTES", 7)
-    monkeypatch.setattr(io, "_PNG_BLOCK_BYTES", 50)  # a few rows at a time
+    monkeypatch.setattr(png, "_PNG_IDAT_BYTES", 7)
+    monkeypatch.setattr(png, "_PNG_BLOCK_BYTES", 50)  # a few rows at a time
     arr = rng.integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
     arr = arr[::-1]  # not contiguous in memory
     io.write_png(tmp_path / "x.png", arr)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from emseg import EmsegError
 
-from emseg.io import images as io
+from emseg import io
 from emseg.workflows.batch import _map_processes, find_inputs, run_batch
 from emseg.cli.main import main
 from emseg.workflows.run import RunOptions, segment_file

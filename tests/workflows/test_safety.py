@@ -13,8 +13,8 @@ from _helpers import three_bands
 
 from emseg import EmsegError
 
+from emseg import io
 from emseg.io import atomic
-from emseg.io import images as io
 from emseg.workflows.batch import Row, run_batch, write_summary
 from emseg.workflows.run import RunOptions, segment_file
 
