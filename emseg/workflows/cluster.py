@@ -1,4 +1,4 @@
-"""Per-item work on a dask.distributed cluster, for :mod:`emseg.workflows.batch`.
+"""Per-item work on a dask.distributed cluster, for :mod:`emseg.workflows.pool`.
 
 ``map_unordered(fn, items, scheduler)`` runs ``fn`` on each item on a cluster
 (``"local"`` or a scheduler address) and yields ``(index, result)`` or

@@ -48,11 +48,13 @@ def cores():
         return os.cpu_count() or 1
 
 
-# What a batch worker imports to segment an image. The fork server imports them once,
-# and each worker it forks starts with them loaded (numba is not among them: it loads
-# in a worker only for the inputs that need compiled kernels).
+# What a batch worker imports to segment an image (its tasks, and the pool's start-up
+# function). The fork server imports them once, and each worker it forks starts with
+# them loaded (numba is not among them: it loads in a worker only for the inputs that
+# need compiled kernels).
 WORKER_MODULES = (
-    "emseg.workflows.batch",
+    "emseg.workflows.tasks",
+    "emseg.workflows.pool",
     "emseg.workflows.run",
     "emseg.image.segmentation",
     "emseg.image.render",
@@ -84,8 +86,8 @@ def start_worker_server():
     forks inherit from birth: a Ctrl-C in a terminal reaches the whole process group,
     and a worker interrupted while it starts, imports or waits for a task prints a
     traceback. The process that runs the batch stops its workers itself (see
-    :func:`watch_parent` and ``emseg.workflows.batch``). Where there is no fork server, nothing
-    to do: workers are spawned when a batch needs them."""
+    :func:`watch_parent` and :mod:`emseg.workflows.pool`). Where there is no fork server,
+    nothing to do: workers are spawned when a batch needs them."""
     if worker_context().get_start_method() != "forkserver":
         return
     import signal

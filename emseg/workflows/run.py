@@ -102,13 +102,45 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
     colour space...) are then not used, and the report records the model under
     ``shared_model``.
     """
-    from .. import io
-    from ..image import render
-    from ..image.segmentation import segment
-
     options = options or RunOptions()
     start = time.perf_counter()
-    clock = start
+    source = _read(path, out, options, overwrite)
+    seg = _segment(source, options, model)
+    written = []  # the files this call has written so far
+    try:
+        wrote = _write_outputs(source, seg, options, overwrite, written)
+        report = _write_report(source, seg, options, model, overwrite, start, wrote)
+    except BaseException:
+        # failed or interrupted (Ctrl-C, SIGTERM) before the report: an incomplete set
+        # of outputs would be refused by a rerun; remove what this call wrote
+        for name in written:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        raise
+    with contextlib.suppress(OSError):  # the report now proves the outputs are emseg's
+        os.unlink(journal_path(source.path, out))
+    return report
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What :func:`_read` gives the later steps of :func:`segment_file`."""
+
+    path: object  # the input (the first file, for channels)
+    out: object
+    image: object  # an emseg.io.images.Image
+    mask: object  # None, or True where pixels are segmented
+    targets: dict  # output name -> path (see output_paths)
+    stamp: dict | None  # the input file's input_stamp, taken before reading it
+    seconds: float  # reading, and checking the outputs writable
+
+
+def _read(path, out, options, overwrite):
+    """Step 1 of :func:`segment_file`: read the image and the mask; check that every
+    output may be written before any work starts."""
+    from .. import io
+
+    clock = time.perf_counter()
     stamp = input_stamp(path[0] if isinstance(path, (list, tuple)) else path)
     if isinstance(path, (list, tuple)):  # co-registered channels, one file each
         image = io.read_channels(path, max_pixels=options.max_pixels)
@@ -123,38 +155,67 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
     if options.mask_path is not None:
         user_mask = io.read_mask(options.mask_path, image.spatial_shape)
         mask = user_mask if mask is None else mask & user_mask
-    read_seconds = time.perf_counter() - clock
+    return _Source(path, out, image, mask, targets, stamp, time.perf_counter() - clock)
 
+
+def _segment(source, options, model):
+    """Step 2 of :func:`segment_file`: fit and label (or label with ``model``)."""
+    from ..image.segmentation import segment
+
+    image = source.image
     channel_axis = -1 if image.has_channel_axis else None
     if model is not None:
-        seg = segment(image.pixels, model=model, mask=mask, channel_axis=channel_axis)
-    else:
-        seg = segment(
-            image.pixels,
-            options.classes,
-            color_space=options.color_space,
-            spatial=options.spatial,
-            mask=mask,
-            covariance_type=options.covariance,
-            random_state=options.seed,
-            k_max=options.k_max,
-            max_iter=options.max_iter,
-            tol=options.tol,
-            channel_axis=channel_axis,
-            multichannel=image.channels,
-            beta=options.beta,
-            mrf=options.mrf,
-            neighbourhood=options.neighbourhood,
-            spacing=image.spacing,
-        )
+        return segment(image.pixels, model=model, mask=source.mask, channel_axis=channel_axis)
+    return segment(
+        image.pixels,
+        options.classes,
+        color_space=options.color_space,
+        spatial=options.spatial,
+        mask=source.mask,
+        covariance_type=options.covariance,
+        random_state=options.seed,
+        k_max=options.k_max,
+        max_iter=options.max_iter,
+        tol=options.tol,
+        channel_axis=channel_axis,
+        multichannel=image.channels,
+        beta=options.beta,
+        mrf=options.mrf,
+        neighbourhood=options.neighbourhood,
+        spacing=image.spacing,
+    )
+
+
+def _write_outputs(source, seg, options, overwrite, written):
+    """Step 3 of :func:`segment_file`: render the pictures and write every output but
+    the report, the journal first. Each file written is appended to ``written``.
+    Returns the seconds spent rendering and writing, and each class's display colour
+    (a :class:`_Written`)."""
+    from .. import io
+    from ..image import render
 
     clock = time.perf_counter()
-    k = seg.k
-    overlay, segments, colors = _pictures(image, seg)
-    label_values = render.label_image(seg.labels, k)
+    overlay, segments, colors = _pictures(source.image, seg)
+    label_values = render.label_image(seg.labels, seg.k)
     render_seconds = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    writes = _writes(source, seg, options, overlay, segments, label_values)
+    # emseg's own hidden bookkeeping: one an interrupted run left is replaced
+    journal = journal_path(source.path, source.out)
+    io.write_json(journal, {"outputs": [p.name for p in source.targets.values()]},
+                  overwrite=True)
+    written.append(journal)
+    _write_all(writes, overwrite, written)
+    return _Written(render_seconds, time.perf_counter() - clock, colors)
+
+
+def _writes(source, seg, options, overlay, segments, label_values):
+    """``(writer, target, data, keywords)`` for every output but the report."""
+    from .. import io
+    from ..image import render
+
+    image, targets = source.image, source.targets
     writes = [  # PNG encoding releases the GIL: large pictures are written side by side
         (io.write_png, targets["overlay"], overlay, {}),
         (io.write_png, targets["segments"], segments, {}),
@@ -174,27 +235,24 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
             writes.append((write_nifti, targets["posteriors"], pages, {"like": image.nifti}))
         else:
             writes.append((io.write_tiff_stack, targets["posteriors"], pages, {}))
-    journal = journal_path(path, out)
-    written = []  # the files this call has written so far
-    try:
-        # emseg's own hidden bookkeeping: one an interrupted run left is replaced
-        io.write_json(journal, {"outputs": [p.name for p in targets.values()]},
-                      overwrite=True)
-        written.append(journal)
-        _write_all(writes, overwrite, written)
-        write_seconds = time.perf_counter() - clock
-        report = _report(path, options, image, seg, model, colors, targets, stamp,
-                         start, read_seconds, render_seconds, write_seconds)
-        io.write_json(targets["report"], report, overwrite=overwrite)
-    except BaseException:
-        # failed or interrupted (Ctrl-C, SIGTERM) before the report: an incomplete set
-        # of outputs would be refused by a rerun; remove what this call wrote
-        for name in written:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-        raise
-    with contextlib.suppress(OSError):  # the report now proves the outputs are emseg's
-        os.unlink(journal)
+    return writes
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What :func:`_write_outputs` tells the report."""
+
+    render_seconds: float
+    write_seconds: float
+    colors: object  # each class's display colour, (k, 3) uint8
+
+
+def _write_report(source, seg, options, model, overwrite, start, wrote):
+    """Step 4 of :func:`segment_file`: write the report, last; return it."""
+    from .. import io
+
+    report = _report(source, seg, options, model, wrote, start)
+    io.write_json(source.targets["report"], report, overwrite=overwrite)
     return report
 
 
@@ -208,24 +266,24 @@ def input_stamp(path):
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _report(path, options, image, seg, model, colors, targets, stamp, start, read_seconds,
-            render_seconds, write_seconds):
-    """The report :func:`segment_file` writes last."""
+def _report(source, seg, options, model, wrote, start):
+    """The report :func:`segment_file` writes last (``start``: when it started)."""
     from ..image import render
 
     k = seg.k
     gm = seg.model
+    image, colors = source.image, wrote.colors
     timings = {
-        "read": read_seconds,
+        "read": source.seconds,
         **seg.timings,
-        "render": render_seconds,
-        "write": write_seconds,
+        "render": wrote.render_seconds,
+        "write": wrote.write_seconds,
         "total": time.perf_counter() - start,
     }
     report = {
         "emseg_version": __version__,
-        "input": str(path),
-        "input_file": stamp,
+        "input": str(source.path),
+        "input_file": source.stamp,
         "shape": list(image.pixels.shape),
         "dtype": str(image.pixels.dtype),
         "options": options.to_dict(),
@@ -262,7 +320,7 @@ def _report(path, options, image, seg, model, colors, targets, stamp, start, rea
             "reg_covar": gm.reg_covar_,
         } if model is None else None,
         "timings_seconds": timings,
-        "outputs": {name: str(p) for name, p in targets.items()},
+        "outputs": {name: str(p) for name, p in source.targets.items()},
     }
     if model is not None:
         # the image was labelled, not fitted: its log-likelihood is its own mean per

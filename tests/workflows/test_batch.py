@@ -15,7 +15,8 @@ from PIL import Image
 from emseg import EmsegError
 
 from emseg import io
-from emseg.workflows.batch import _map_processes, find_inputs, run_batch
+from emseg.workflows.batch import find_inputs, run_batch
+from emseg.workflows.pool import _map_processes
 from emseg.cli.main import main
 from emseg.workflows.run import RunOptions, segment_file
 
@@ -583,9 +584,9 @@ def test_a_second_batch_on_the_same_output_folder_is_refused(tmp_path):
 def test_lock_is_taken_again_when_its_holder_removed_the_file(tmp_path, monkeypatch):
     """A batch that opened the lock file just as its holder removed it must not hold a
     lock on the removed file beside a third batch holding the new one."""
-    import emseg.workflows.batch as batch
+    import emseg.workflows.outputs as outputs
 
-    real_open = batch._open_lock
+    real_open = outputs._open_lock
     opened = []
 
     def open_then_holder_finishes(path):
@@ -595,12 +596,12 @@ def test_lock_is_taken_again_when_its_holder_removed_the_file(tmp_path, monkeypa
             os.unlink(path)  # the holder removes it and lets go
         return fd
 
-    monkeypatch.setattr(batch, "_open_lock", open_then_holder_finishes)
-    with batch.lock_output(tmp_path):
-        assert (tmp_path / batch.LOCK_NAME).exists()
-        monkeypatch.setattr(batch, "_open_lock", real_open)
+    monkeypatch.setattr(outputs, "_open_lock", open_then_holder_finishes)
+    with outputs.lock_output(tmp_path):
+        assert (tmp_path / outputs.LOCK_NAME).exists()
+        monkeypatch.setattr(outputs, "_open_lock", real_open)
         with pytest.raises(EmsegError, match="another emseg batch"):
-            with batch.lock_output(tmp_path):
+            with outputs.lock_output(tmp_path):
                 pass
 
 

@@ -133,7 +133,7 @@ def test_batch_follows_a_folder_link_that_stays_in_the_output_folder(tmp_path):
 
 def test_batch_worker_checks_its_folder_again(tmp_path):
     """A link planted after the batch checked the folder, before the worker writes."""
-    from emseg.workflows.batch import _segment_task
+    from emseg.workflows.tasks import Task, segment_task
 
     image = save(tmp_path / "x.png", scene(1))
     elsewhere = tmp_path / "elsewhere"
@@ -141,10 +141,9 @@ def test_batch_worker_checks_its_folder_again(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "sub").symlink_to(elsewhere)
-    task = (str(image), str(out / "sub"), str(out), RunOptions(classes=3), False, None, None,
-            None)
-    status, error, *_ = _segment_task(task)
-    assert status == "failed" and "outside" in error
+    task = Task(str(image), str(out / "sub"), str(out), RunOptions(classes=3))
+    outcome = segment_task(task)
+    assert outcome.status == "failed" and "outside" in outcome.error
     assert list(elsewhere.iterdir()) == []
 
 
