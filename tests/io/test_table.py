@@ -1,4 +1,5 @@
-"""Tests for emseg.io.tables: reading CSV/TSV/.npy tables, writing results, model selection."""
+"""Tests for emseg.io.tables (with its parts _table_header, _text_numbers, table_writers):
+reading CSV/TSV/.npy tables, writing results, model selection."""
 
 import csv
 import os
@@ -8,6 +9,8 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
+import emseg.io._text_numbers as text_numbers_mod
+import emseg.io.table_writers as writers_mod
 import emseg.io.tables as table_mod
 from emseg import EmsegError
 from emseg.mixture.gaussian_mixture import GaussianMixture
@@ -74,7 +77,7 @@ def test_values_equal_python_float(tmp_path, monkeypatch):
     path = write(tmp_path, "v.csv", "a,b,c\n" + "\n".join(lines) + "\n")
     expected = np.array([float(v) for v in values]).reshape(-1, 3)
     np.testing.assert_array_equal(bits(read_table(path).X), bits(expected))
-    monkeypatch.setattr(table_mod, "_use_strtod", lambda: False)  # e.g. a decimal-comma locale
+    monkeypatch.setattr(table_mod, "use_strtod", lambda: False)  # e.g. a decimal-comma locale
     np.testing.assert_array_equal(bits(read_table(path).X), bits(expected))
 
 
@@ -84,7 +87,7 @@ def test_many_chunks_match_one(tmp_path, monkeypatch):
     X[gen.random(X.shape) < 0.1] = np.nan
     lines = ["w,x,y,z"] + [",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in X]
     path = write(tmp_path, "t.csv", "\n".join(lines) + "\n")
-    monkeypatch.setattr(table_mod, "_CHUNK_BYTES", 997)
+    monkeypatch.setattr(text_numbers_mod, "_CHUNK_BYTES", 997)
     t = read_table(path)
     np.testing.assert_array_equal(bits(t.X), bits(X))
     # a problem far into the file is reported on its own line
@@ -299,7 +302,7 @@ def test_write_labels(tmp_path):
 
 
 def test_write_labels_many_blocks(tmp_path, monkeypatch):
-    monkeypatch.setattr(table_mod, "_WRITE_BLOCK", 7)
+    monkeypatch.setattr(writers_mod, "_WRITE_BLOCK", 7)
     proba = np.random.default_rng(1).dirichlet(np.ones(3), 50)
     write_labels(tmp_path / "l.csv", proba.argmax(1), proba)
     rows = read_csv(tmp_path / "l.csv")[1:]
@@ -308,9 +311,9 @@ def test_write_labels_many_blocks(tmp_path, monkeypatch):
 
 
 def test_write_is_atomic(tmp_path, monkeypatch):
-    monkeypatch.setattr(table_mod, "_WRITE_BLOCK", 4)
+    monkeypatch.setattr(writers_mod, "_WRITE_BLOCK", 4)
     calls = []
-    real = table_mod._format_block
+    real = writers_mod._format_block
 
     def failing(*args):
         calls.append(1)
@@ -318,7 +321,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return real(*args)
 
-    monkeypatch.setattr(table_mod, "_format_block", failing)
+    monkeypatch.setattr(writers_mod, "_format_block", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         write_labels(tmp_path / "l.csv", np.zeros(10, int), np.ones((10, 1)))
     assert len(calls) == 2 and os.listdir(tmp_path) == []  # no file, no temporary
@@ -417,3 +420,15 @@ def test_row_text(tmp_path):
     assert t.row_text(0) == "1,2" and t.row_text(1) == "3,4"
     with pytest.raises(EmsegError, match="outside"):
         t.row_text(2)
+
+
+def test_feature_spans(tmp_path):
+    text = 'id;note;a;b\r\ns1;"q ; r"; 1.5 ;"2"\r\ns2;x;;7\r\n'
+    t = read_table(write(tmp_path, "t.txt", text), ["b", "a"])
+    spans = t.feature_spans(np.array([1, 0]))
+    assert spans.shape == (2, 2, 2) and spans.dtype == np.int64
+    cells = [[t.raw[a:b] for a, b in row] for row in spans]
+    assert cells == [[b"7", b""], [b"2", b"1.5"]]  # features in the order b, a
+    np.save(tmp_path / "x.npy", np.ones((2, 2)))
+    with pytest.raises(EmsegError, match="no text cells"):
+        read_table(tmp_path / "x.npy").feature_spans(np.array([0]))
