@@ -37,7 +37,7 @@ class CategoricalHMM(BaseHMM):
     Dirichlet parameter for each state's emission distribution (a number or (K, V)),
     ``emissionprob_init`` the starting emission probabilities (K, V; default uniform
     random numbers, rows normalised). The other parameters, and the other starting
-    values, are :class:`GaussianHMM`'s.
+    values, are :class:`~emseg.hmm.gaussian.GaussianHMM`'s.
 
     After ``fit``: ``startprob_``, ``transmat_``, ``emissionprob_``, ``n_features_``,
     ``converged_``, ``n_iter_``, ``lower_bound_``, ``history_``. States are ordered by
@@ -237,7 +237,7 @@ class CategoricalHMM(BaseHMM):
     @classmethod
     def from_dict(cls, d, *, where="model"):
         """A fitted CategoricalHMM from :meth:`to_dict`'s dict, checked field by field
-        (see :meth:`GaussianHMM.from_dict`)."""
+        (see :meth:`~emseg.hmm.gaussian.GaussianHMM.from_dict`)."""
         K, start, trans, info = cls._start_from_dict(d, where, ("n_features", "emissionprob_"))
         V = field_int(d, "n_features", where, 1)
         emission = field_probabilities(d, "emissionprob_", (K, V), where)

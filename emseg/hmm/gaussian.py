@@ -39,17 +39,17 @@ _INIT_ROWS = 100_000  # k-means for the starting means runs on at most this many
 class GaussianHMM(BaseHMM):
     """Hidden Markov model with Gaussian emissions, fitted by Baum-Welch.
 
-    Parameters follow ``hmmlearn.hmm.GaussianHMM`` (see the module docstring for the
-    differences). ``n_iter`` is the maximum number of EM iterations; ``tol`` the
-    stopping threshold on the mean log-likelihood per sample; ``min_covar`` the floor
-    on covariance eigenvalues; ``startprob_prior`` / ``transmat_prior`` Dirichlet
-    parameters (a number or an array of shape (K,) / (K, K)); ``n_init`` the number
-    of restarts (the best log-likelihood wins). Starting values: ``startprob_init``
-    (K,), ``transmat_init`` (K, K), ``means_init`` (K, D) and ``covars_init`` (shape
-    of ``covariance_type``). Those not given start as: ``startprob_`` uniform;
-    ``transmat_`` rows half on the diagonal, half a random Dirichlet(1) draw; means
-    from k-means++ and Lloyd (on at most 100,000 random rows); covariances the data's
-    covariance plus ``min_covar`` (hmmlearn's choice).
+    Parameters follow ``hmmlearn.hmm.GaussianHMM`` (see the docstrings of this module
+    and of :mod:`emseg.hmm.base` for the differences). ``n_iter`` is the maximum number
+    of EM iterations; ``tol`` the stopping threshold on the mean log-likelihood per
+    sample; ``min_covar`` the floor on covariance eigenvalues; ``startprob_prior`` /
+    ``transmat_prior`` Dirichlet parameters (a number or an array of shape (K,) /
+    (K, K)); ``n_init`` the number of restarts (the best log-likelihood wins). Starting
+    values: ``startprob_init`` (K,), ``transmat_init`` (K, K), ``means_init`` (K, D) and
+    ``covars_init`` (shape of ``covariance_type``). Those not given start as:
+    ``startprob_`` uniform; ``transmat_`` rows half on the diagonal, half a random
+    Dirichlet(1) draw; means from k-means++ and Lloyd (on at most 100,000 random rows);
+    covariances the data's covariance plus ``min_covar`` (hmmlearn's choice).
     ``callback(iteration, mean_loglik)`` is called after every iteration.
 
     After ``fit``: ``startprob_``, ``transmat_``, ``means_``, ``covars_``,
