@@ -39,7 +39,7 @@ N_SEQ, SEQ_LEN = 10, 100_000
 
 
 def true_model():
-    from emseg.hmm.models import GaussianHMM
+    from emseg.hmm import GaussianHMM
 
     rng = np.random.default_rng(12345)
     model = GaussianHMM(K, covariance_type="full")
@@ -119,7 +119,7 @@ def main():
     import hmmlearn
 
     import emseg
-    from emseg.hmm.models import GaussianHMM
+    from emseg.hmm import GaussianHMM
 
     print(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
           f"hmmlearn {hmmlearn.__version__}, emseg {emseg.__version__}")

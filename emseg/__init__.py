@@ -45,8 +45,8 @@ __getattr__, __dir__ = _lazy_exports(
     __name__,
     {
         "GaussianMixture": "mixture.gaussian_mixture",
-        "GaussianHMM": "hmm.models",
-        "CategoricalHMM": "hmm.models",
+        "GaussianHMM": "hmm.gaussian",
+        "CategoricalHMM": "hmm.categorical",
         "SegmentationModel": "image.model",
         "fit_model": "image.model",
         "load_model": "image.model",

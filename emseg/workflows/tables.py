@@ -57,7 +57,7 @@ def save_hmm(path, model, *, columns, sequence_col, categorical, symbols, overwr
 
 def load_hmm(path):
     """``(model, info)`` from a file :func:`save_hmm` wrote; ``info`` holds the columns."""
-    from ..hmm.models import hmm_from_dict
+    from ..hmm import hmm_from_dict
 
     d = _load_kind(path, HMM_KIND, "an HMM model (emseg hmm fit --model)")
     model = hmm_from_dict(d.get("hmm"), where=f"{path}: hmm")
@@ -204,7 +204,7 @@ def hmm_fit(table_path, k, *, columns=None, sequence_col=None, categorical=None,
             covariance_type="full", random_state=0, n_iter=100, tol=1e-4, n_init=1,
             model_path=None, states_path=None, overwrite=False):
     from ..io import tables as tab
-    from ..hmm.models import CategoricalHMM, GaussianHMM
+    from ..hmm import CategoricalHMM, GaussianHMM
 
     _check_targets([model_path, states_path], overwrite)
     t = tab.read_table(table_path, columns, sequence_col=sequence_col, categorical=categorical)

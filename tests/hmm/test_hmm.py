@@ -17,7 +17,7 @@ from scipy.special import logsumexp
 
 from emseg import ConvergenceWarning, EmptyComponentWarning, EmsegError
 from emseg.hmm import _kernels as hk
-from emseg.hmm.models import CategoricalHMM, GaussianHMM, hmm_from_dict
+from emseg.hmm import CategoricalHMM, GaussianHMM, hmm_from_dict
 
 COVARIANCE_TYPES = ["full", "diag", "spherical", "tied"]
 

@@ -339,7 +339,7 @@ def test_huge_integer_in_mixture_dict_refused_by_name(model_dict):
 
 
 def test_huge_integer_in_hmm_model_file_refused(tmp_path):
-    from emseg.hmm.models import GaussianHMM
+    from emseg.hmm import GaussianHMM
     from emseg.workflows.tables import load_hmm, save_hmm
 
     X = np.random.default_rng(0).normal(size=(40, 1))
@@ -352,7 +352,7 @@ def test_huge_integer_in_hmm_model_file_refused(tmp_path):
     with pytest.raises(EmsegError, match=r"hmm\.means_\[1\]\[0\] is an integer of 401"):
         load_hmm(path)
     d["hmm"]["means_"][1][0] = 0.5
-    from emseg.hmm.models import hmm_from_dict
+    from emseg.hmm import hmm_from_dict
 
     d["hmm"]["n_iter_"] = 10**400  # the dict API, without a file
     with pytest.raises(EmsegError, match=r"n_iter_ must be an integer >= 0, got an integer of"):

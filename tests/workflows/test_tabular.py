@@ -77,7 +77,7 @@ def test_gmm_select_names_the_best(table, tmp_path):
 
 
 def test_hmm_fit_and_decode(tmp_path):
-    from emseg.hmm.models import GaussianHMM
+    from emseg.hmm import GaussianHMM
 
     truth = GaussianHMM(2, covariance_type="diag")
     truth.startprob_ = np.array([0.5, 0.5])

@@ -1,0 +1,514 @@
+"""Hidden Markov models fitted by Baum-Welch: :class:`BaseHMM`, what
+:class:`~emseg.hmm.gaussian.GaussianHMM` and :class:`~emseg.hmm.categorical.CategoricalHMM`
+share (as hmmlearn's ``base.py``): transitions, the E-step driver, decoding, scoring,
+sampling, model-file fields, and the argument checks the emission modules use.
+
+The model is hmmlearn's (``hmmlearn.hmm.GaussianHMM`` and ``CategoricalHMM``): from the
+same starting parameters both reach the same estimates and the same Viterbi paths.
+What differs is how it is computed, and a few conventions:
+
+- **Shared EM loop.** Each model supplies its E-step statistics and M-step to
+  :func:`emseg.mixture.em.run_em`, which owns restarts (``n_init``), the stopping rule, the
+  log-likelihood history and the convergence warning.
+- **Compiled forward-backward** (:mod:`emseg.hmm._kernels`): probability space with
+  each frame's maximum log-density subtracted before exponentiating, so it runs at the
+  speed of hmmlearn's "scaling" implementation without its underflow on outliers;
+  sequences are spread over the cores. Viterbi is compiled and parallel too, and
+  breaks ties as hmmlearn does.
+- **Stopping rule.** ``tol`` applies to the *mean log-likelihood per sample* (as in
+  :class:`emseg.GaussianMixture` and scikit-learn), not to the total log-likelihood
+  as in hmmlearn, so one ``tol`` means the same on 1,000 rows and on 10 million:
+  hmmlearn's ``tol=1e-2`` on a million rows corresponds to ``tol=1e-8`` here. The
+  fit stops when the mean changes by less than ``tol``; ``converged_`` is False when
+  ``n_iter`` iterations ran out first (hmmlearn reports that as converged).
+- **Units.** ``history_`` and ``lower_bound_`` are mean log-likelihoods per sample
+  (the shared EM loop's unit); ``score`` and ``score_samples`` return the total
+  log-likelihood of ``X``, as hmmlearn's do, and ``bic``/``aic`` use the total.
+- **Priors** on ``startprob_`` and ``transmat_`` (and ``emissionprob_``) are
+  hmmlearn's Dirichlet priors: ``max(prior - 1 + expected counts, 0)``, normalised,
+  and a probability that is exactly 0 stays 0 (a left-right model stays left-right).
+  A state that receives no posterior weight keeps its emission parameters, and a
+  transition row with no expected counts keeps its probabilities.
+- **MAP decoding** returns the sum over frames of the log posterior probability of
+  the chosen state (hmmlearn returns a sum of probabilities).
+- **State order.** States are sorted after fitting: Gaussian states by the mean of
+  their first feature, categorical states by their expected symbol
+  ``sum_v v * emissionprob_[k, v]``; ties keep the fitted order.
+- **Model files.** :meth:`to_dict` / :meth:`from_dict` give plain JSON-safe dicts
+  and refuse malformed ones with a one-line :class:`~emseg.EmsegError`.
+"""
+
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _kernels as hk
+from .._shared.errors import EmsegError
+from .._shared.jsonfields import check_header, field_array, field_int, fit_info
+from .._shared.validation import as_generator, check_choice, check_float, check_int
+from ..mixture.em import run_em
+
+__all__ = [
+    "BaseHMM",
+    "DECODERS",
+    "FORMAT_VERSION",
+    "HMMStats",
+    "check_finite",
+    "check_prior",
+    "check_probabilities",
+    "field_probabilities",
+    "plain_list",
+]
+
+DECODERS = ("viterbi", "map")
+FORMAT_VERSION = 1
+_SUM_TOL = 1e-6  # |sum - 1| allowed in supplied probability vectors
+
+
+@dataclass
+class _Sequences:
+    """Training data and the work arrays reused by every E-step."""
+
+    X: np.ndarray  # (N, D) float64, or (N,) int64 symbols
+    starts: np.ndarray  # int64 (S,)
+    lengths: np.ndarray  # int64 (S,)
+    post: np.ndarray  # (N, K) posteriors
+    work: np.ndarray  # (N,) scale factors
+
+
+@dataclass
+class HMMStats:
+    """Sufficient statistics of one E-step.
+
+    ``start`` (K,) and ``trans`` (K, K) are the expected initial states and
+    transitions; ``emission`` is model-specific (Gaussian: ``(nk, sx, sxx)`` centred on
+    ``shift``, the means used; categorical: ``(counts,)``). Statistics computed under
+    the same parameters add up with ``+``.
+    """
+
+    start: np.ndarray
+    trans: np.ndarray
+    emission: tuple
+    shift: object
+    loglik: float
+    n_samples: int
+
+    def __add__(self, other):
+        return HMMStats(
+            self.start + other.start,
+            self.trans + other.trans,
+            tuple(a + b for a, b in zip(self.emission, other.emission)),
+            self.shift,
+            self.loglik + other.loglik,
+            self.n_samples + other.n_samples,
+        )
+
+
+class BaseHMM:
+    """What Gaussian and categorical HMMs share: transitions, the E-step driver,
+    decoding, scoring, sampling, and the EM protocol's bookkeeping.
+
+    An emission family subclasses it and supplies ``_format`` (the model-file format
+    name), ``_check_X``, ``_prepare_fit`` (which sets ``_fit_setup`` from
+    :meth:`_check_common_parameters`), ``_initialize_emission``, ``_emission_log_prob``,
+    ``_emission_stats``, ``_stats_shift``, ``_m_step_emission``, ``_get_emission_params``
+    / ``_set_emission_params``, ``_state_order``, ``_reorder_emission``,
+    ``_n_emission_parameters``, ``_sample_emissions``, ``n_features_``, ``to_dict`` and
+    ``from_dict`` (built on :meth:`_start_from_dict` and :meth:`_finish_from_dict`).
+    """
+
+    _format = None
+
+    # --- fitting -------------------------------------------------------------------
+
+    def fit(self, X, lengths=None):
+        """Fit by Baum-Welch to the sequences in ``X`` (rows of all sequences stacked;
+        ``lengths`` gives each sequence's row count, default one sequence)."""
+        X = self._check_X(X, fitted=False)
+        n = X.shape[0]
+        starts, lengths = _check_lengths(lengths, n)
+        self._prepare_fit(X)  # checks every parameter, once
+        K = self.n_components
+        data = _Sequences(X, starts, lengths, np.empty((n, K)), np.empty(n))
+        try:
+            result = run_em(
+                self,
+                data,
+                n_init=self.n_init,
+                max_iter=self.n_iter,
+                tol=self.tol,
+                rng=as_generator(self.random_state),
+                callback=self.callback,
+                iter_name="n_iter",
+            )
+        finally:
+            del self._fit_setup
+        self._reorder(self._state_order())
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.lower_bound_ = float(result.lower_bound)
+        self.history_ = np.asarray(result.history, dtype=np.float64)
+        return self
+
+    def fit_predict(self, X, lengths=None):
+        """Fit, then return the Viterbi path of ``X``."""
+        return self.fit(X, lengths).predict(X, lengths)
+
+    def _check_common_parameters(self, n_samples):
+        K = check_int(self.n_components, "n_components", 1)
+        if K > n_samples:
+            raise EmsegError(
+                f"n_components={K} is larger than the number of samples ({n_samples}); "
+                "lower n_components"
+            )
+        check_int(self.n_iter, "n_iter", 0)
+        check_float(self.tol, "tol")
+        check_int(self.n_init, "n_init", 1)
+        if self.callback is not None and not callable(self.callback):
+            raise EmsegError(f"callback must be callable, got {self.callback!r}")
+        setup = {
+            "startprob_prior": check_prior(self.startprob_prior, "startprob_prior", (K,)),
+            "transmat_prior": check_prior(self.transmat_prior, "transmat_prior", (K, K)),
+            "startprob": None,
+            "transmat": None,
+        }
+        if self.startprob_init is not None:
+            setup["startprob"] = check_probabilities(self.startprob_init, "startprob_init", (K,))
+        if self.transmat_init is not None:
+            setup["transmat"] = check_probabilities(self.transmat_init, "transmat_init", (K, K))
+        return setup
+
+    # --- the EM protocol (see emseg.mixture.em) ---------------------------------------------
+
+    def _initialize(self, data, rng):
+        K = self.n_components
+        setup = self._fit_setup
+        uniform = np.full(K, 1.0 / K)
+        start = setup["startprob"]
+        trans = setup["transmat"]
+        self.startprob_ = uniform.copy() if start is None else start.copy()
+        if trans is None:
+            # half on staying put, half random: breaks the symmetry of a uniform matrix
+            # (whose first steps crawl along a saddle) and suits the persistent states
+            # HMMs are mostly fitted to
+            trans = 0.5 * np.eye(K) + 0.5 * rng.dirichlet(np.ones(K), size=K)
+        self.transmat_ = trans.copy()
+        self._initialize_emission(data, rng)
+
+    def _e_step(self, data):
+        xi, loglik = self._forward_backward(data.X, data.starts, data.lengths, data.post, data.work)
+        bad = np.flatnonzero(~np.isfinite(loglik))
+        if bad.size:
+            raise EmsegError(
+                f"sequence {int(bad[0])} has probability zero under the current "
+                "parameters (a zero start, transition or emission probability rules it "
+                "out); check startprob_init, transmat_init and the emission parameters"
+            )
+        n = data.X.shape[0]
+        total = float(loglik.sum())
+        stats = HMMStats(
+            data.post[data.starts].sum(0),
+            xi.sum(0),
+            self._emission_stats(data.X, data.post),
+            self._stats_shift(),
+            total,
+            n,
+        )
+        return stats, total / n
+
+    def _m_step(self, stats):
+        setup = self._fit_setup
+        self.startprob_ = _dirichlet_update(self.startprob_, stats.start, setup["startprob_prior"])
+        self.transmat_ = _dirichlet_update(self.transmat_, stats.trans, setup["transmat_prior"])
+        self._m_step_emission(stats)
+
+    def _get_params(self):
+        return (self.startprob_, self.transmat_) + self._get_emission_params()
+
+    def _set_params(self, params):
+        self.startprob_, self.transmat_ = params[0], params[1]
+        self._set_emission_params(params[2:])
+
+    def _reorder(self, order):
+        """Permute the states (``order[i]`` becomes state ``i``)."""
+        self.startprob_ = self.startprob_[order]
+        self.transmat_ = self.transmat_[np.ix_(order, order)]
+        self._reorder_emission(order)
+
+    # --- compiled recursions ----------------------------------------------------------
+
+    def _log_start_trans(self):
+        with np.errstate(divide="ignore"):
+            return np.log(self.startprob_), np.log(self.transmat_)
+
+    def _forward_backward(self, X, starts, lengths, post, work):
+        """Posteriors into ``post``; per sequence, expected transitions and log-likelihood.
+
+        The fast scaled recursion first; a sequence it cannot represent (see
+        :mod:`emseg.hmm._kernels`) is redone in log space.
+        """
+        e = self._emission_log_prob(X)
+        top = hk.shift_rows(e)
+        np.exp(e, out=e)
+        xi, loglik, ok = hk.forward_backward(
+            e,
+            top,
+            starts,
+            lengths,
+            np.ascontiguousarray(self.startprob_, dtype=np.float64),
+            np.ascontiguousarray(self.transmat_, dtype=np.float64),
+            post,
+            work,
+        )
+        if not ok.all():
+            log_start, log_trans = self._log_start_trans()
+            for s in np.flatnonzero(~ok):
+                rows = slice(starts[s], starts[s] + lengths[s])
+                xi[s], loglik[s] = hk.forward_backward_log(
+                    self._emission_log_prob(X[rows]), log_start, log_trans, post[rows]
+                )
+        return xi, loglik
+
+    # --- using a fitted model -------------------------------------------------------
+
+    def _check_fitted(self):
+        if not hasattr(self, "startprob_"):
+            raise EmsegError(
+                f"this {type(self).__name__} is not fitted yet; call fit(X) first"
+            )
+
+    def _prepare(self, X, lengths):
+        self._check_fitted()
+        X = self._check_X(X, fitted=True)
+        starts, lengths = _check_lengths(lengths, X.shape[0])
+        return X, starts, lengths
+
+    def _posteriors(self, X, starts, lengths):
+        n = X.shape[0]
+        post = np.empty((n, self.n_components_))
+        _, loglik = self._forward_backward(X, starts, lengths, post, np.empty(n))
+        return float(loglik.sum()), post
+
+    def score_samples(self, X, lengths=None):
+        """``(log_prob, posteriors)``: the total log-likelihood of ``X`` and each
+        row's posterior state probabilities, (N, K). A sequence the model gives
+        probability zero scores -inf and gets NaN posteriors."""
+        return self._posteriors(*self._prepare(X, lengths))
+
+    def score(self, X, lengths=None):
+        """Total log-likelihood of the sequences in ``X`` (as hmmlearn's ``score``)."""
+        return self.score_samples(X, lengths)[0]
+
+    def predict_proba(self, X, lengths=None):
+        """Posterior state probabilities of each row, (N, K)."""
+        return self.score_samples(X, lengths)[1]
+
+    def decode(self, X, lengths=None, algorithm="viterbi"):
+        """``(log_prob, states)``.
+
+        ``"viterbi"``: the most probable state path and its joint log-probability
+        ``log p(X, path)``, summed over sequences. ``"map"``: each row's most probable
+        state given all of its sequence, and the sum of the log posterior
+        probabilities of the chosen states (the log of the product of those
+        marginal probabilities; at most 0).
+        """
+        check_choice(algorithm, "algorithm", DECODERS)
+        if algorithm == "map":
+            _, post = self.score_samples(X, lengths)
+            states = post.argmax(axis=1)
+            with np.errstate(divide="ignore"):
+                log_prob = float(np.log(post[np.arange(post.shape[0]), states]).sum())
+            return log_prob, states
+        X, starts, lengths = self._prepare(X, lengths)
+        log_start, log_trans = self._log_start_trans()
+        states, logprob = hk.viterbi(
+            self._emission_log_prob(X), starts, lengths, log_start, log_trans
+        )
+        return float(logprob.sum()), states
+
+    def predict(self, X, lengths=None):
+        """The Viterbi path of ``X``."""
+        return self.decode(X, lengths)[1]
+
+    def _n_parameters(self):
+        K = self.n_components_
+        return (K - 1) + K * (K - 1) + self._n_emission_parameters()
+
+    def bic(self, X, lengths=None):
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        X, starts, lengths = self._prepare(X, lengths)
+        log_prob, _ = self._posteriors(X, starts, lengths)
+        return -2 * log_prob + self._n_parameters() * np.log(X.shape[0])
+
+    def aic(self, X, lengths=None):
+        """Akaike information criterion on ``X`` (lower is better)."""
+        return -2 * self.score(X, lengths) + 2 * self._n_parameters()
+
+    @property
+    def n_components_(self):
+        return self.startprob_.shape[0]
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw one sequence of ``n_samples`` rows: ``(X, states)``.
+
+        ``random_state`` (None, an int or a Generator) defaults to the estimator's
+        ``random_state``; the same seed gives the same draw.
+        """
+        self._check_fitted()
+        n = check_int(n_samples, "n_samples", 1)
+        rng = as_generator(self.random_state if random_state is None else random_state)
+        start_cdf = np.cumsum(self.startprob_)
+        trans_cdf = np.cumsum(self.transmat_, axis=1)
+        states = hk.sample_states(start_cdf, trans_cdf, rng.random(n))
+        return self._sample_emissions(states, rng), states
+
+    # --- model files ----------------------------------------------------------------
+
+    def _fit_info(self):
+        lower = float(getattr(self, "lower_bound_", math.nan))
+        return {
+            "converged_": bool(getattr(self, "converged_", False)),
+            "n_iter_": int(getattr(self, "n_iter_", 0)),
+            "lower_bound_": lower if math.isfinite(lower) else None,
+        }
+
+    @classmethod
+    def _start_from_dict(cls, d, where, fields):
+        """Check the format header and the fields every HMM has; returns (K, start, trans,
+        fit info)."""
+        check_header(d, cls._format, FORMAT_VERSION, where, cls.__name__)
+        known = set(fields) | {
+            "format",
+            "format_version",
+            "n_components",
+            "startprob_",
+            "transmat_",
+            "converged_",
+            "n_iter_",
+            "lower_bound_",
+        }
+        unknown = sorted(set(d) - known, key=str)
+        if unknown:
+            raise EmsegError(f"{where} has an unknown field {unknown[0]!r}")
+        K = field_int(d, "n_components", where, 1)
+        start = field_probabilities(d, "startprob_", (K,), where)
+        trans = field_probabilities(d, "transmat_", (K, K), where)
+        return K, start, trans, fit_info(d, where, required=False)
+
+    def _finish_from_dict(self, start, trans, info):
+        self.startprob_ = start
+        self.transmat_ = trans
+        self.converged_, self.n_iter_, self.lower_bound_ = info
+        self.history_ = np.empty(0)
+        return self
+
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _check_lengths(lengths, n_rows):
+    """``(starts, lengths)`` as int64 arrays; one sequence when ``lengths`` is None."""
+    if lengths is None:
+        return np.zeros(1, dtype=np.int64), np.array([n_rows], dtype=np.int64)
+    try:
+        arr = np.asarray(lengths)
+    except Exception as exc:
+        raise EmsegError(f"lengths could not be read as a list of integers ({exc})") from None
+    if arr.ndim != 1 or arr.shape[0] == 0:
+        raise EmsegError(
+            f"lengths must be a non-empty 1-D list of sequence lengths, got shape {arr.shape}"
+        )
+    if arr.dtype == bool or arr.dtype.kind not in "iuf":
+        raise EmsegError(f"lengths must be integers, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not (np.isfinite(arr) & (arr == np.round(arr))).all():
+        raise EmsegError("lengths must be whole numbers")
+    arr = arr.astype(np.int64)
+    if (arr < 1).any():
+        i = int(np.argmin(arr))
+        raise EmsegError(
+            f"lengths must be >= 1, got {arr[i]} for sequence {i}; drop empty sequences"
+        )
+    total = int(arr.sum())
+    if total != n_rows:
+        raise EmsegError(
+            f"lengths sum to {total} but X has {n_rows} rows; they must be equal"
+        )
+    starts = np.zeros(arr.shape[0], dtype=np.int64)
+    np.cumsum(arr[:-1], out=starts[1:])
+    return starts, np.ascontiguousarray(arr)
+
+
+def check_finite(value, name, shape):
+    """A float64 copy of ``value``, checked to have ``shape`` and only finite numbers;
+    messages name the argument ``name``."""
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise EmsegError(f"{name} must be a numeric array of shape {shape}") from None
+    if arr.shape != shape:
+        raise EmsegError(f"{name} must have shape {shape}, got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise EmsegError(f"{name} contains NaN or infinity")
+    return arr
+
+
+def check_probabilities(value, name, shape):
+    """A copy of ``value`` checked to hold probabilities (rows summing to 1), renormalised."""
+    arr = check_finite(value, name, shape)
+    return _normalised_rows(arr, name)
+
+
+def _normalised_rows(arr, name, renormalise=True):
+    """``arr`` checked to be >= 0 with rows summing to 1 within 1e-6; divided by the
+    row sums when ``renormalise`` (model files are kept as written, so that saving and
+    loading gives back exactly the same model)."""
+    if (arr < 0).any():
+        raise EmsegError(f"{name} must be >= 0, got minimum {arr.min():.3g}")
+    sums = arr.sum(axis=-1)
+    bad = np.flatnonzero(np.abs(np.atleast_1d(sums) - 1.0) > _SUM_TOL)
+    if bad.size:
+        where = "" if arr.ndim == 1 else f" (row {int(bad[0])})"
+        value = float(np.atleast_1d(sums)[bad[0]])
+        raise EmsegError(f"{name} must sum to 1{where}, got {value:.9g}")
+    if not renormalise:
+        return arr
+    return arr / sums[..., None] if arr.ndim > 1 else arr / sums
+
+
+def check_prior(value, name, shape):
+    """A Dirichlet parameter ``value`` (a number or an array of ``shape``), checked finite
+    and >= 0, broadcast to ``shape`` (read-only)."""
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise EmsegError(f"{name} must be a number or an array of shape {shape}") from None
+    if arr.ndim and arr.shape != shape:
+        raise EmsegError(f"{name} must be a number or have shape {shape}, got {arr.shape}")
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise EmsegError(f"{name} must be finite and >= 0")
+    return np.broadcast_to(arr, shape)
+
+
+def _dirichlet_update(current, counts, prior):
+    """hmmlearn's MAP update: ``max(prior - 1 + counts, 0)`` normalised, zeros kept zero.
+    A row left without mass keeps its current probabilities."""
+    new = np.maximum(prior - 1 + counts, 0)
+    new = np.where(current == 0, 0, new)
+    sums = new.sum(axis=-1, keepdims=True)
+    keep = sums <= 0
+    out = new / np.where(keep, 1.0, sums)
+    return np.where(keep, current, out)
+
+
+def plain_list(arr):
+    """``arr`` as nested lists of Python floats (JSON-safe), for ``to_dict``."""
+    return np.asarray(arr, dtype=np.float64).tolist()
+
+
+def field_probabilities(d, name, shape, where):
+    """Model-file field ``d[name]``: an array of ``shape`` holding probabilities (rows
+    summing to 1), kept exactly as written; errors name ``where.name``."""
+    return _normalised_rows(field_array(d, name, shape, where), f"{where}.{name}", False)
