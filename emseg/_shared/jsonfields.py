@@ -1,5 +1,5 @@
-"""Checks for the fields of JSON model files, shared by :mod:`emseg.image.model` and
-:mod:`emseg.hmm.models`.
+"""Checks for the fields of JSON model files, shared by :mod:`emseg.image.model`,
+:mod:`emseg.mixture.serialize` and the HMMs (:mod:`emseg.hmm`).
 
 A model file is data, never code: every field is checked for type, shape and value,
 and anything else is refused with a one-line :class:`~emseg.EmsegError` naming the
