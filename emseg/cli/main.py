@@ -8,6 +8,7 @@ shown only with ``--debug``. Heavy modules are imported inside the commands, so
 - :mod:`.options`: the options several commands share, each defined once;
 - :mod:`.errors`: the one translator from exceptions to messages and exit statuses;
 - :mod:`.progress`: the progress bar of the batch commands;
+- :mod:`.notice`: the line a first run prints before numba compiles the kernels;
 - :mod:`.run`, :mod:`.batch` (``batch``, ``fit``, ``apply``), :mod:`.tables` (``gmm``,
   ``hmm``): the commands.
 """
@@ -16,6 +17,7 @@ import click
 
 from .._shared.version import __version__
 from .batch import apply, batch, fit
+from .notice import compile_notice
 from .options import Flags
 from .run import run
 from .tables import gmm, hmm
@@ -30,6 +32,7 @@ def main(ctx):
 
     keep_freed_memory()
     ctx.obj = Flags()  # set by the command's --quiet, --verbose and --debug
+    ctx.with_resource(compile_notice(ctx.obj))
 
 
 for command in (run, batch, fit, apply, gmm, hmm):
