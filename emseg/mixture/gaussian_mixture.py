@@ -37,7 +37,6 @@ from .em import run_em
 from .gaussian import (
     COVARIANCE_TYPES,
     GaussianParams,
-    check_allocation,
     cholesky_of_covariances,
     cholesky_of_precisions,
     covariances_from_cholesky,
@@ -569,8 +568,8 @@ def update_parameters(gm, stats, data=None):
 def full_covariances(gm):
     """The fitted covariances of ``gm`` as a (K, D, D) array, whatever its type.
 
-    Diag and spherical models are made dense: refused by :func:`check_allocation` when
-    that needs more than the free memory (their own code paths never need it)."""
+    Diag and spherical models are made dense: refused when that needs more than the
+    free memory (see :func:`emseg.mixture.gaussian.dense_covariances`)."""
     return dense_covariances(gm.covariances_, gm.covariance_type, *gm.means_.shape)
 
 
