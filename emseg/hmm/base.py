@@ -218,7 +218,7 @@ class BaseHMM:
         )
         return stats, total / n
 
-    def _m_step(self, stats):
+    def _m_step(self, stats, data):
         setup = self._fit_setup
         self.startprob_ = _dirichlet_update(self.startprob_, stats.start, setup["startprob_prior"])
         self.transmat_ = _dirichlet_update(self.transmat_, stats.trans, setup["transmat_prior"])

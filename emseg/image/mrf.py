@@ -13,7 +13,7 @@ mixture fit and alternates
   never raises the energy, neither method oscillates, and the result does not depend
   on the number of threads;
 - an M-step: the Gaussians from the posterior-weighted statistics through
-  :meth:`GaussianMixture._m_step` (covariance floor and re-seeding shared with the plain
+  :func:`update_parameters` (covariance floor and re-seeding shared with the plain
   fit), and with ``beta="auto"`` one Newton step on the mean-field pseudo-likelihood
   (Celeux, Forbes & Peyrard) in ``beta`` and the class offsets ``alpha`` (below).
 
@@ -86,7 +86,6 @@ The unary terms use the histogram trick: the log-density of each distinct featur
 is computed once per iteration and looked up per voxel.
 """
 
-import copy
 import warnings
 from dataclasses import dataclass
 
@@ -95,7 +94,9 @@ import numpy as np
 from ..image import _mrf_kernels as kern
 from .._shared.errors import ConvergenceWarning, EmsegError
 from .._shared.validation import as_generator, check_beta, check_float, check_int
-from ..mixture.gaussian_mixture import GaussianStats, _TrainingData, check_allocation
+from ..mixture.gaussian import GaussianStats, check_allocation, kernel_params, weighted_log_prob
+from ..mixture.gaussian_mixture import reorder_components, update_parameters
+from ..mixture.training_data import TrainingData
 
 METHODS = ("meanfield", "icm")
 NEIGHBOURHOODS = {2: (4, 8), 3: (6, 18, 26)}
@@ -186,23 +187,19 @@ def hmrf_em(
         gm, X, index, shape, valid, beta, method, neighbourhood, spacing, max_iter, tol, callback
     )
     model = _HMRF(gm, args)
-    gm._fit_data = model.training_data()
-    try:
-        history, changed, converged = [], [], False
-        for n_iter in range(1, args.max_iter + 1):
-            bound, fraction = model.iterate()
-            history.append(bound)
-            changed.append(fraction)
-            if callback is not None:
-                callback(n_iter, bound)
-            if fraction <= args.tol and model.settled():
-                converged = True
-                break
-        else:
-            n_iter = args.max_iter
-        model.e_step()  # labels and posteriors under the final parameters
-    finally:
-        del gm._fit_data
+    history, changed, converged = [], [], False
+    for n_iter in range(1, args.max_iter + 1):
+        bound, fraction = model.iterate()
+        history.append(bound)
+        changed.append(fraction)
+        if callback is not None:
+            callback(n_iter, bound)
+        if fraction <= args.tol and model.settled():
+            converged = True
+            break
+    else:
+        n_iter = args.max_iter
+    model.e_step()  # labels and posteriors under the final parameters
     if not converged and args.max_iter > 0:
         warnings.warn(
             f"HMRF-EM did not converge in {args.max_iter} iterations ({changed[-1]:.2%} of "
@@ -368,13 +365,14 @@ class _HMRF:
         self.table = self.X.shape[0] * 4 <= self.field.n_sites
         self.unary = _unary_terms(gm, self.X, self.table, self.field.icm)
         self.field.start(self.X, _means(gm), self.unary, log_weights)
+        self.data = self.training_data()  # where update_parameters re-seeds an emptied class
 
     def training_data(self):
-        """The rows and weights :meth:`GaussianMixture._m_step` re-seeds from."""
+        """The rows and weights an emptied class is re-seeded on (:func:`update_parameters`)."""
         if self.args.index is None:
-            return _TrainingData(self.X, _EMPTY, [], float(self.X.shape[0]))
+            return TrainingData(self.X, _EMPTY, [], float(self.X.shape[0]))
         counts = np.bincount(self.args.index, minlength=self.X.shape[0]).astype(np.float64)
-        return _TrainingData(self.X, counts, [], float(counts.sum()))
+        return TrainingData(self.X, counts, [], float(counts.sum()))
 
     def e_step(self):
         means = _means(self.gm)
@@ -389,7 +387,8 @@ class _HMRF:
             self.beta = self.args.beta * min(1.0, self.iteration / _RAMP)
         means, (nk, sx, sxx, grad, curv, bound, changes) = self.e_step()
         n = nk.sum()
-        self.gm._m_step(GaussianStats(nk, sx, sxx, means, float(bound), float(n)))
+        stats = GaussianStats(nk, sx, sxx, means, float(bound), float(n))
+        update_parameters(self.gm, stats, self.data)
         if self.args.beta == 0:  # the plain mixture: its weights are the class prior
             with np.errstate(divide="ignore"):
                 self.alpha = np.maximum(np.log(nk / n), _MIN_LOG_WEIGHT)
@@ -428,7 +427,7 @@ class _HMRF:
         labels = self.field.labels()
         posteriors = self.field.q.reshape(self.args.shape + (gm.n_components_,))
         if (order != np.arange(order.size)).any():
-            gm._reorder(order)
+            reorder_components(gm, order)
             rank = np.empty_like(order)
             rank[order] = np.arange(order.size)
             inside = labels >= 0
@@ -457,11 +456,10 @@ def _unary_terms(gm, X, table, double):
     a table of ``dens = exp(logp - top)`` (``logp`` the log-density of each row of ``X``
     under each component, ``top`` its row maximum), or, without a table, each
     Gaussian's log normalising constant and precision factor (always (K, D, D))."""
-    unweighted = copy.copy(gm)  # the densities without the mixture weights
-    unweighted.weights_ = np.ones(gm.n_components_)
+    params = (None, gm.means_, gm.precisions_cholesky_, gm.covariance_type)  # no weights
     K, D = gm.means_.shape
     if not table:
-        kind, log_norm, _, prec = unweighted._kernel_params()
+        kind, log_norm, _, prec = kernel_params(*params)
         if kind == "diag":
             check_allocation((K, D, D), "the MRF's per-voxel Gaussians")
             prec = np.einsum("kd,de->kde", prec, np.eye(D))
@@ -469,7 +467,7 @@ def _unary_terms(gm, X, table, double):
     dens = np.empty((X.shape[0], K))
     for start in range(0, X.shape[0], _UNARY_CHUNK):
         rows = slice(start, start + _UNARY_CHUNK)
-        dens[rows] = unweighted._weighted_log_prob(X[rows])
+        dens[rows] = weighted_log_prob(X[rows], *params)
     top = kern.to_unary_table(dens, double)
     return dens, top, np.zeros(K), np.zeros((K, 0, 0))  # unused with a table
 

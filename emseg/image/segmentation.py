@@ -24,7 +24,8 @@ from .features import (
     split_channels,
     value_features,
 )
-from ..mixture.gaussian_mixture import GaussianMixture, logsumexp_rows
+from ..mixture.gaussian import logsumexp_rows
+from ..mixture.gaussian_mixture import GaussianMixture, reorder_components
 from ..mixture.selection import choose_k
 
 
@@ -284,7 +285,7 @@ def _smoothed(model, rows, spec, shape, valid, **mrf_options):
         mean_lum = np.bincount(hard, weights=lum, minlength=k) / counts
     mean_lum[counts == 0] = np.inf  # a class the field left empty goes last
     order = np.argsort(mean_lum, kind="stable")
-    model._reorder(order)
+    reorder_components(model, order)
     rank = np.empty(k, dtype=np.int32)
     rank[order] = np.arange(k, dtype=np.int32)
     labels = np.where(inside, rank[np.maximum(res.labels, 0)], -1).astype(np.int32)
@@ -397,5 +398,5 @@ def _order_by_luminance(model, resp, lum, counts):
     """Reorder the model's components darkest first (by mean luminance of their pixels)."""
     mean_lum = ((counts * lum) @ resp) / np.maximum(counts @ resp, 1e-300)
     order = np.argsort(mean_lum, kind="stable")
-    model._reorder(order)
+    reorder_components(model, order)
     return order

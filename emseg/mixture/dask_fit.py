@@ -1,16 +1,18 @@
 """Dask support: Gaussian mixtures fitted on chunked arrays.
 
-Two entry points, all optional (``pip install 'emseg[dask]'``); this module imports
-dask only when one of them is called, so ``import emseg`` never needs it.
+All optional (``pip install 'emseg[dask]'``); this module imports dask only when one of
+its functions is called, so ``import emseg`` never needs it. It knows nothing of the
+estimator: :class:`~emseg.mixture.gaussian_mixture.GaussianMixture` dispatches here.
 
-``fit_dask_array(gm, X, sample_weight)`` is what :meth:`GaussianMixture.fit` runs when
-``X`` is a dask array. Each EM iteration maps the E-step over the chunks of rows to
-sufficient statistics (:class:`~emseg.mixture.gaussian_mixture.GaussianStats`), adds them up in a tree,
-and runs the M-step on the client, as Spark MLlib distributes EM: only the statistics
-(K x D x D numbers per chunk) travel, so the data need never fit in one machine's
-memory. The loop is :func:`emseg.mixture.em.run_em`, the one every model uses; this module only
-supplies an E-step that runs on the chunks. The work runs on whatever scheduler
-``X.compute()`` would use: the default local threads, or a ``distributed.Client``.
+:class:`ChunkedData` is what :meth:`GaussianMixture.fit` passes to the EM loop
+(:func:`emseg.mixture.em.run_em`) when ``X`` is a dask array, the counterpart of the
+in-memory :class:`~emseg.mixture.training_data.TrainingData`: its E-step maps over the
+chunks of rows to sufficient statistics
+(:class:`~emseg.mixture.gaussian.GaussianStats`), adds them up in a tree, and the M-step
+runs on the client, as Spark MLlib distributes EM: only the statistics (K x D x D
+numbers per chunk) travel, so the data need never fit in one machine's memory. The work
+runs on whatever scheduler ``X.compute()`` would use: the default local threads, or a
+``distributed.Client``.
 
 Passes over the data: one to validate and draw the starting subsample, then one per EM
 iteration. Each pass recomputes the chunks from ``X``'s graph, so ``X.persist()`` first
@@ -32,7 +34,7 @@ chunk groups its incomplete rows by pattern. Rows repeated in the data are not m
 (that would need the whole array at once); the fit is the same, the chunks just do not
 get the speed-up.
 
-``map_rows(gm, X, method)`` is what a fitted mixture's ``predict``, ``predict_proba`` and
+:func:`map_rows` is what a fitted mixture's ``predict``, ``predict_proba`` and
 ``score_samples`` return for a dask array: a lazy dask array, computed chunk by chunk.
 
 Per-item work on a cluster (a batch of images) is :mod:`emseg.workflows.cluster`.
@@ -42,7 +44,9 @@ Per-item work on a cluster (a batch of images) is :mod:`emseg.workflows.cluster`
 import numpy as np
 
 from .._shared.errors import EmsegError
-from .em import run_em
+from .gaussian import complete_stats
+from .missing import Pattern, group_patterns, pattern_stats
+from .training_data import TrainingData, column_moments, distinct_rows, sum_moments
 
 #: The most rows (in expectation) pulled to the client to start EM from.
 INIT_ROWS = 100_000
@@ -52,6 +56,7 @@ SAMPLE_SEED = 0
 _FAN_IN = 8
 
 _EXTRA_HINT = "Dask support needs the optional extra: pip install 'emseg[dask]'"
+_EMPTY = np.empty(0)
 
 
 def _require(module):
@@ -64,125 +69,84 @@ def _require(module):
         raise EmsegError(_EXTRA_HINT) from None
 
 
-# --- fitting a mixture on a dask array ---------------------------------------------------
+# --- the rows of a dask array, for the EM loop ----------------------------------------------
 
 
-class _ChunkedData:
-    """What :func:`run_em` passes around for a dask fit."""
+class ChunkedData:
+    """The rows of a dask array as :func:`emseg.mixture.em.run_em` passes them around.
 
-    def __init__(self, blocks, clean, sample, total_weight, prefit):
-        self.blocks = blocks  # [(delayed X chunk, delayed weights chunk or None)]
-        self.clean = clean  # per chunk: no NaN and no zero weight (the fast path)
-        self.sample = sample  # in-memory _TrainingData of the subsample, or None
-        self.total_weight = total_weight
-        self.prefit = prefit  # run EM on the subsample after initialising from it
-
-
-class _ChunkedEM:
-    """The EM protocol of :mod:`emseg.mixture.em` for a GaussianMixture whose rows are in chunks.
-
-    Everything but the E-step is the mixture's own: initialisation (on the subsample),
-    the M-step, and the parameter snapshots.
+    ``blocks``: ``(delayed X chunk, delayed weights chunk or None)`` per chunk; ``clean``:
+    per chunk, no NaN and no zero weight (the fast path); ``sample``: the in-memory
+    :class:`~emseg.mixture.training_data.TrainingData` of the subsample, or None;
+    ``total_weight``; ``prefit``: run EM on the subsample after initialising from it;
+    ``moments``: the :func:`~emseg.mixture.training_data.column_moments` of all the rows.
     """
 
-    def __init__(self, gm):
-        self.gm = gm
+    def __init__(self, blocks, clean, sample, total_weight, prefit, moments, n_features):
+        self.blocks = blocks
+        self.clean = clean
+        self.sample = sample
+        self.total_weight = total_weight
+        self.prefit = prefit
+        self.moments = moments
+        self.n_features = n_features
 
-    def _initialize(self, data, rng):
-        self.gm._initialize(data.sample, rng)
-        if data.prefit:
-            # As the in-memory fit does on large data: EM on the subsample first (in
-            # memory, cheap), so the passes over all the chunks start near a maximum.
-            import warnings
+    @classmethod
+    def from_array(cls, X, w, n_components, *, supplied, merge=True):
+        """The first pass over ``X`` and ``w`` (as :func:`check_dask_input` returns them):
+        the checks the in-memory fit makes on the whole array, the totals, and the
+        subsample (rows merged when ``merge``). ``supplied``: all three ``*_init`` are
+        given, so the subsample is not needed to start EM."""
+        blocks = list(zip(X.to_delayed().ravel(), _weight_blocks(w, X)))
+        rate = min(1.0, INIT_ROWS / int(X.shape[0]))
+        summary = _summarise(blocks, n_components, rate)
+        sample = _sample_data(summary, rate, n_components, supplied, merge)
+        prefit = rate < 1.0 and not supplied
+        return cls(blocks, summary["clean"], sample, summary["weight"], prefit,
+                   summary["moments"], X.shape[1])
 
-            from .._shared.errors import ConvergenceWarning
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                _, max_iter, tol = self.gm._settings(*data.sample.X.shape)
-                run_em(self.gm, data.sample, n_init=1, max_iter=max_iter, tol=tol, rng=rng,
-                       start_bound=-np.inf, accelerate=self.gm.accelerate)
-
-    def _e_step(self, data):
+    def stats(self, params, covariance_type):
+        """The E-step over every chunk: their
+        :class:`~emseg.mixture.gaussian.GaussianStats` under ``params`` (a
+        :class:`~emseg.mixture.gaussian.GaussianParams`), added up."""
         import dask
 
-        params = dask.delayed(_param_carrier(self.gm))
+        # a plain tuple of arrays: what each chunk needs, picklable whatever the estimator holds
+        carrier = dask.delayed(tuple(params), traverse=False)
         parts = [
-            dask.delayed(_block_stats)(params, x, w, clean)
-            for (x, w), clean in zip(data.blocks, data.clean)
+            dask.delayed(_block_stats)(carrier, covariance_type, x, w, clean)
+            for (x, w), clean in zip(self.blocks, self.clean)
         ]
         (stats,) = dask.compute(_tree_sum(parts, _add_stats))
-        return stats, stats.loglik / data.total_weight
+        return stats
 
-    def _m_step(self, stats):
-        self.gm._m_step(stats)
+    def reseed_rows(self):
+        """The subsample's rows (see :meth:`TrainingData.reseed_rows`), or None."""
+        return None if self.sample is None else self.sample.reseed_rows()
 
-    def _get_params(self):
-        return self.gm._get_params()
-
-    def _extrapolate(self, p0, p1, p2):
-        return self.gm._extrapolate(p0, p1, p2)
-
-    def _set_params(self, params):
-        self.gm._set_params(params)
+    def column_moments(self):
+        """The column moments of all the rows, from the first pass."""
+        return self.moments
 
 
 def fit_dask_array(gm, X, sample_weight=None):
     """Fit the GaussianMixture ``gm`` to the rows of the dask array ``X``; return ``gm``.
 
-    ``sample_weight`` is None, a dask array or a numpy array with one value per row. The
-    result equals ``gm.fit(X.compute(), sample_weight)`` from the same starting
-    parameters (to rounding: the statistics are added in a different order).
+    The same as ``gm.fit(X, sample_weight)`` (which fits a dask array chunk by chunk),
+    refusing an ``X`` that is not a dask array.
     """
-    from .._shared.validation import as_generator
-
     da = _require("dask.array")
-    X, w = _check_dask_input(da, X, sample_weight)
-    D = X.shape[1]
-    gm._check_parameters(D)
-    warm = gm.warm_start and hasattr(gm, "converged_")
-    if warm and gm.means_.shape[1] != D:
-        raise EmsegError(
-            f"warm_start: the model has {gm.means_.shape[1]} features, X has {D}; "
-            "refit with warm_start=False"
-        )
-    blocks = list(zip(X.to_delayed().ravel(), _weight_blocks(w, X)))
-    rate = min(1.0, INIT_ROWS / int(X.shape[0]))
-    summary = _summarise(blocks, gm.n_components, rate)
-    sample = _sample_data(gm, summary, rate)
-    supplied = (gm.weights_init, gm.means_init, gm.precisions_init)
-    prefit = rate < 1.0 and not all(p is not None for p in supplied)
-    data = _ChunkedData(blocks, summary["clean"], sample, summary["weight"], prefit)
-    gm.reg_covar_ = gm._floor_from_moments(summary["moments"])
-    n_init, gm.max_iter_, gm.tol_ = gm._settings(int(X.shape[0]), D)
-    gm._fit_data = sample  # rows to re-seed an emptied component on (None: the means)
-    try:
-        result = run_em(
-            _ChunkedEM(gm),
-            data,
-            n_init=n_init,
-            accelerate=gm.accelerate,
-            max_iter=gm.max_iter_,
-            tol=gm.tol_,
-            rng=as_generator(gm.random_state),
-            start_bound=gm.lower_bound_ if warm else None,
-            callback=gm.callback,
-        )
-    finally:
-        del gm._fit_data
-    return gm._finish_fit(result)
+    _check_is_dask(da, X)
+    return gm.fit(X, sample_weight)
 
 
 def map_rows(gm, X, method):
-    """``gm.<method>(X)`` for a dask array ``X``, as a lazy dask array computed chunk by
-    chunk of rows (``method``: "predict", "predict_proba" or "score_samples"), so the
-    data are never loaded at once. Nothing runs until the result is computed."""
+    """``gm.<method>(X)`` for a fitted mixture ``gm`` and a dask array ``X`` (as
+    :func:`check_dask_input` returns it), as a lazy dask array computed chunk by chunk
+    of rows (``method``: "predict", "predict_proba" or "score_samples"), so the data are
+    never loaded at once. Nothing runs until the result is computed."""
     from functools import partial
 
-    da = _require("dask.array")
-    gm._require_fitted()
-    X, _ = _check_dask_input(da, X, None)
-    gm._require_fitted(X.shape[1])
     fn = partial(_apply_block, gm, method)
     if method == "predict_proba":
         return X.map_blocks(fn, dtype=np.float64, chunks=(X.chunks[0], (gm.n_components_,)))
@@ -193,9 +157,8 @@ def map_rows(gm, X, method):
 def mean_score(gm, X, sample_weight=None):
     """``gm.score(X, sample_weight)`` for a dask array ``X``: the weighted mean
     log-likelihood, computed chunk by chunk."""
-    da = _require("dask.array")
-    X, w = _check_dask_input(da, X, sample_weight)
-    scores = map_rows(gm, X, "score_samples")
+    X, w = check_dask_input(X, sample_weight)
+    scores = gm.score_samples(X)  # lazy: chunk by chunk
     if w is None:
         return float(scores.mean().compute())
     return float(((scores * w).sum() / w.sum()).compute())
@@ -205,12 +168,13 @@ def _apply_block(gm, method, block):
     return getattr(gm, method)(_as_float(block))
 
 
-def _check_dask_input(da, X, sample_weight):
-    """The dask array as 2-D with one chunk across the features, and the weights as a dask
-    array chunked like its rows (or None). Checks what the metadata can tell; the values
-    are checked chunk by chunk in the first pass."""
-    if not isinstance(X, da.Array):
-        raise EmsegError(f"X must be a dask array here, got {type(X).__name__}")
+def check_dask_input(X, sample_weight=None):
+    """The dask array ``X`` as 2-D with one chunk across the features, and the weights as
+    a dask array chunked like its rows (or None). Checks what the metadata can tell; the
+    values are checked chunk by chunk in the first pass (:meth:`ChunkedData.from_array`).
+    """
+    da = _require("dask.array")
+    _check_is_dask(da, X)
     dtype = X.dtype
     if dtype == object or not (np.issubdtype(dtype, np.number) or dtype == bool):
         raise EmsegError(f"X must be numeric, got dtype {dtype}")
@@ -237,6 +201,11 @@ def _check_dask_input(da, X, sample_weight):
     if isinstance(sample_weight, da.Array):
         return X, sample_weight.astype(np.float64).rechunk((X.chunks[0],))
     return X, da.from_array(sample_weight, chunks=(X.chunks[0],))
+
+
+def _check_is_dask(da, X):
+    if not isinstance(X, da.Array):
+        raise EmsegError(f"X must be a dask array here, got {type(X).__name__}")
 
 
 def _weight_blocks(w, X):
@@ -269,8 +238,6 @@ def _summarise_block(X, w, K, rate, index):
     Returns a dict of small arrays; ``distinct`` is None when the chunk alone holds at
     least K distinct rows, else those rows (bit patterns, NaN made canonical).
     """
-    from .gaussian_mixture import _distinct_rows
-
     X = _as_float(X)
     clean = not np.isnan(X).any() and (w is None or bool((np.asarray(w) > 0).all()))
     if np.isinf(X).any():
@@ -297,12 +264,10 @@ def _summarise_block(X, w, K, rate, index):
     if rows.shape[0] == 0:
         distinct = bits
     elif K > 1:
-        first, _ = _distinct_rows(np.ascontiguousarray(canon), None, cap=K - 1)
+        first, _ = distinct_rows(np.ascontiguousarray(canon), None, cap=K - 1)
         distinct = bits[first] if first.shape[0] else None
-    from .gaussian_mixture import column_moments
-
     return {
-        "moments": column_moments(rows, np.empty(0) if rw is None else rw),
+        "moments": column_moments(rows, _EMPTY if rw is None else rw),
         "weight": float(rows.shape[0] if rw is None else rw.sum()),
         "any_weight": bool(w is None or (w > 0).any()),
         "observed": (~np.isnan(rows)).sum(axis=0),
@@ -339,10 +304,8 @@ def _summarise(blocks, K, rate):
                 f"X has only {distinct} distinct rows, cannot fit n_components={K}; "
                 "lower n_components"
             )
-    from .gaussian_mixture import _sum_moments
-
     return {
-        "moments": _sum_moments([c["moments"] for c in chunks]),
+        "moments": sum_moments([c["moments"] for c in chunks]),
         "weight": weight,
         "clean": [c["clean"] for c in chunks],
         "sample_x": np.concatenate([c["sample_x"] for c in chunks]),
@@ -352,19 +315,19 @@ def _summarise(blocks, K, rate):
     }
 
 
-def _sample_data(gm, summary, rate):
+def _sample_data(summary, rate, K, supplied, merge):
     """The subsample as in-memory training data (repeated rows merged, as in memory), or
-    None when it cannot start EM on its own (then only a full ``*_init`` can)."""
+    None when it cannot start EM on its own (then only a full ``*_init``, ``supplied``,
+    can)."""
     X, w = summary["sample_x"], summary["sample_w"]
-    supplied = (gm.weights_init, gm.means_init, gm.precisions_init)
     try:
         if X.shape[0] == 0:
             raise EmsegError("the subsample is empty")
         if w is not None and not (w > 0).any():
             raise EmsegError("every row of the subsample has weight zero")
-        return gm._prepare(X, w)
+        return TrainingData.from_rows(X, w, K, merge)
     except EmsegError as exc:
-        if rate >= 1.0 or all(p is not None for p in supplied):
+        if rate >= 1.0 or supplied:
             if rate >= 1.0:
                 raise  # the whole array: the in-memory fit refuses it the same way
             return None
@@ -375,37 +338,29 @@ def _sample_data(gm, summary, rate):
         ) from None
 
 
-def _param_carrier(gm):
-    """A bare GaussianMixture holding only ``gm``'s current parameters: what each chunk's
-    E-step needs, and picklable whatever ``gm.callback`` is."""
-    from .gaussian_mixture import GaussianMixture
+def _block_stats(params, covariance_type, X, w, clean):
+    """The E-step's sufficient statistics for one chunk under ``params`` (weights, means,
+    covariances, precision factors): complete rows in one compiled pass, rows with
+    missing values by pattern, as :meth:`TrainingData.stats` does. ``clean`` (no NaN, no
+    zero weight: known from the first pass) skips looking."""
+    weights, means, covariances, precisions_cholesky = params
 
-    carrier = GaussianMixture(gm.n_components, covariance_type=gm.covariance_type)
-    carrier._set_params(gm._get_params())
-    return carrier
-
-
-def _block_stats(model, X, w, clean):
-    """The E-step's sufficient statistics for one chunk: complete rows in one compiled
-    pass, rows with missing values by pattern, as :meth:`GaussianMixture._e_step` does.
-    ``clean`` (no NaN, no zero weight: known from the first pass) skips looking."""
-    from .gaussian_mixture import _EMPTY, _Pattern, _group_patterns
+    def complete(X, w):
+        return complete_stats(X, w, weights, means, precisions_cholesky, covariance_type)
 
     if clean:
-        w = _EMPTY if w is None else np.asarray(w, np.float64)
-        return model._complete_stats(_as_float(X), w)
+        return complete(_as_float(X), _EMPTY if w is None else np.asarray(w, np.float64))
     X, w = _observed_rows(_as_float(X), None if w is None else np.asarray(w, np.float64))
     missing = np.isnan(X)
     incomplete = missing.any(axis=1)
     if not incomplete.any():
-        return model._complete_stats(X, _EMPTY if w is None else w)
-    complete = ~incomplete
-    stats = model._complete_stats(
-        np.ascontiguousarray(X[complete]), _EMPTY if w is None else w[complete]
-    )
-    for rows, observed in _group_patterns(missing, incomplete):
+        return complete(X, _EMPTY if w is None else w)
+    full_rows = ~incomplete
+    stats = complete(np.ascontiguousarray(X[full_rows]), _EMPTY if w is None else w[full_rows])
+    for rows, observed in group_patterns(missing, incomplete):
         pw = np.ones(rows.size) if w is None else w[rows]
-        stats = stats + model._pattern_stats(_Pattern(observed, X[rows], pw))
+        pattern = Pattern(observed, X[rows], pw)
+        stats = stats + pattern_stats(pattern, weights, means, covariances, covariance_type)
     return stats
 
 

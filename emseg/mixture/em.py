@@ -6,7 +6,11 @@ the log-likelihood history, progress callbacks and the convergence warning.
 - ``_initialize(data, rng)``: set starting parameters.
 - ``_e_step(data) -> (stats, mean_loglik)``: sufficient statistics under the current
   parameters and the weighted mean log-likelihood of the data under them.
-- ``_m_step(stats)``: new parameters from the statistics.
+- ``_m_step(stats, data)``: new parameters from the statistics; ``data`` is what
+  ``_e_step`` saw, for a model that needs the rows themselves (a Gaussian mixture
+  re-seeds a component that lost its weight on them, see
+  :func:`emseg.mixture.gaussian.m_step`), so nothing about the data has to travel on
+  the model.
 - ``_get_params()`` / ``_set_params(params)``: a snapshot to keep the best restart.
 - optionally ``_extrapolate(p0, p1, p2)``: SQUAREM's jump from three successive
   parameter snapshots, or None when it leaves the model's parameter space (see
@@ -119,7 +123,7 @@ def _iterate(model, data, max_iter, tol, bound, callback, accelerate, first=1):
             trail = []
         if stats is None:
             stats, bound = model._e_step(data)
-        model._m_step(stats)
+        model._m_step(stats, data)
         history.append(bound)
         if callback is not None:
             callback(n_iter, bound)

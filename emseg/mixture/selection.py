@@ -71,7 +71,8 @@ import numpy as np
 
 from .._shared.errors import ConvergenceWarning, EmsegError
 from .._shared.validation import check_choice, check_data, check_float, check_int
-from .gaussian_mixture import COVARIANCE_TYPES, GaussianMixture, full_covariances, n_parameters
+from .gaussian import COVARIANCE_TYPES, n_parameters
+from .gaussian_mixture import GaussianMixture, full_covariances
 
 CRITERIA = ("separation", "bic", "icl")
 # Ashman's D below which two components are one class (see the module docstring).
@@ -220,7 +221,7 @@ def select_table(X, k_max, covariance_types=("full", "tied", "diag", "spherical"
                 max_iter=max_iter, tol=tol,
             ).fit(X)
             loglik = gm.score(X) * n
-            n_par = gm._n_parameters()
+            n_par = n_parameters(gm.covariance_type, *gm.means_.shape)
             row = {
                 "k": k,
                 "covariance_type": ctype,

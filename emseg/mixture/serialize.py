@@ -12,7 +12,8 @@ import numpy as np
 
 from .._shared.errors import EmsegError
 from .._shared.jsonfields import check_header, field_array, field_int, fit_info
-from .gaussian_mixture import COVARIANCE_TYPES, GaussianMixture
+from .gaussian import COVARIANCE_TYPES
+from .gaussian_mixture import GaussianMixture
 
 MIXTURE_FORMAT = "emseg.GaussianMixture"
 MIXTURE_FORMAT_VERSION = 1

@@ -193,3 +193,9 @@ def test_dask_input_refused_as_in_memory(data):
 def test_importing_emseg_mixture_does_not_import_dask():
     code = "import sys, emseg.mixture.gaussian_mixture; sys.exit('dask' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_dask_fit_does_not_import_the_estimator():
+    code = ("import sys, emseg.mixture.dask_fit; "
+            "sys.exit('emseg.mixture.gaussian_mixture' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
