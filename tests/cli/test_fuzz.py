@@ -21,7 +21,9 @@ from PIL import Image
 
 from emseg.cli.main import main
 
-# CI runs one seed; a longer hunt: EMSEG_FUZZ_SEED=7 EMSEG_FUZZ_MUTANTS=400 pytest tests/test_fuzz.py
+pytestmark = pytest.mark.slow
+
+# CI runs one seed; a longer hunt: EMSEG_FUZZ_SEED=7 EMSEG_FUZZ_MUTANTS=400 pytest tests/cli/test_fuzz.py
 SEED = int(os.environ.get("EMSEG_FUZZ_SEED", 20261206))
 MUTANTS_PER_FORMAT = int(os.environ.get("EMSEG_FUZZ_MUTANTS", 80))
 SECONDS_PER_CASE = 20

@@ -41,6 +41,7 @@ def png16_with(path, *chunks, ihdr=None):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "chunk",
     [
@@ -73,6 +74,7 @@ def test_16bit_colour_png_libpng_would_reject_is_one_line(tmp_path):
         assert err[0].startswith(f"emseg: error: {name}: ") and reason in err[0], err
 
 
+@pytest.mark.slow
 def test_nibabel_header_fixes_are_one_emseg_warning(tmp_path):
     nib = pytest.importorskip("nibabel")
     rng = np.random.default_rng(0)
@@ -95,6 +97,7 @@ def test_nibabel_header_fixes_are_one_emseg_warning(tmp_path):
     assert (code, err) == (0, [])
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_a_local_dask_batch_prints_emseg_line_only(tmp_path):
     """Ctrl-C reaches the whole process group: the Dask workers too, which printed a
     KeyboardInterrupt traceback each."""

@@ -211,6 +211,7 @@ def test_killed_batch_resumes_with_complete_outputs(tmp_path):
         assert all((out / f"img{i}{suffix}").is_file() for suffix in OUTPUT_NAMES)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_workers_and_writes_the_summary(tmp_path):
     # compile numba's kernels into its cache first: a Ctrl-C that lands inside numba's
     # compiler makes the interpreter itself print "Exception ignored ... Traceback"
@@ -503,6 +504,7 @@ def _busy_batch(tmp_path, n=12, shape=(400, 600)):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.slow
 def test_killed_batch_takes_its_workers_with_it(tmp_path):
     """kill -9 (or the OOM killer) on the batch's process alone: its fork server and
     workers end too, instead of writing outputs for minutes."""
