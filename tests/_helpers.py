@@ -55,3 +55,12 @@ def gaussian_blobs(rng, means, n_per, cov=None):
         for m, n, c in zip(means, n_per, covs)
     ]
     return np.concatenate(rows), np.repeat(np.arange(K), n_per)
+
+
+def save_png(path, pixels):
+    """Write ``pixels`` as an image file at ``path`` (Pillow; the folder is created)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path

@@ -22,11 +22,6 @@ from emseg.io import images, png
 IMAGES = Path(__file__).resolve().parent.parent.parent / "images"
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
-
-
 def _png16(path, arr, colour_type):
     """A minimal 16-bit PNG writer (Pillow cannot write 16-bit grey+alpha or RGBA)."""
     h, w = arr.shape[:2]

@@ -19,6 +19,7 @@ from emseg.workflows.batch import find_inputs, run_batch
 from emseg.workflows.pool import _map_processes
 from emseg.cli.main import main
 from emseg.workflows.run import RunOptions, segment_file
+from _helpers import save_png
 
 OUTPUT_NAMES = ("_labels.png", "_overlay.png", "_segments.png", "_report.json")
 
@@ -33,10 +34,6 @@ def scene(seed=0, shape=(40, 60), shift=0):
     return np.clip(np.rint(values), 0, 255).astype(np.uint8), truth
 
 
-def save(path, pixels):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
-    return path
 
 
 @pytest.fixture
@@ -44,9 +41,9 @@ def folder(tmp_path):
     """Good images (one in a sub-folder), a corrupt PNG, a text file named .png, an
     empty file and a file that is not an image by name."""
     root = tmp_path / "in"
-    save(root / "a.png", scene(1)[0])
-    save(root / "b.png", scene(2)[0])
-    save(root / "sub" / "c.png", scene(3)[0])
+    save_png(root / "a.png", scene(1)[0])
+    save_png(root / "b.png", scene(2)[0])
+    save_png(root / "sub" / "c.png", scene(3)[0])
     whole = (root / "a.png").read_bytes()
     (root / "corrupt.png").write_bytes(whole[: len(whole) // 2])
     (root / "notes.png").write_text("not an image\n")
@@ -114,7 +111,7 @@ def test_batch_with_bad_files_in_worker_processes(folder, tmp_path):
 
 def test_all_good_exits_0_and_labels_match_emseg_run(tmp_path):
     root = tmp_path / "in"
-    save(root / "x.png", scene(4)[0])
+    save_png(root / "x.png", scene(4)[0])
     out, single = tmp_path / "out", tmp_path / "single"
     result = invoke("batch", root, "-k", 3, "-o", out, "-j", 1, "-v")
     assert result.exit_code == 0 and f"{root / 'x.png'}: K=3, " in result.output
@@ -133,7 +130,7 @@ def test_quiet_prints_errors_only(folder, tmp_path):
 
 def test_rerun_with_other_options_is_refused_until_overwrite(tmp_path):
     root = tmp_path / "in"
-    save(root / "x.png", scene(5)[0])
+    save_png(root / "x.png", scene(5)[0])
     out = tmp_path / "out"
     assert run_batch([root], out, RunOptions(classes=3), jobs=1).count("ok") == 1
     result = run_batch([root], out, RunOptions(classes=2), jobs=1)
@@ -146,7 +143,7 @@ def test_rerun_with_other_options_is_refused_until_overwrite(tmp_path):
 def test_interrupted_write_leaves_no_partial_file_and_rerun_finishes(tmp_path, monkeypatch):
     root = tmp_path / "in"
     for i in range(3):
-        save(root / f"img{i}.png", scene(10 + i)[0])
+        save_png(root / f"img{i}.png", scene(10 + i)[0])
     out = tmp_path / "out"
     real_write_png = io.write_png
     calls = []
@@ -184,7 +181,7 @@ def test_killed_batch_resumes_with_complete_outputs(tmp_path):
     no visible output is half written, and a rerun completes the rest."""
     root = tmp_path / "in"
     for i in range(8):
-        save(root / f"img{i}.png", scene(20 + i, shape=(300, 400))[0])
+        save_png(root / f"img{i}.png", scene(20 + i, shape=(300, 400))[0])
     out = tmp_path / "out"
     command = [sys.executable, "-m", "emseg", "batch", str(root), "-k", "3", "-o", str(out),
                "-j", "2", "-q"]
@@ -218,11 +215,11 @@ def test_ctrl_c_stops_workers_and_writes_the_summary(tmp_path):
     from emseg import segment
 
     segment(scene(0, shape=(30, 40))[0], 3)
-    save(tmp_path / "warm.png", scene(0, shape=(30, 40))[0])  # and a whole image
+    save_png(tmp_path / "warm.png", scene(0, shape=(30, 40))[0])  # and a whole image
     segment_file(tmp_path / "warm.png", tmp_path)
     root = tmp_path / "in"
     for i in range(40):  # enough that the batch is still running when the first is done
-        save(root / f"img{i}.png", scene(40 + i, shape=(600, 800))[0])
+        save_png(root / f"img{i}.png", scene(40 + i, shape=(600, 800))[0])
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "emseg", "batch", str(root), "-k", "3", "-o", str(out), "-j", "2",
@@ -253,7 +250,7 @@ def test_interrupt_after_an_image_was_written_records_it_ok(tmp_path, monkeypatc
 
     root = tmp_path / "in"
     for i in range(3):
-        save(root / f"img{i}.png", scene(60 + i)[0])
+        save_png(root / f"img{i}.png", scene(60 + i)[0])
     out = tmp_path / "out"
     real = emseg.workflows.run.segment_file
 
@@ -277,7 +274,7 @@ def test_interrupt_after_an_image_was_written_records_it_ok(tmp_path, monkeypatc
 
 def test_rerun_removes_temporary_files_of_an_input_with_no_output_yet(tmp_path):
     root = tmp_path / "in"
-    save(root / "img0.png", scene(1)[0])
+    save_png(root / "img0.png", scene(1)[0])
     out = tmp_path / "out"
     out.mkdir()
     stale = out / ".img0_overlay.png.0123abcd.tmp"  # a killed run's, before any rename
@@ -292,7 +289,7 @@ def test_rerun_removes_temporary_files_of_an_input_with_no_output_yet(tmp_path):
 def test_find_inputs_pattern_recursion_and_mirrored_folders(tmp_path):
     root = tmp_path / "data"
     for rel in ("a.tif", "b.png", "deep/c.tif", "deep/deeper/d.TIF", ".hidden/e.tif", ".f.tif"):
-        save(root / rel, scene(0, (4, 4))[0])
+        save_png(root / rel, scene(0, (4, 4))[0])
     out = tmp_path / "out"
     flat = find_inputs([root], out)
     assert [p.path.name for p in flat] == ["a.tif", "b.png"]
@@ -303,7 +300,7 @@ def test_find_inputs_pattern_recursion_and_mirrored_folders(tmp_path):
     ]
     # several folders: one output sub-folder each; a file goes straight to out
     other = tmp_path / "more"
-    save(other / "x.png", scene(0, (4, 4))[0])
+    save_png(other / "x.png", scene(0, (4, 4))[0])
     several = find_inputs([root, other, root / "b.png"], out)
     assert [(p.path.name, p.out_dir) for p in several] == [
         ("a.tif", out / "data"),
@@ -319,7 +316,7 @@ def test_find_inputs_pattern_recursion_and_mirrored_folders(tmp_path):
 
 def test_outputs_inside_the_input_folder_are_not_inputs(tmp_path):
     root = tmp_path / "data"
-    save(root / "x.png", scene(6)[0])
+    save_png(root / "x.png", scene(6)[0])
     out = root / "results"
     assert run_batch([root], out, RunOptions(classes=3), jobs=1, recursive=True).count("ok") == 1
     again = run_batch([root], out, RunOptions(classes=3), jobs=1, recursive=True)
@@ -333,8 +330,8 @@ def test_outputs_inside_the_input_folder_are_not_inputs(tmp_path):
 
 def test_inputs_whose_outputs_would_collide_fail_with_a_reason(tmp_path):
     root = tmp_path / "in"
-    save(root / "x.png", scene(7)[0])
-    save(root / "x.tif", scene(8)[0])
+    save_png(root / "x.png", scene(7)[0])
+    save_png(root / "x.tif", scene(8)[0])
     result = run_batch([root], tmp_path / "out", RunOptions(classes=3), jobs=1)
     assert [r.status for r in result.rows] == ["ok", "failed"]
     assert "same names as" in result.rows[1].error
@@ -357,8 +354,8 @@ def test_shared_model_gives_one_meaning_per_label(tmp_path):
     root = tmp_path / "in"
     dark, truth = scene(30)
     bright, _ = scene(31, shift=8)  # the same scene, brighter by 8 levels
-    save(root / "dark.png", dark)
-    save(root / "bright.png", bright)
+    save_png(root / "dark.png", dark)
+    save_png(root / "bright.png", bright)
     (root / "broken.png").write_text("no")
     out = tmp_path / "out"
     result = invoke("batch", root, "-k", 3, "-o", out, "-j", 1, "--shared-model")
@@ -407,8 +404,8 @@ def test_shared_model_rerun_notices_another_pixel_sample(tmp_path):
 def test_shared_model_refuses_images_of_another_kind(tmp_path):
     root = tmp_path / "in"
     grey, _ = scene(32)
-    save(root / "a_grey.png", grey)
-    save(root / "b_colour.png", np.stack([grey, grey // 2, 255 - grey], -1))
+    save_png(root / "a_grey.png", grey)
+    save_png(root / "b_colour.png", np.stack([grey, grey // 2, 255 - grey], -1))
     result = run_batch([root], tmp_path / "out", RunOptions(classes=3), jobs=1, shared_model=True)
     assert [r.status for r in result.rows] == ["ok", "failed"]
     assert "is colour but the shared model is for grey images" in result.rows[1].error
@@ -434,8 +431,8 @@ def test_dead_worker_fails_only_its_own_task():
 def test_dask_scheduler_gives_the_same_outputs(tmp_path):
     pytest.importorskip("distributed")
     root = tmp_path / "in"
-    save(root / "x.png", scene(50)[0])
-    save(root / "y.png", scene(51)[0])
+    save_png(root / "x.png", scene(50)[0])
+    save_png(root / "y.png", scene(51)[0])
     (root / "bad.png").write_text("no")
     local = run_batch([root], tmp_path / "local", RunOptions(classes=3), jobs=1)
     dask = run_batch([root], tmp_path / "dask", RunOptions(classes=3), jobs=2, scheduler="local")
@@ -499,7 +496,7 @@ def _wait_for(condition, seconds=60):
 def _busy_batch(tmp_path, n=12, shape=(400, 600)):
     root = tmp_path / "in"
     for i in range(n):
-        save(root / f"img{i}.png", scene(80 + i, shape=shape)[0])
+        save_png(root / f"img{i}.png", scene(80 + i, shape=shape)[0])
     return root, tmp_path / "out"
 
 
@@ -561,7 +558,7 @@ def test_a_second_batch_on_the_same_output_folder_is_refused(tmp_path):
     from emseg.workflows.batch import lock_output
 
     root = tmp_path / "in"
-    save(root / "a.png", scene(1)[0])
+    save_png(root / "a.png", scene(1)[0])
     out = tmp_path / "out"
     out.mkdir()
     theirs = out / ".a_overlay.png.0123abcd.tmp"  # the first batch is writing it
@@ -611,7 +608,7 @@ def test_disk_full_while_writing_the_summary_is_one_line(tmp_path, monkeypatch):
     import errno
 
     root = tmp_path / "in"
-    save(root / "a.png", scene(1)[0])
+    save_png(root / "a.png", scene(1)[0])
     out = tmp_path / "out"
     assert invoke("batch", root, "-k", 3, "-o", out, "-j", 1).exit_code == 0
     previous = (out / "summary.csv").read_bytes()
@@ -685,10 +682,10 @@ def test_full_disk_leaves_no_half_summary(tmp_path, tmpfs):
 def test_pattern_star_with_outputs_beside_inputs_takes_only_the_inputs(tmp_path, inside):
     """-o the input folder, or a folder in it (then the reports tell emseg's files)."""
     root = tmp_path / "data"
-    save(root / "a.png", scene(1)[0])
-    save(root / "b.tif", scene(2)[0])
-    save(root / "sub" / "c.png", scene(3)[0])
-    save(root / "x_labels.png", scene(4)[0])  # a user's image: no input x, no report
+    save_png(root / "a.png", scene(1)[0])
+    save_png(root / "b.tif", scene(2)[0])
+    save_png(root / "sub" / "c.png", scene(3)[0])
+    save_png(root / "x_labels.png", scene(4)[0])  # a user's image: no input x, no report
     inputs = [str(root / name) for name in ("a.png", "b.tif", "sub/c.png", "x_labels.png")]
     out = root / "results" if inside else root
     for _ in range(3):
@@ -701,13 +698,13 @@ def test_pattern_star_with_outputs_beside_inputs_takes_only_the_inputs(tmp_path,
 
 def test_rerun_redoes_an_image_whose_input_changed(tmp_path):
     root = tmp_path / "in"
-    save(root / "a.png", scene(1)[0])
-    save(root / "b.png", scene(2)[0])
+    save_png(root / "a.png", scene(1)[0])
+    save_png(root / "b.png", scene(2)[0])
     out = tmp_path / "out"
     run_batch([root], out, RunOptions(classes=3), jobs=1)
     first = np.asarray(Image.open(out / "a_labels.png"))
     changed = scene(5)[0][:, ::-1].copy()  # the bands the other way round
-    save(root / "a.png", changed)
+    save_png(root / "a.png", changed)
     st = os.stat(root / "a.png")  # even within the file system's time resolution
     os.utime(root / "a.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     result = run_batch([root], out, RunOptions(classes=3), jobs=1)
@@ -721,8 +718,8 @@ def test_rerun_redoes_an_image_whose_input_changed(tmp_path):
 def test_shared_model_is_not_reused_for_other_inputs(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     for i in range(2):
-        save(first / f"img{i}.png", scene(90 + i)[0])
-        save(second / f"img{i}.png", scene(92 + i, shift=40)[0])
+        save_png(first / f"img{i}.png", scene(90 + i)[0])
+        save_png(second / f"img{i}.png", scene(92 + i, shift=40)[0])
     out = tmp_path / "out"
     assert run_batch([first], out, RunOptions(classes=3), jobs=1, shared_model=True).count(
         "ok") == 2
@@ -730,7 +727,7 @@ def test_shared_model_is_not_reused_for_other_inputs(tmp_path):
         "skipped") == 2
     with pytest.raises(EmsegError, match="model.json was fitted on other inputs"):
         run_batch([second], out, RunOptions(classes=3), jobs=1, shared_model=True)
-    save(first / "img1.png", scene(94)[0])  # one of its own inputs changed
+    save_png(first / "img1.png", scene(94)[0])  # one of its own inputs changed
     st = os.stat(first / "img1.png")
     os.utime(first / "img1.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     result = invoke("batch", first, "-k", 3, "-o", out, "-j", 1, "--shared-model")
@@ -743,7 +740,7 @@ def test_shared_model_is_not_reused_for_other_inputs(tmp_path):
 
 @pytest.mark.parametrize("fault", ["error", "interrupt"])
 def test_failed_run_removes_what_it_wrote(tmp_path, monkeypatch, fault):
-    image = save(tmp_path / "cell.png", scene(1)[0])
+    image = save_png(tmp_path / "cell.png", scene(1)[0])
     out = tmp_path / "out"
     real = io.write_png
 

@@ -7,9 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from _helpers import three_bands
 
 from emseg import EmsegError
 
@@ -17,16 +15,13 @@ from emseg import io
 from emseg.io import atomic
 from emseg.workflows.batch import Row, run_batch, write_summary
 from emseg.workflows.run import RunOptions, segment_file
+from _helpers import save_png, three_bands
 
 
 def scene(seed=0, shape=(30, 40)):
     return three_bands(seed, shape, means=(50, 120, 190), sigma=10, round_first=True)
 
 
-def save(path, pixels):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
-    return path
 
 
 def read_summary(out):
@@ -41,8 +36,8 @@ def test_batch_never_replaces_a_users_file_named_like_an_output(tmp_path):
     """-o is the data folder, which holds a hand-made annotation named as emseg's labels
     output and no report: the image fails with a reason, the annotation is untouched."""
     data = tmp_path / "data"
-    save(data / "cell.png", scene(1))
-    save(data / "other.png", scene(2))
+    save_png(data / "cell.png", scene(1))
+    save_png(data / "other.png", scene(2))
     annotation = b"hand-made annotation, hours of work"
     (data / "cell_labels.png").write_bytes(annotation)
     result = run_batch([data], data, RunOptions(classes=3), jobs=1)
@@ -60,7 +55,7 @@ def test_batch_replaces_only_what_a_report_emseg_wrote_lists(tmp_path):
     """An incomplete input is redone when its report proves the outputs are emseg's; a
     report that is not emseg's proves nothing, and every output-named file stays."""
     data = tmp_path / "data"
-    save(data / "cell.png", scene(1))
+    save_png(data / "cell.png", scene(1))
     out = tmp_path / "out"
     run_batch([data], out, RunOptions(classes=3), jobs=1)
     (out / "cell_overlay.png").unlink()
@@ -81,7 +76,7 @@ def test_batch_redoes_outputs_emseg_wrote_before_it_was_killed(tmp_path, monkeyp
     from emseg.workflows.run import journal_path
 
     data = tmp_path / "data"
-    save(data / "cell.png", scene(1))
+    save_png(data / "cell.png", scene(1))
     out = tmp_path / "out"
     run_batch([data], out, RunOptions(classes=3), jobs=1)
     # what a kill between the last picture and the report leaves
@@ -102,9 +97,9 @@ def test_batch_redoes_outputs_emseg_wrote_before_it_was_killed(tmp_path, monkeyp
 
 def test_batch_never_writes_through_a_folder_link_leading_out_of_the_output_folder(tmp_path):
     data = tmp_path / "data"
-    save(data / "sub" / "x.png", scene(1))
-    save(data / "deep" / "er" / "y.png", scene(2))
-    save(data / "z.png", scene(3))
+    save_png(data / "sub" / "x.png", scene(1))
+    save_png(data / "deep" / "er" / "y.png", scene(2))
+    save_png(data / "z.png", scene(3))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     out = tmp_path / "out"
@@ -123,7 +118,7 @@ def test_batch_never_writes_through_a_folder_link_leading_out_of_the_output_fold
 
 def test_batch_follows_a_folder_link_that_stays_in_the_output_folder(tmp_path):
     data = tmp_path / "data"
-    save(data / "sub" / "x.png", scene(1))
+    save_png(data / "sub" / "x.png", scene(1))
     out = tmp_path / "out"
     (out / "real").mkdir(parents=True)
     (out / "sub").symlink_to(out / "real")
@@ -135,7 +130,7 @@ def test_batch_worker_checks_its_folder_again(tmp_path):
     """A link planted after the batch checked the folder, before the worker writes."""
     from emseg.workflows.tasks import Task, segment_task
 
-    image = save(tmp_path / "x.png", scene(1))
+    image = save_png(tmp_path / "x.png", scene(1))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     out = tmp_path / "out"
@@ -157,7 +152,7 @@ def test_summary_cells_from_names_and_errors_cannot_be_formulas(tmp_path, monkey
     for name in ("=HYPERLINK(1).png", "+1.png", "-1.png", "@SUM(1).png", "\tx.png", "\rx.png"):
         (data / name).parent.mkdir(parents=True, exist_ok=True)
         (data / name).write_text("not an image")  # its error message starts with its name
-    save(data / "good.png", scene(1))
+    save_png(data / "good.png", scene(1))
     monkeypatch.chdir(data)
     names = sorted(p.name for p in data.iterdir())
     result = run_batch(names, tmp_path / "out", RunOptions(classes=3), jobs=1)
@@ -184,10 +179,10 @@ def test_file_names_that_are_not_utf8_are_carried_into_reports_and_summary(tmp_p
     data = tmp_path / "data"
     name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes, as on old archives
     try:
-        save(data / name, scene(1))
+        save_png(data / name, scene(1))
     except (UnicodeError, OSError):
         pytest.skip("this file system refuses names that are not UTF-8")
-    save(data / "ok.png", scene(2))
+    save_png(data / "ok.png", scene(2))
     out = tmp_path / "out"
     result = run_batch([data], out, RunOptions(classes=3), jobs=1)
     assert result.count("ok") == 2, [r.error for r in result.rows]
@@ -215,7 +210,7 @@ def test_bad_numeric_options_are_usage_errors(tmp_path, option, command):
 
     from emseg.cli.main import main
 
-    image = save(tmp_path / "x.png", scene(1))
+    image = save_png(tmp_path / "x.png", scene(1))
     target = image if command == "run" else tmp_path
     result = CliRunner().invoke(main, [command, str(target), "-o", str(tmp_path / "out"),
                                        *option])
@@ -274,7 +269,7 @@ def test_writers_never_follow_a_link_planted_at_their_temporary_name(
 
 def test_rerun_removes_a_journal_left_half_written(tmp_path):
     data = tmp_path / "data"
-    save(data / "cell.v2.png", scene(1))
+    save_png(data / "cell.v2.png", scene(1))
     out = tmp_path / "out"
     out.mkdir()
     stale = out / "..cell.v2_outputs.json.0123abcd.tmp"  # killed while writing the journal

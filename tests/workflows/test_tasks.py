@@ -4,20 +4,17 @@ import json
 import pickle
 
 import pytest
-from PIL import Image
 
-from _helpers import three_bands
 
 from emseg import EmsegError
 from emseg.workflows.pool import WorkerDied
 from emseg.workflows.run import RunOptions
 from emseg.workflows.tasks import Outcome, SummaryTask, Task, segment_task, summary_task
+from _helpers import save_png, three_bands
 
 
 def save(path, pixels):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
-    return str(path)
+    return str(save_png(path, pixels))
 
 
 def _pickles():
