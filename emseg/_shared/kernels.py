@@ -51,7 +51,10 @@ def _normalise_row(lp, K):
 
 
 @njit(cache=True, inline="always")
-def _maha_full(X, n, means, prec_chol, k, y, D):
+def maha_full(X, n, means, prec_chol, k, y, D):
+    """Squared Mahalanobis distance of row ``n`` of ``X`` to component ``k``:
+    ``|| (x - mu_k) @ U_k ||^2`` with ``U_k = prec_chol[k]`` upper triangular (D, D).
+    The centred row ``x - mu_k`` is left in ``y`` (length ``D``)."""
     for d in range(D):
         y[d] = X[n, d] - means[k, d]
     q = 0.0

@@ -29,7 +29,7 @@ the mean-field log-likelihood and the number of labels changed.
 import numpy as np
 from numba import njit, prange
 
-from .._shared.kernels import _maha_full
+from .._shared.kernels import maha_full
 
 BLOCK = 4096  # voxels per block of rows (about)
 _TINY = 1e-200  # rescale the running product of likelihood ratios below this
@@ -202,7 +202,7 @@ def sweep(
                     else:  # the table's arithmetic, one row at a time
                         best = 0
                         for k in range(K):
-                            f[k] = log_norm[k] - 0.5 * _maha_full(X, d, means, prec_chol, k, y, X.shape[1])
+                            f[k] = log_norm[k] - 0.5 * maha_full(X, d, means, prec_chol, k, y, X.shape[1])
                             if f[k] > f[best]:
                                 best = k
                         base = f[best]
@@ -344,7 +344,7 @@ def start_field(site, q, lab, X, means, dens, log_norm, prec_chol, log_weights, 
                 if table:
                     a[k] = np.log(dens[d, k]) if dens[d, k] > 0 else -np.inf
                 else:
-                    a[k] = log_norm[k] - 0.5 * _maha_full(X, d, means, prec_chol, k, y, X.shape[1])
+                    a[k] = log_norm[k] - 0.5 * maha_full(X, d, means, prec_chol, k, y, X.shape[1])
                 a[k] += log_weights[k]
                 if a[k] > a[best]:
                     best = k

@@ -42,6 +42,7 @@ from .features import (
     split_channels,
     value_features,
 )
+from .pixels import check_spatial, fit_mixture, order_by_luminance, valid_pixels
 
 # --------------------------------------------------------------------------- shared models
 
@@ -391,12 +392,10 @@ def summarize_image(
     drawn with ``numpy.random.default_rng([random_state, index])``, so the sample of
     image ``index`` does not depend on which worker draws it or when.
     """
-    from .segmentation import _check_spatial, _valid_pixels
-
     values, is_color, alpha = split_channels(image, channel_axis)
     shape = values.shape[:-1]
-    spec = FeatureSpec(resolve_color_space(color_space, is_color), _check_spatial(spatial))
-    valid = _valid_pixels(shape, alpha, mask, values)
+    spec = FeatureSpec(resolve_color_space(color_space, is_color), check_spatial(spatial))
+    valid = valid_pixels(shape, alpha, mask, values)
     flat = values.reshape(-1, values.shape[-1])
     if valid is not None:
         flat = flat[valid.ravel()]
@@ -441,13 +440,11 @@ def fit_summary(summary, k, *, covariance_type="full", random_state=0, k_max=8, 
     :func:`emseg.mixture.selection.choose_k`, with the number of pixels as the sample size).
     Other keywords go to :class:`~emseg.GaussianMixture`.
     """
-    from .segmentation import _fit_mixture, _order_by_luminance
-
     spec, X, w, lum = summary.training_rows()
     options = dict(covariance_type=covariance_type, random_state=random_state, **em_options)
-    gm, bic_table = _fit_mixture(X, w, summary.n_pixels, X.shape[0], k, k_max, options,
+    gm, bic_table = fit_mixture(X, w, summary.n_pixels, X.shape[0], k, k_max, options,
                                  " in all the images")
-    _order_by_luminance(gm, gm.predict_proba(X), lum, w)  # components in label order
+    order_by_luminance(gm, gm.predict_proba(X), lum, w)  # components in label order
     mass = gm.predict_proba(X) * w[:, None]
     total = mass.sum(0)
     classes = [

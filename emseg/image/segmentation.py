@@ -7,14 +7,13 @@ fitting every pixel, on 256 rows for an 8-bit grey image instead of millions.
 """
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
-from .._shared.errors import EmsegError, KChoiceWarning
-from .._shared.validation import check_beta, check_int
+from .._shared.errors import EmsegError
+from .._shared.validation import check_beta, check_data
 from .features import (
     FeatureSpec,
     distinct_values,
@@ -24,9 +23,9 @@ from .features import (
     split_channels,
     value_features,
 )
-from ..mixture.gaussian import logsumexp_rows
+from ..mixture.gaussian import logsumexp_rows, weighted_log_prob
 from ..mixture.gaussian_mixture import GaussianMixture, reorder_components
-from ..mixture.selection import choose_k
+from .pixels import check_spatial, fit_mixture, order_by_luminance, valid_pixels
 
 
 @dataclass
@@ -132,10 +131,10 @@ def segment(
     shape = values.shape[:-1]
     spec = FeatureSpec(
         resolve_color_space(color_space, is_color, multichannel),
-        _check_spatial(spatial),
+        check_spatial(spatial),
         values.shape[-1] if multichannel else 0,
     )
-    valid = _valid_pixels(shape, alpha, mask, values)
+    valid = valid_pixels(shape, alpha, mask, values)
     n_valid = int(valid.sum()) if valid is not None else int(np.prod(shape))
     if n_valid < 2:
         raise EmsegError(f"only {n_valid} pixel(s) to segment; need at least 2")
@@ -146,7 +145,7 @@ def segment(
 
     clock = time.perf_counter()
     options = dict(covariance_type=covariance_type, random_state=random_state, **em_options)
-    model, bic_table = _fit_mixture(X, weights, n_valid, n_distinct, k, k_max, options)
+    model, bic_table = fit_mixture(X, weights, n_valid, n_distinct, k, k_max, options)
     timings["fit"] = time.perf_counter() - clock
 
     if beta != 0:
@@ -161,7 +160,7 @@ def segment(
 
     clock = time.perf_counter()
     resp = model.predict_proba(X)
-    order = _order_by_luminance(model, resp, luminance(unique, spec.color_space), counts)
+    order = order_by_luminance(model, resp, luminance(unique, spec.color_space), counts)
     result = _labelled(resp, order, model, spec, rows, shape, valid)
     timings["label"] = time.perf_counter() - clock
     result.bic_table = bic_table
@@ -233,7 +232,7 @@ def _segment_with_model(image, model, k, color_space, spatial, mask, channel_axi
             f"color_space={color_space!r} but the model uses {spec.color_space!r}; "
             "leave color_space out when segmenting with a model"
         )
-    if _check_spatial(spatial) not in (0.0, spec.spatial):
+    if check_spatial(spatial) not in (0.0, spec.spatial):
         raise EmsegError(
             f"spatial={spatial!r} but the model uses {spec.spatial:g}; "
             "leave spatial out when segmenting with a model"
@@ -241,11 +240,11 @@ def _segment_with_model(image, model, k, color_space, spatial, mask, channel_axi
     values, is_color, alpha = split_channels(image, channel_axis)
     shape = values.shape[:-1]
     model.check_image(3 if is_color else 1, len(shape))
-    valid = _valid_pixels(shape, alpha, mask, values)
+    valid = valid_pixels(shape, alpha, mask, values)
     n_valid = int(valid.sum()) if valid is not None else int(np.prod(shape))
     if n_valid < 1:
         raise EmsegError("no pixel to segment: the mask (or alpha) excludes every pixel")
-    from .model import check_model_input
+    from .model import check_model_input  # here: the model module's imports cost ~0.1 s
 
     check_model_input(model, values, valid)  # a warning: other dtype kind or range
     _, rows = _feature_rows(values, shape, valid, spec)
@@ -254,7 +253,8 @@ def _segment_with_model(image, model, k, color_space, spatial, mask, channel_axi
 
     clock = time.perf_counter()
     gm = model.mixture
-    log_prob = gm._weighted_log_prob(gm._check_fitted(X))  # one pass for both results
+    log_prob = weighted_log_prob(  # one pass for both results; the rows are finite
+        check_data(X), gm.weights_, gm.means_, gm.precisions_cholesky_, gm.covariance_type)
     norm = logsumexp_rows(log_prob)
     resp = np.exp(log_prob - norm[:, None])
     result = _labelled(resp, None, gm, spec, rows, shape, valid)
@@ -305,98 +305,3 @@ def _smoothed(model, rows, spec, shape, valid, **mrf_options):
              "changed": np.asarray(res.changed)},
         _posterior_source=np.ascontiguousarray(res.posteriors[..., order]),
     )
-
-
-def _check_spatial(spatial):
-    try:
-        value = float(spatial)
-    except (TypeError, ValueError):
-        raise EmsegError(f"spatial must be a number >= 0, got {spatial!r}") from None
-    if not np.isfinite(value) or value < 0:
-        raise EmsegError(f"spatial must be a number >= 0, got {spatial!r}")
-    return value
-
-
-def _valid_pixels(shape, alpha, mask, values=None):
-    """The pixels to segment (None: all): alpha not 0, inside ``mask``, and for float
-    ``values`` (spatial shape + channels) every channel finite: NaN is no data."""
-    valid = None
-    if values is not None and np.issubdtype(values.dtype, np.floating):
-        finite = np.isfinite(values).all(axis=-1)
-        if not finite.all():
-            valid = finite
-    if alpha is not None:
-        valid = np.asarray(alpha) != 0 if valid is None else valid & (np.asarray(alpha) != 0)
-    if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != shape:
-            raise EmsegError(
-                f"mask has shape {mask.shape} but the image has {shape}; use a mask of "
-                "the image's size"
-            )
-        valid = mask.astype(bool) if valid is None else valid & mask.astype(bool)
-    return valid
-
-
-def _fit_mixture(X, weights, n_pixels, n_distinct, k, k_max, options, where=""):
-    """``(model, table)``: the mixture of the feature rows ``X`` (weighted), with ``k``
-    classes, or with ``k="auto"`` the K :func:`emseg.mixture.selection.choose_k` picks from
-    2..``k_max`` (``table``: its whole curve; None for a given K; a
-    :class:`KChoiceWarning` when it picks ``k_max``). A grey histogram is fitted with
-    its saturation spikes flattened (see :func:`_without_saturation`). ``where`` ends
-    the too-few-values message (" in all the images" for a shared model)."""
-    flat = _without_saturation(X, weights)
-    if not (isinstance(k, str) and k == "auto"):  # an array k must not compare elementwise
-        if isinstance(k, (str, np.ndarray)):
-            got = f"an array of shape {k.shape}" if isinstance(k, np.ndarray) else repr(k)
-            raise EmsegError(f"k must be an integer >= 1 or 'auto', got {got}")
-        k = check_int(k, "k", 1)
-        if k > n_distinct:
-            raise EmsegError(
-                f"only {n_distinct} distinct pixel value(s){where}, cannot make {k} classes; "
-                "lower k"
-            )
-        return GaussianMixture(k, **options).fit(X, sample_weight=flat), None
-    choice = choose_k(X, flat, n_pixels, k_max, options, n_distinct=n_distinct)
-    if choice.at_k_max:
-        warnings.warn(
-            f"k='auto' chose k_max={choice.k}, the largest K tried; raise k_max to "
-            "consider more classes",
-            KChoiceWarning,
-            stacklevel=3,
-        )
-    return choice.model, choice.table
-
-
-def _without_saturation(X, weights):
-    """Histogram weights with the smallest and largest values' counts cut to their
-    neighbours' (for grey histograms; other rows are returned as they are). The mixture
-    of a grey image is fitted with these weights; every pixel is then labelled.
-
-    Pixels clipped at a sensor's or a file's limits pile up on the extreme values, and
-    the fit bends to them. Converged fits (tight ``tol``, restarts) find that a
-    component on the single clipped value raises the likelihood most: a 3-class uint8
-    image with noise 45 clipped at 0 was fitted as "the 5.5% of pixels at 0" plus two
-    classes (64% misclassified) until the spikes were flattened. No class is made of
-    one grey level. For choosing K: on uint8 phantoms with noise a third
-    of the class spacing, clipped at 0 and 255, the converged fit at the true K had its
-    closest pair of classes as little as 2.48 apart (Ashman's D) and a fit with one
-    class too many as much as 2.74, so no threshold told them apart. With the two
-    spikes flattened, 2.45 or more at the true K against at most 2.15 with one more
-    (30 phantoms, 2-6 classes).
-    """
-    if weights is None or X.shape[1] != 1 or X.shape[0] < 4:
-        return weights
-    order = np.argsort(X[:, 0], kind="stable")
-    flat = np.array(weights, dtype=np.float64)
-    for end, neighbour in ((order[0], order[1]), (order[-1], order[-2])):
-        flat[end] = min(flat[end], flat[neighbour])
-    return flat
-
-
-def _order_by_luminance(model, resp, lum, counts):
-    """Reorder the model's components darkest first (by mean luminance of their pixels)."""
-    mean_lum = ((counts * lum) @ resp) / np.maximum(counts @ resp, 1e-300)
-    order = np.argsort(mean_lum, kind="stable")
-    reorder_components(model, order)
-    return order
