@@ -69,13 +69,17 @@ _SUM_TOL = 1e-6  # |sum - 1| allowed in supplied probability vectors
 
 @dataclass
 class _Sequences:
-    """Training data and the work arrays reused by every E-step."""
+    """The ``data`` of :func:`~emseg.mixture.em.run_em` for an HMM: the training
+    sequences, the work arrays reused by every E-step, and ``setup``, the fit's checked
+    parameters (priors, and starting values or None) from ``_prepare_fit``, which
+    ``_initialize`` and ``_m_step`` read, so nothing about the fit travels on the model."""
 
     X: np.ndarray  # (N, D) float64, or (N,) int64 symbols
     starts: np.ndarray  # int64 (S,)
     lengths: np.ndarray  # int64 (S,)
     post: np.ndarray  # (N, K) posteriors
     work: np.ndarray  # (N,) scale factors
+    setup: dict  # see _check_common_parameters and each family's _prepare_fit
 
 
 @dataclass
@@ -111,9 +115,10 @@ class BaseHMM:
     decoding, scoring, sampling, and the EM protocol's bookkeeping.
 
     An emission family subclasses it and supplies ``_format`` (the model-file format
-    name), ``_check_X``, ``_prepare_fit`` (which sets ``_fit_setup`` from
-    :meth:`_check_common_parameters`), ``_initialize_emission``, ``_emission_log_prob``,
-    ``_emission_stats``, ``_stats_shift``, ``_m_step_emission``, ``_get_emission_params``
+    name), ``_check_X``, ``_prepare_fit`` (which returns the fit's setup dict, built on
+    :meth:`_check_common_parameters`; the fit passes it around as ``data.setup``),
+    ``_initialize_emission(data, rng)``, ``_emission_log_prob``, ``_emission_stats``,
+    ``_stats_shift``, ``_m_step_emission(stats, data)``, ``_get_emission_params``
     / ``_set_emission_params``, ``_state_order``, ``_reorder_emission``,
     ``_n_emission_parameters``, ``_sample_emissions``, ``n_features_``, ``to_dict`` and
     ``from_dict`` (built on :meth:`_start_from_dict` and :meth:`_finish_from_dict`).
@@ -129,22 +134,19 @@ class BaseHMM:
         X = self._check_X(X, fitted=False)
         n = X.shape[0]
         starts, lengths = _check_lengths(lengths, n)
-        self._prepare_fit(X)  # checks every parameter, once
+        setup = self._prepare_fit(X)  # checks every parameter, once
         K = self.n_components
-        data = _Sequences(X, starts, lengths, np.empty((n, K)), np.empty(n))
-        try:
-            result = run_em(
-                self,
-                data,
-                n_init=self.n_init,
-                max_iter=self.n_iter,
-                tol=self.tol,
-                rng=as_generator(self.random_state),
-                callback=self.callback,
-                iter_name="n_iter",
-            )
-        finally:
-            del self._fit_setup
+        data = _Sequences(X, starts, lengths, np.empty((n, K)), np.empty(n), setup)
+        result = run_em(
+            self,
+            data,
+            n_init=self.n_init,
+            max_iter=self.n_iter,
+            tol=self.tol,
+            rng=as_generator(self.random_state),
+            callback=self.callback,
+            iter_name="n_iter",
+        )
         self._reorder(self._state_order())
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
@@ -157,6 +159,9 @@ class BaseHMM:
         return self.fit(X, lengths).predict(X, lengths)
 
     def _check_common_parameters(self, n_samples):
+        """Check the parameters every HMM has; returns the setup dict (the priors
+        broadcast, and ``startprob`` / ``transmat`` starting values or None) that each
+        family's ``_prepare_fit`` completes."""
         K = check_int(self.n_components, "n_components", 1)
         if K > n_samples:
             raise EmsegError(
@@ -184,7 +189,7 @@ class BaseHMM:
 
     def _initialize(self, data, rng):
         K = self.n_components
-        setup = self._fit_setup
+        setup = data.setup
         uniform = np.full(K, 1.0 / K)
         start = setup["startprob"]
         trans = setup["transmat"]
@@ -219,10 +224,10 @@ class BaseHMM:
         return stats, total / n
 
     def _m_step(self, stats, data):
-        setup = self._fit_setup
+        setup = data.setup
         self.startprob_ = _dirichlet_update(self.startprob_, stats.start, setup["startprob_prior"])
         self.transmat_ = _dirichlet_update(self.transmat_, stats.trans, setup["transmat_prior"])
-        self._m_step_emission(stats)
+        self._m_step_emission(stats, data)
 
     def _get_params(self):
         return (self.startprob_, self.transmat_) + self._get_emission_params()

@@ -156,12 +156,12 @@ class CategoricalHMM(BaseHMM):
             self.emissionprob_prior, "emissionprob_prior", (K, V)
         )
         setup["n_symbols"] = V
-        self._fit_setup = setup
+        return setup
 
     # --- the EM protocol -------------------------------------------------------------
 
     def _initialize_emission(self, data, rng):
-        setup = self._fit_setup
+        setup = data.setup
         if setup["emissionprob"] is not None:
             self.emissionprob_ = setup["emissionprob"].copy()
         else:
@@ -179,9 +179,9 @@ class CategoricalHMM(BaseHMM):
     def _stats_shift(self):
         return None
 
-    def _m_step_emission(self, stats):
+    def _m_step_emission(self, stats, data):
         (counts,) = stats.emission
-        prior = self._fit_setup["emissionprob_prior"]
+        prior = data.setup["emissionprob_prior"]
         new = np.maximum(prior - 1 + counts, 0)
         rows = new.sum(1)
         keep = rows <= 0

@@ -1,5 +1,7 @@
 """Hidden Markov model with Gaussian emissions: :class:`GaussianHMM` (as
-``hmmlearn.hmm.GaussianHMM``), and the covariance helpers it uses.
+``hmmlearn.hmm.GaussianHMM``). Its Gaussian algebra (shapes, log-densities, the
+maximum-likelihood estimate, parameter counts) is :mod:`emseg.mixture.gaussian`'s, in the
+same layouts; what is the HMM's own is below.
 
 What every emseg HMM shares, and how it differs from hmmlearn, is in
 :mod:`emseg.hmm.base`. Specific to Gaussian emissions:
@@ -12,6 +14,12 @@ What every emseg HMM shares, and how it differs from hmmlearn, is in
   eigenvalue reaches the floor. ``covars_`` has the shape of ``covariance_type``
   ((K,) spherical, (K, D) diag, (K, D, D) full, (D, D) tied), where hmmlearn's
   ``covars_`` always returns full matrices.
+- **Precision factors** come from a compiled Cholesky
+  (:func:`emseg.hmm._kernels.precision_factors`: 0.03 ms a 3 x 3 matrix where a threaded
+  LAPACK call was measured at ~15 ms on busy cores), not from the mixture's
+  :func:`~emseg.mixture.gaussian.cholesky_of_covariances` (LAPACK, which differs in the
+  last bits), with messages naming ``covars_init`` or the model-file field. The
+  eigenvalue floor above is the HMM's own too.
 - **State order.** States are sorted after fitting by the mean of their first
   feature; ties keep the fitted order.
 """
@@ -21,18 +29,28 @@ import warnings
 import numpy as np
 
 from . import _kernels as hk
-from .._shared import compute as kern
 from .._shared.errors import EmptyComponentWarning, EmsegError
 from .._shared.jsonfields import field_array, field_int
 from .._shared.validation import check_choice, check_data, check_float
+from ..mixture.gaussian import (
+    COVARIANCE_TYPES,
+    GaussianStats,
+    check_symmetric,
+    covariance_shape,
+    dense_covariances,
+    estimate_gaussian_parameters,
+    n_parameters,
+    weighted_log_prob,
+)
 from ..mixture.kmeans import kmeans_plusplus, lloyd
 from .base import FORMAT_VERSION, BaseHMM, check_finite, plain_list
 
-__all__ = ["COVARIANCE_TYPES", "GAUSSIAN_FORMAT", "GaussianHMM"]
+__all__ = ["GAUSSIAN_FORMAT", "GaussianHMM"]
 
-COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 GAUSSIAN_FORMAT = "emseg.GaussianHMM"  # the "format" field of its model files
-_LOG_2PI = np.log(2 * np.pi)
+# The mixture's covariance types in hmmlearn's order (tied last): the order GaussianHMM's
+# messages have always listed them in ("covariance_type must be one of ...").
+_TYPES_IN_MESSAGES = tuple(t for t in COVARIANCE_TYPES if t != "tied") + ("tied",)
 _INIT_ROWS = 100_000  # k-means for the starting means runs on at most this many rows
 
 
@@ -114,7 +132,7 @@ class GaussianHMM(BaseHMM):
         return np.ascontiguousarray(X, dtype=np.float64)
 
     def _prepare_fit(self, X):
-        check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        check_choice(self.covariance_type, "covariance_type", _TYPES_IN_MESSAGES)
         check_float(self.min_covar, "min_covar")
         setup = self._check_common_parameters(X.shape[0])
         K, D = self.n_components, X.shape[1]
@@ -123,17 +141,17 @@ class GaussianHMM(BaseHMM):
         if self.means_init is not None:
             setup["means"] = check_finite(self.means_init, "means_init", (K, D))
         if self.covars_init is not None:
-            shape = _covars_shape(self.covariance_type, K, D)
+            shape = covariance_shape(self.covariance_type, K, D)
             covars = check_finite(self.covars_init, "covars_init", shape)
-            _check_symmetric(covars, self.covariance_type, "covars_init")
+            check_symmetric(covars, self.covariance_type, "covars_init")
             _precision_cholesky(covars, self.covariance_type, "covars_init")
             setup["covars"] = covars
-        self._fit_setup = setup
+        return setup
 
     # --- the EM protocol -------------------------------------------------------------
 
     def _initialize_emission(self, data, rng):
-        setup = self._fit_setup
+        setup = data.setup
         X = data.X
         K, D = self.n_components, X.shape[1]
         if setup["means"] is not None:
@@ -161,27 +179,9 @@ class GaussianHMM(BaseHMM):
 
     def _emission_log_prob(self, X):
         """Log-density of every row under every state, (N, K)."""
-        K, D = self.means_.shape
-        pc = self.precisions_cholesky_
-        ctype = self.covariance_type
-        if ctype == "full":
-            log_det = np.log(np.diagonal(pc, axis1=1, axis2=2)).sum(1)
-            prec = pc
-        elif ctype == "tied":
-            log_det = np.full(K, np.log(np.diag(pc)).sum())
-            prec = np.broadcast_to(pc, (K, D, D))
-        elif ctype == "diag":
-            log_det = np.log(pc).sum(1)
-            prec = pc
-        else:
-            log_det = D * np.log(pc)
-            prec = np.broadcast_to(pc[:, None], (K, D))
-        log_norm = log_det - 0.5 * D * _LOG_2PI
-        means = np.ascontiguousarray(self.means_, dtype=np.float64)
-        prec = np.ascontiguousarray(prec, dtype=np.float64)
-        if ctype in ("full", "tied"):
-            return kern.log_prob_full(X, log_norm, means, prec)
-        return kern.log_prob_diag(X, log_norm, means, prec)
+        return weighted_log_prob(
+            X, None, self.means_, self.precisions_cholesky_, self.covariance_type
+        )
 
     def _emission_stats(self, X, post):
         means = np.ascontiguousarray(self.means_, dtype=np.float64)
@@ -192,21 +192,15 @@ class GaussianHMM(BaseHMM):
     def _stats_shift(self):
         return self.means_
 
-    def _m_step_emission(self, stats):
+    def _m_step_emission(self, stats, data):
         nk, sx, sxx = stats.emission
         ctype = self.covariance_type
-        total = nk.sum()
-        empty = nk <= 1e-10 * total
-        safe = np.where(empty, 1.0, nk)
-        shift = sx / safe[:, None]
-        means = stats.shift + shift
-        if ctype in ("full", "tied"):
-            scatter = sxx - nk[:, None, None] * shift[:, :, None] * shift[:, None, :]
-            scatter = 0.5 * (scatter + scatter.transpose(0, 2, 1))
-            cov = scatter / safe[:, None, None] if ctype == "full" else scatter.sum(0) / total
-        else:
-            var = sxx / safe[:, None] - shift**2
-            cov = var if ctype == "diag" else var.mean(1)
+        # maximum likelihood, no regularisation (the floor below replaces it); the
+        # scatter is symmetrized, as the compiled statistics are symmetric only up to
+        # rounding
+        gaussian = GaussianStats(nk, sx, sxx, stats.shift, 0.0, 0.0)
+        _, means, cov, empty = estimate_gaussian_parameters(gaussian, ctype, 0.0,
+                                                            symmetrize=True)
         if empty.any():
             means[empty] = self.means_[empty]
             if ctype != "tied":
@@ -245,24 +239,15 @@ class GaussianHMM(BaseHMM):
 
     def _n_emission_parameters(self):
         K, D = self.means_.shape
-        cov = {
-            "full": K * D * (D + 1) // 2,
-            "tied": D * (D + 1) // 2,
-            "diag": K * D,
-            "spherical": K,
-        }[self.covariance_type]
-        return K * D + cov
-
-    def _full_covars(self):
-        """(K, D, D) covariances whatever ``covariance_type``."""
-        return _full_covariances(self.covars_, self.covariance_type, *self.means_.shape)
+        # a mixture's parameters but its K - 1 free weights
+        return n_parameters(self.covariance_type, K, D) - (K - 1)
 
     def _sample_emissions(self, states, rng):
         n = states.shape[0]
         K, D = self.means_.shape
         z = rng.standard_normal((n, D))
         X = np.empty((n, D))
-        cov = self._full_covars()
+        cov = dense_covariances(self.covars_, self.covariance_type, K, D)
         for k in range(K):
             rows = states == k
             L = np.linalg.cholesky(cov[k])
@@ -302,13 +287,13 @@ class GaussianHMM(BaseHMM):
         ctype = d.get("covariance_type")
         if not isinstance(ctype, str) or ctype not in COVARIANCE_TYPES:
             raise EmsegError(
-                f"{where}.covariance_type must be one of {', '.join(COVARIANCE_TYPES)}, "
+                f"{where}.covariance_type must be one of {', '.join(_TYPES_IN_MESSAGES)}, "
                 f"got {ctype!r}"
             )
         D = field_int(d, "n_features", where, 1)
         means = field_array(d, "means_", (K, D), where)
-        covars = field_array(d, "covars_", _covars_shape(ctype, K, D), where)
-        _check_symmetric(covars, ctype, f"{where}.covars_")
+        covars = field_array(d, "covars_", covariance_shape(ctype, K, D), where)
+        check_symmetric(covars, ctype, f"{where}.covars_")
         prec_chol = _precision_cholesky(covars, ctype, f"{where}.covars_")
         model = cls(K, covariance_type=ctype)
         model.means_ = means
@@ -317,32 +302,7 @@ class GaussianHMM(BaseHMM):
         return model._finish_from_dict(start, trans, info)
 
 
-
-# --- covariance helpers ----------------------------------------------------------------
-
-
-def _covars_shape(ctype, K, D):
-    return {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[ctype]
-
-
-def _full_covariances(covars, ctype, K, D):
-    if ctype == "full":
-        return covars
-    if ctype == "tied":
-        return np.broadcast_to(covars, (K, D, D))
-    if ctype == "diag":
-        return np.einsum("kd,de->kde", covars, np.eye(D))
-    return covars[:, None, None] * np.eye(D)
-
-
-def _check_symmetric(covars, ctype, name):
-    if ctype not in ("full", "tied"):
-        return
-    mats = covars[None] if ctype == "tied" else covars
-    for k, S in enumerate(mats):
-        if np.abs(S - S.T).max() > 1e-9 * max(np.abs(S).max(), 1e-300):
-            label = "" if ctype == "tied" else f"[{k}]"
-            raise EmsegError(f"{name}{label} is not symmetric")
+# --- the HMM's own covariance rules (the shared algebra is emseg.mixture.gaussian's) ---
 
 
 def _floor_covariances(cov, ctype, floor):

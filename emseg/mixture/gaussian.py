@@ -83,13 +83,17 @@ class GaussianParams(NamedTuple):
 # --- the M-step ---------------------------------------------------------------------------
 
 
-def estimate_gaussian_parameters(stats, covariance_type, reg_covar):
+def estimate_gaussian_parameters(stats, covariance_type, reg_covar, *, symmetrize=False):
     """Maximum-likelihood ``(weights, means, covariances, empty)`` from ``stats``.
 
     ``reg_covar`` (a number, or one value per feature) is added to the diagonal of every
     covariance: the floor of every M-step. ``empty`` (bool, (K,)) marks the components
     whose weight fell below 1e-10 of the total; their mean stays ``stats.shift`` and their
     weight is (about) 0, for the caller to re-seed (see :func:`reseed_empty`).
+    ``symmetrize`` averages each full or tied scatter matrix with its transpose before
+    dividing, so the covariances come out exactly symmetric from second moments that
+    are symmetric only up to rounding (a BLAS product's; :func:`complete_stats`
+    symmetrizes its own at the source instead).
     """
     nk, total = stats.nk, stats.nk.sum()
     empty = nk <= 1e-10 * total
@@ -99,6 +103,8 @@ def estimate_gaussian_parameters(stats, covariance_type, reg_covar):
     D = means.shape[1]
     if covariance_type in ("full", "tied"):
         scatter = stats.sxx - nk[:, None, None] * shift[:, :, None] * shift[:, None, :]
+        if symmetrize:
+            scatter = 0.5 * (scatter + scatter.transpose(0, 2, 1))
         if covariance_type == "full":
             cov = scatter / safe[:, None, None]
             cov[:, np.arange(D), np.arange(D)] += reg_covar
@@ -397,3 +403,23 @@ def check_allocation(shape, what, fix="use fewer columns or components"):
             f"{what} needs a {tuple(int(n) for n in shape)} float64 array ({size / 2**30:.3g} "
             f"GiB), more than the {free / 2**30:.3g} GiB of free memory; {fix}"
         )
+
+
+def covariance_shape(covariance_type, n_components, n_features):
+    """The shape of the covariances (and of their precision factors) of
+    ``covariance_type``, for K components in D dimensions (the module docstring's table)."""
+    K, D = n_components, n_features
+    return {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[covariance_type]
+
+
+def check_symmetric(covariances, covariance_type, name):
+    """Refuse full or tied ``covariances`` with a matrix that is not symmetric (to 1e-9 of
+    its largest entry): an :class:`~emseg.EmsegError` naming ``name``, with the component's
+    index for full ones (``covars_init[2] is not symmetric``). Diag and spherical pass."""
+    if covariance_type not in ("full", "tied"):
+        return
+    mats = covariances[None] if covariance_type == "tied" else covariances
+    for k, S in enumerate(mats):
+        if np.abs(S - S.T).max() > 1e-9 * max(np.abs(S).max(), 1e-300):
+            label = "" if covariance_type == "tied" else f"[{k}]"
+            raise EmsegError(f"{name}{label} is not symmetric")

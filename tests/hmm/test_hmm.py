@@ -493,6 +493,46 @@ def test_callback_sees_every_iteration():
     np.testing.assert_array_equal([ll for _, ll in seen], model.history_)
 
 
+@budget_may_run_out
+def test_fit_leaves_no_temporary_attribute():
+    """The fit's checked parameters travel in the data passed to the EM loop: during the
+    fit and after it, the model holds its parameters and fitted attributes only."""
+    X, _ = gaussian_data()
+    S = categorical_data()
+    cases = [
+        (gaussian_from_init("full", n_iter=3), X,
+         {"means_", "covars_", "precisions_cholesky_"}),
+        (GaussianHMM(3, covariance_type="tied", n_iter=3, random_state=0), X,
+         {"means_", "covars_", "precisions_cholesky_"}),
+        (categorical_from_init(n_iter=3), S, {"emissionprob_"}),
+        (CategoricalHMM(3, n_iter=3, emissionprob_prior=2.0, random_state=0), S,
+         {"emissionprob_"}),
+    ]
+    for model, data, emission in cases:
+        params = set(vars(model))
+        during = []
+        model.callback = lambda i, ll, m=model: during.append(set(vars(m)) - params)
+        model.fit(data, LENGTHS)
+        fitted = {"startprob_", "transmat_", "converged_", "n_iter_", "lower_bound_",
+                  "history_"} | emission
+        assert set(vars(model)) - params == fitted
+        assert during and all(d == {"startprob_", "transmat_"} | emission for d in during)
+
+
+def test_covariance_type_messages_keep_hmmlearns_order():
+    """The covariance types are the mixture's; messages list them tied last, as hmmlearn
+    does and as GaussianHMM always has."""
+    X, _ = gaussian_data()
+    with pytest.raises(EmsegError, match=r"^covariance_type must be one of 'full', 'diag', "
+                                         r"'spherical', 'tied'; got 'banded'$"):
+        GaussianHMM(2, covariance_type="banded").fit(X)
+    d = _gaussian_dict()
+    d["covariance_type"] = "banded"
+    with pytest.raises(EmsegError, match=r"^model.covariance_type must be one of full, diag, "
+                                         r"spherical, tied, got 'banded'$"):
+        GaussianHMM.from_dict(d)
+
+
 def test_fit_predict_bic_aic():
     X, _ = gaussian_data()
     model = GaussianHMM(3, covariance_type="diag", random_state=0)

@@ -10,9 +10,11 @@ from emseg.mixture.gaussian import (
     COVARIANCE_TYPES,
     GaussianParams,
     GaussianStats,
+    check_symmetric,
     cholesky_of_covariances,
     cholesky_of_precisions,
     complete_stats,
+    covariance_shape,
     covariances_from_cholesky,
     dense_covariances,
     estimate_gaussian_parameters,
@@ -226,3 +228,51 @@ def test_fit_leaves_no_temporary_attribute_and_warns_at_the_fit():
         "n_init_", "restart_lower_bounds_",
     }
     assert caught[0].filename.endswith("gaussian_mixture.py")
+
+
+def test_symmetrize_makes_full_and_tied_covariances_exactly_symmetric(rows, covariance_type):
+    """Second moments symmetric only up to rounding (a BLAS product's) give exactly
+    symmetric covariances with ``symmetrize``, within rounding of the plain estimate."""
+    X, resp = rows
+    shift = X[:K] + 0.3
+    stats = _stats_from_resp(X, resp, shift, covariance_type in ("full", "tied"))
+    if covariance_type in ("full", "tied"):
+        stats.sxx = stats.sxx + 1e-9 * np.triu(np.ones((D, D)), 1)  # off symmetry
+    plain = estimate_gaussian_parameters(stats, covariance_type, 0.0)
+    sym = estimate_gaussian_parameters(stats, covariance_type, 0.0, symmetrize=True)
+    for a, b in zip(plain[:2] + plain[3:], sym[:2] + sym[3:]):
+        np.testing.assert_array_equal(a, b)
+    cov = sym[2]
+    if covariance_type in ("full", "tied"):
+        mats = cov[None] if covariance_type == "tied" else cov
+        np.testing.assert_array_equal(mats, mats.transpose(0, 2, 1))
+        assert not np.array_equal(plain[2], cov)
+        np.testing.assert_allclose(cov, plain[2], rtol=1e-8)
+    else:  # nothing to symmetrize
+        np.testing.assert_array_equal(cov, plain[2])
+
+
+def test_covariance_shape_is_the_layout_of_every_function(rows, covariance_type):
+    X, resp = rows
+    params = _params(X, resp, covariance_type)
+    shape = covariance_shape(covariance_type, K, D)
+    assert params.covariances.shape == shape
+    assert params.precisions_cholesky.shape == shape
+    assert covariance_shape(covariance_type, 1, 1) == {
+        "full": (1, 1, 1), "tied": (1, 1), "diag": (1, 1), "spherical": (1,)
+    }[covariance_type]
+
+
+def test_check_symmetric_names_the_field_and_the_component():
+    good = np.array([[2.0, 0.5], [0.5, 1.0]])
+    bad = np.array([[2.0, 0.5], [0.4, 1.0]])
+    check_symmetric(np.stack([good, good]), "full", "covars_init")
+    check_symmetric(good, "tied", "covars_init")
+    check_symmetric(np.array([[1.0, -2.0]]), "diag", "covars_init")  # nothing to check
+    check_symmetric(good + 1e-12 * np.triu(np.ones((2, 2)), 1), "tied", "x")  # rounding passes
+    with pytest.raises(EmsegError, match=r"^covars_init\[1\] is not symmetric$"):
+        check_symmetric(np.stack([good, bad]), "full", "covars_init")
+    with pytest.raises(EmsegError, match=r"^model.covars_ is not symmetric$"):
+        check_symmetric(bad, "tied", "model.covars_")
+    with pytest.raises(EmsegError, match="is not symmetric"):  # tiny matrices: relative
+        check_symmetric(1e-200 * bad, "tied", "x")
