@@ -1,4 +1,4 @@
-"""Fitted models as plain JSON: a mixture, or a whole segmentation model.
+"""Shared segmentation models: one mixture for many images, stored as plain JSON.
 
 A model file is data, never code: loading one parses JSON (no pickle), checks every
 type, shape and value, and refuses anything else with a one-line
