@@ -324,8 +324,9 @@ def describe_machine():
     from pathlib import Path
 
     digest = hashlib.sha256()
-    for path in sorted(Path(emseg.__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
+    package = Path(emseg.__file__).parent
+    for path in sorted(package.rglob("*.py")):  # every subpackage's modules too
+        digest.update(str(path.relative_to(package)).encode() + path.read_bytes())
     print(f"emseg {emseg.__version__} (source sha256 {digest.hexdigest()[:12]}); "
           f"started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
 

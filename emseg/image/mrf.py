@@ -316,8 +316,9 @@ class _PottsField:
         changes = 0
         for _ in range(_ICM_SWEEPS if self.icm else 1):
             out = kern.sweep(
-                self.site, self.q, self.lab, X, means, *unary, self.offsets, self.weights,
-                alpha, float(beta), self.axis_parity, self.icm, want_beta, self.classes,
+                (self.site, self.q, self.lab), (X, means), unary,
+                (self.offsets, self.weights, self.axis_parity), (alpha, float(beta)),
+                (self.icm, want_beta), self.classes,
             )
             changes += out[-1]
             if out[-1] == 0:

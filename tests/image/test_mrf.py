@@ -186,8 +186,9 @@ def test_icm_energy_never_increases(shape, neighbourhood, spacing):
         energies = [field.energy(logp, alpha, beta)]
         for _ in range(100):
             changes = kern.sweep(
-                field.site, field.q, field.lab, X, means, *unary, field.offsets, field.weights,
-                alpha, beta, field.axis_parity, True, False, field.classes,
+                (field.site, field.q, field.lab), (X, means), unary,
+                (field.offsets, field.weights, field.axis_parity), (alpha, beta), (True, False),
+                field.classes,
             )[-1]
             energies.append(field.energy(logp, alpha, beta))
             if changes == 0:
