@@ -1,11 +1,37 @@
-"""The row kernels of :mod:`emseg._shared.kernels`, each run by numpy on small inputs.
+"""Numpy twins of the row kernels of :mod:`emseg._shared.kernels`, for small inputs.
 
-Loading numba costs a fresh process about 1.5-2 s (its import, then the refresh of its
-target context before the first cached kernel loads), which is far more than a whole
-8-bit grey image takes: its mixture is fitted on at most 256 distinct grey levels. So
-every kernel the mixture engine calls has a numpy twin here with the same arguments
-and results, and the compiled kernel is loaded only for inputs large enough to pay
-for it:
+Loading numba costs a fresh process seconds (its import, then the refresh of its
+target context before the first cached kernel loads, then each kernel's cache), which
+is far more than a small job's whole work: an 8-bit grey image's mixture is fitted on
+at most 256 distinct grey levels. So every kernel the mixture engine calls has a numpy
+twin here, with the same arguments and results, and the compiled kernel runs only on
+inputs large enough to pay for it.
+
+Measured (2-core VM shared with other jobs, load average 8-10): a fresh process per
+run, wall time from interpreter start, kernels loaded from numba's cache, medians of 7
+runs alternating the twins with ``TWINS = False`` (every call compiled):
+
+- ``emseg gmm fit`` on a 150-row, 2-column CSV: 5.7 s with the twins, 7.0 s compiled
+  (numba loads either way, for the CSV parser; the rest is each compiled kernel's
+  loading from the cache);
+- ``GaussianMixture(3).fit`` on 150 x 2 rows: 1.1 s, numba not loaded; 6.7 s compiled;
+- ``emseg.segment`` of a 64 x 80 grey image: 1.0 s, numba not loaded; 5.6 s compiled.
+
+So every twin is kept: each matters on its own. Each is called by a small fit
+or segment (``estep_diag`` and ``log_prob_diag`` by diagonal and spherical mixtures,
+``gather`` and ``log_prob_full`` by ``segment``, ``inv_lower`` by every M-step with two
+features or more, the others by every fit), and sending any single one to its
+compiled kernel loads numba in that job (medians of 3 runs, same machine):
+
+- ``GaussianMixture(3).fit``, 150 x 2 rows: 1.2 s with every twin; with one compiled,
+  ``estep_full`` 5.4 s, ``inv_lower`` 5.7, ``normalise_rows`` 5.5, ``nearest_centre``
+  4.9, ``sq_dist_to`` 6.6, ``weighted_centres`` 3.9, ``distinct_rows`` 4.6;
+- the same with ``covariance_type="diag"``, then ``predict``: 1.0 s; ``estep_diag``
+  2.3 s, ``log_prob_diag`` 4.9;
+- ``emseg.segment`` of the grey image: 1.0 s; ``log_prob_full`` 4.7 s, ``gather`` 2.6.
+
+The switch: ``TWINS`` (True). False sends every call to the compiled kernel (the tests
+compare both paths that way). What counts as small, with the switch on:
 
 - Floating-point kernels (E-step statistics, log-probabilities, distances) choose by
   the size of the input alone, so the same data always take the same path and give
@@ -16,8 +42,8 @@ for it:
   agree to rounding (sums taken in another order), which the tests check.
 - Integer kernels (gathers, distinct rows) give identical results either way; they use
   the compiled version when numba is loaded already, or the input is large.
-
-``SMALL`` is a module attribute so that tests can force either path.
+- The inverse of a precision factor is taken in Python up to ``MAX_PYTHON_DIM``
+  features.
 """
 
 import os
@@ -25,9 +51,10 @@ import sys
 
 import numpy as np
 
+TWINS = True  # the switch: False runs every kernel compiled
 SMALL = 1 << 15  # work (rows x components x features^2 for an E-step) done in numpy
 LARGE_GATHER = 1 << 26  # elements from which a gather loads the compiled kernel
-_MAX_SMALL_DIM = 8  # features up to which the precision factor is inverted in Python
+MAX_PYTHON_DIM = 8  # features up to which the precision factor is inverted in Python
 
 
 def _compiled():
@@ -36,11 +63,20 @@ def _compiled():
     return _kernels
 
 
-def _small(*sizes):
+def _twin(work, limit=None, exact=False):
+    """Whether the numpy twin takes a call: the switch is on, the ``work`` is at most
+    ``limit`` (None: ``SMALL``), and for an ``exact`` kernel (the same result either
+    way) numba is not loaded already."""
+    limit = SMALL if limit is None else limit
+    return TWINS and work <= limit and not (exact and compiled_loaded())
+
+
+def _small(*sizes, exact=False):
+    """:func:`_twin` for the product of ``sizes`` (each at least 1) against ``SMALL``."""
     work = 1
     for size in sizes:
         work *= max(int(size), 1)
-    return work <= SMALL
+    return _twin(work, exact=exact)
 
 
 def compiled_loaded():
@@ -206,7 +242,7 @@ def distinct_rows(bits, weights, cap):
     """``(first, total)``: each distinct row's first index (in order of first
     occurrence) and its copies' summed weight, or two empty arrays when there are more
     than ``cap`` distinct rows. See :func:`emseg._shared.kernels.distinct_rows`."""
-    if compiled_loaded() or not _small(*bits.shape):
+    if not _small(*bits.shape, exact=True):
         return _compiled().distinct_rows(bits, weights, cap)
     if bits.shape[1] == 1:
         _, first, inverse = np.unique(bits[:, 0], return_index=True, return_inverse=True)
@@ -222,7 +258,7 @@ def distinct_rows(bits, weights, cap):
 
 def gather(table, index):
     """``table[index]`` for a 1-D table and a 1-D int32 index into it."""
-    if compiled_loaded() or index.shape[0] >= LARGE_GATHER:
+    if not _twin(index.shape[0], LARGE_GATHER - 1, exact=True):
         return _compiled().gather(table, index)
     if table.shape[0] <= 256 and table.dtype in (np.int32, np.uint8):
         # every index is below 256: OpenCV's table lookup on a uint8 copy of the index
@@ -240,7 +276,7 @@ def inv_lower(L):
     threaded OpenBLAS was measured at ~10 ms per 3 x 3 triangular solve on busy
     cores). In Python for a few features, compiled beyond."""
     D = L.shape[0]
-    if D > _MAX_SMALL_DIM:
+    if not _twin(D, MAX_PYTHON_DIM):
         return _compiled().inv_lower(L)
     out = np.zeros((D, D))
     rows = L.tolist()

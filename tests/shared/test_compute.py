@@ -133,18 +133,73 @@ def test_size_alone_chooses_the_float_path():
     assert not _compute._small(1000, 4, 3, 3)
 
 
+def test_the_switch_sends_every_call_to_the_compiled_kernel(monkeypatch):
+    """``TWINS = False``: every twin calls its compiled kernel, even on tiny inputs."""
+    called = []
+
+    class Spy:
+        def __getattr__(self, name):
+            called.append(name)
+            return getattr(_kernels, name)
+
+    monkeypatch.setattr(_compute, "_compiled", Spy)
+    monkeypatch.setattr(_compute, "compiled_loaded", lambda: False)
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(20, 2))
+    log_norm, means, prec = _params(rng, 3, 2, "full")
+    diag = _params(rng, 3, 2, "diag")[2]
+    labels = np.zeros(20, dtype=np.int64)
+    calls = {
+        "estep_full": (X, np.empty(0), log_norm, means, prec),
+        "estep_diag": (X, np.empty(0), log_norm, means, diag),
+        "log_prob_full": (X, log_norm, means, prec),
+        "log_prob_diag": (X, log_norm, means, diag),
+        "normalise_rows": (rng.normal(size=(20, 3)),),
+        "nearest_centre": (X, means),
+        "sq_dist_to": (X, means[0]),
+        "weighted_centres": (X, np.empty(0), labels, 3),
+        "distinct_rows": (X.view(np.uint64), np.empty(0), 100),
+        "gather": (np.arange(5, dtype=np.int32), np.zeros(20, dtype=np.int32)),
+        "inv_lower": (np.eye(2),),
+    }
+    for twin, args in calls.items():
+        getattr(_compute, twin)(*args)
+    assert called == []  # the twins ran
+    monkeypatch.setattr(_compute, "TWINS", False)
+    for twin, args in calls.items():
+        getattr(_compute, twin)(*args)
+    assert called == list(calls)
+
+
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_fit_is_the_same_on_either_path(covariance_type, monkeypatch):
     rng = np.random.default_rng(5)
     X = np.concatenate([rng.normal(m, 0.5, size=(150, 2)) for m in (-2, 0, 3)])
     a = GaussianMixture(3, covariance_type=covariance_type, random_state=0, tol=1e-8).fit(X)
-    monkeypatch.setattr(_compute, "SMALL", 0)
+    monkeypatch.setattr(_compute, "TWINS", False)
     b = GaussianMixture(3, covariance_type=covariance_type, random_state=0, tol=1e-8).fit(X)
     assert a.n_iter_ == b.n_iter_
     np.testing.assert_allclose(a.history_, b.history_, rtol=1e-10)
     np.testing.assert_allclose(a.means_, b.means_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(a.covariances_, b.covariances_, rtol=1e-8, atol=1e-10)
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+def test_small_fits_do_not_load_numba():
+    """Why the twins are kept (see the measurement in compute.py): a small fit of each
+    covariance type, its labels and its score run without numba."""
+    code = (
+        "import sys, numpy as np\n"
+        "from emseg import GaussianMixture\n"
+        "X = np.random.default_rng(0).normal(size=(150, 2))\n"
+        "for kind in ('full', 'tied', 'diag', 'spherical'):\n"
+        "    gm = GaussianMixture(3, covariance_type=kind, random_state=0).fit(X)\n"
+        "    gm.predict(X), gm.score(X)\n"
+        "print('numba' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_grey_image_segmentation_does_not_load_numba():
