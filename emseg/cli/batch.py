@@ -37,10 +37,11 @@ def _finish_batch(flags, result):
 )
 @opt.max_samples
 @opt.posteriors
+@opt.objects
 @opt.output_options
 @click.pass_obj
 def batch(flags, folders, recursive, pattern, jobs, scheduler, max_pixels, shared_model,
-          max_samples, posteriors, output_dir, overwrite, **model):
+          max_samples, posteriors, objects, min_size, output_dir, overwrite, **model):
     """Segment every image in FOLDERS (or image files) into OUTPUT_DIR.
 
     Outputs mirror the sub-folders of each input folder; OUTPUT_DIR/summary.csv lists
@@ -52,7 +53,8 @@ def batch(flags, folders, recursive, pattern, jobs, scheduler, max_pixels, share
         raise click.UsageError("--beta cannot be combined with --shared-model yet")
     with sigterm_as_interrupt(), translated(flags):
         result = _batch(
-            folders, Path(output_dir), dict(posteriors=posteriors, max_pixels=max_pixels, **model),
+            folders, Path(output_dir), dict(posteriors=posteriors, objects=objects, min_size=min_size,
+                             max_pixels=max_pixels, **model),
             ProgressView(flags),
             recursive=recursive, pattern=pattern, jobs=jobs, shared_model=shared_model,
             overwrite=overwrite, scheduler=scheduler, max_samples=max_samples,
@@ -133,10 +135,11 @@ def fit(flags, inputs, model_path, recursive, pattern, jobs, scheduler, max_pixe
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @opt.batch_options
 @opt.posteriors
+@opt.objects
 @opt.output_options
 @click.pass_obj
 def apply(flags, model_file, inputs, recursive, pattern, jobs, scheduler, max_pixels,
-          posteriors, output_dir, overwrite):
+          posteriors, objects, min_size, output_dir, overwrite):
     """Label each of INPUTS (images or folders) with the model in MODEL_FILE.
 
     Nothing is refitted: label 2 means the same in every image. Outputs as for
@@ -149,7 +152,8 @@ def apply(flags, model_file, inputs, recursive, pattern, jobs, scheduler, max_pi
     with translated(flags):
         fitted = load_model(model_file)
     out = Path(output_dir)
-    options = RunOptions(posteriors=posteriors, max_pixels=max_pixels)
+    options = RunOptions(posteriors=posteriors, objects=objects, min_size=min_size,
+                         max_pixels=max_pixels)
     view = ProgressView(flags)
     try:
         with sigterm_as_interrupt(), translated(flags):

@@ -215,6 +215,16 @@ mrf_options = _stack(
 posteriors = click.option("--posteriors", is_flag=True,
                           help="Also write per-class posterior maps (TIFF).")
 
+objects = _stack(
+    click.option("--objects", is_flag=True,
+                 help="Also write <stem>_objects.csv: one row per connected component of "
+                 "each class (size in calibrated units, centroid, bounding box, mean "
+                 "intensity)."),
+    click.option("--min-size", type=click.IntRange(1), default=1, show_default=True,
+                 help="With --objects: leave out components of fewer pixels (voxels)."),
+)
+"""Per-object measurements."""
+
 max_pixels = click.option(
     "--max-pixels", type=click.IntRange(1), default=None,
     help="Allow images with more pixels than Pillow's decompression-bomb limit.",

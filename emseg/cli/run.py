@@ -23,11 +23,12 @@ STOPPED = ("the outputs of the image being segmented were removed; those of the 
 )
 @click.option("--mask", "mask_path", type=click.Path(), help="Mask image: non-zero = inside.")
 @opt.posteriors
+@opt.objects
 @opt.max_pixels
 @opt.output_options
 @click.pass_obj
-def run(flags, images, channels, mask_path, posteriors, max_pixels, output_dir, overwrite,
-        **model):
+def run(flags, images, channels, mask_path, posteriors, objects, min_size, max_pixels,
+        output_dir, overwrite, **model):
     """Segment each IMAGE and write labels, overlay, segments and a report.
 
     For photo.png the outputs are photo_labels.png (the class of each pixel, 1 =
@@ -44,8 +45,9 @@ def run(flags, images, channels, mask_path, posteriors, max_pixels, output_dir, 
         out = Path(output_dir)
         with translated(flags, cannot=f"create output folder {out}"):
             out.mkdir(parents=True, exist_ok=True)
-        options = RunOptions(mask_path=mask_path, posteriors=posteriors,
-                             max_pixels=max_pixels, channels=channels, **model)
+        options = RunOptions(mask_path=mask_path, posteriors=posteriors, objects=objects,
+                             min_size=min_size, max_pixels=max_pixels, channels=channels,
+                             **model)
         inputs = [tuple(images)] if channels and len(images) > 1 else images
         for path in inputs:
             stem = file_stem(path[0] if isinstance(path, tuple) else path)

@@ -424,19 +424,20 @@ def _check_labels(labels, k):
 
 def montage(pictures, columns=None, gap=2):
     """Tile equally sized ``(H, W, 3)`` uint8 pictures (e.g. overlays of several slices
-    of a volume) into one image, row by row, ``gap`` black pixels apart."""
+    of a volume) into one image, row by row, ``gap`` black pixels apart
+    (``skimage.util.montage`` without its outer border)."""
+    from skimage.util import montage as tile
+
     pics = [np.asarray(p) for p in pictures]
     if not pics or any(p.shape != pics[0].shape or p.ndim != 3 for p in pics):
         raise EmsegError("montage needs one or more (H, W, 3) pictures of one size")
     n = len(pics)
     columns = columns or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / columns))
-    h, w = pics[0].shape[:2]
-    out = np.zeros((rows * h + (rows - 1) * gap, columns * w + (columns - 1) * gap, 3), np.uint8)
-    for i, p in enumerate(pics):
-        r, c = divmod(i, columns)
-        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = p
-    return out
+    out = tile(np.stack(pics), fill=(0,) * pics[0].shape[2], grid_shape=(rows, columns),
+               padding_width=gap, channel_axis=-1)
+    inner = out[gap : out.shape[0] - gap, gap : out.shape[1] - gap]
+    return np.ascontiguousarray(inner, dtype=np.uint8)
 
 
 def representative_slices(n_slices, count=9):

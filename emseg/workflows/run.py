@@ -30,6 +30,8 @@ class RunOptions:
     tol: object = "auto"  # a number, or "auto" (see GaussianMixture)
     mask_path: str | None = None
     posteriors: bool = False
+    objects: bool = False  # write <stem>_objects.csv (connected components, measured)
+    min_size: int = 1  # with objects: components of fewer pixels are left out
     max_pixels: int | None = None
     beta: object = 0.0  # Potts prior strength, or "auto"; 0: no MRF
     mrf: str = "meanfield"
@@ -55,12 +57,13 @@ def file_stem(path):
     return Path(path).stem if not Path(path).is_dir() else name
 
 
-def output_paths(path, out, *, posteriors=False, stack=False, nifti=False):
+def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, objects=False):
     """The files :func:`segment_file` writes for input ``path`` into folder ``out``.
 
     Labels are a PNG for an image, a multi-page TIFF for a stack, and NIfTI for a
     NIfTI input (with its affine); posteriors a multi-page float32 TIFF, or for NIfTI
-    one 4-D file of per-class maps (FSL FAST's ``pve`` maps, one volume per class).
+    one 4-D file of per-class maps (FSL FAST's ``pve`` maps, one volume per class);
+    objects a CSV table.
     """
     stem = file_stem(path)
     out = Path(out)
@@ -73,6 +76,8 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False):
     }
     if posteriors:
         targets["posteriors"] = out / (f"{stem}_pve.nii.gz" if nifti else f"{stem}_posteriors.tif")
+    if objects:
+        targets["objects"] = out / f"{stem}_objects.csv"
     return targets
 
 
@@ -149,7 +154,7 @@ def _read(path, out, options, overwrite):
         image = io.read_image(path, max_pixels=options.max_pixels,
                               allow_channels=options.channels)
     targets = output_paths(path, out, posteriors=options.posteriors, stack=image.is_stack,
-                           nifti=image.nifti is not None)
+                           nifti=image.nifti is not None, objects=options.objects)
     io.check_writable(list(targets.values()), overwrite)
     mask = image.valid
     if options.mask_path is not None:
@@ -199,15 +204,30 @@ def _write_outputs(source, seg, options, overwrite, written):
     label_values = render.label_image(seg.labels, seg.k)
     render_seconds = time.perf_counter() - clock
 
+    objects = None
+    if options.objects:
+        from ..image.objects import measure_objects
+
+        clock = time.perf_counter()
+        image = source.image
+        values = image.pixels[..., :3] if image.is_color else image.pixels  # no alpha
+        objects = measure_objects(seg.labels, seg.k, values, spacing=image.spacing,
+                                  min_size=options.min_size)
+        render_seconds += time.perf_counter() - clock
+
     clock = time.perf_counter()
     writes = _writes(source, seg, options, overlay, segments, label_values)
+    if objects is not None:
+        from ..io.records import write_columns
+
+        writes.append((write_columns, source.targets["objects"], objects, {}))
     # emseg's own hidden bookkeeping: one an interrupted run left is replaced
     journal = journal_path(source.path, source.out)
     io.write_json(journal, {"outputs": [p.name for p in source.targets.values()]},
                   overwrite=True)
     written.append(journal)
     _write_all(writes, overwrite, written)
-    return _Written(render_seconds, time.perf_counter() - clock, colors)
+    return _Written(render_seconds, time.perf_counter() - clock, colors, objects)
 
 
 def _writes(source, seg, options, overlay, segments, label_values):
@@ -245,6 +265,7 @@ class _Written:
     render_seconds: float
     write_seconds: float
     colors: object  # each class's display colour, (k, 3) uint8
+    objects: dict | None = None  # the per-object table (measure_objects), if asked
 
 
 def _write_report(source, seg, options, model, overwrite, start, wrote):
@@ -269,6 +290,7 @@ def input_stamp(path):
 def _report(source, seg, options, model, wrote, start):
     """The report :func:`segment_file` writes last (``start``: when it started)."""
     from ..image import render
+    from ..image.objects import object_counts
 
     k = seg.k
     gm = seg.model
@@ -320,6 +342,10 @@ def _report(source, seg, options, model, wrote, start):
             "n_init": gm.n_init_, "max_iter": gm.max_iter_, "tol": gm.tol_,
             "reg_covar": gm.reg_covar_,
         } if model is None else None,
+        "objects": None if wrote.objects is None else {
+            "min_size": options.min_size,
+            "per_class": object_counts(wrote.objects, k).tolist(),
+        },
         "timings_seconds": timings,
         "outputs": {name: str(p) for name, p in source.targets.items()},
     }
