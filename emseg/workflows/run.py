@@ -376,8 +376,10 @@ def _pictures(image, seg):
             pixels = pixels[..., 0]  # channels: show the first (labels are ordered by it)
         if pixels.dtype == np.uint8:
             # shown as they are: each class's display colour is its mean pixel value
-            means = seg.mean_values if seg.mean_values.shape[1] == 3 else np.repeat(
-                seg.mean_values, 3, axis=1)
+            # (of the channel shown, for co-registered channels)
+            means = seg.mean_values[:, :1] if image.channels else seg.mean_values
+            if means.shape[1] == 1:
+                means = np.repeat(means, 3, axis=1)
             colors = np.clip(np.rint(means), 0, 255).astype(np.uint8)
         else:
             colors = render.class_colors(render.to_display(pixels), labels, k)

@@ -328,3 +328,23 @@ def test_nifti_in_nifti_out_and_channels(tmp_path):
     result = run("run", tmp_path / "t1.nii.gz", tmp_path / "small.nii", "--channels",
                  "-o", tmp_path / "d")
     assert result.exit_code == 1 and "co-registered" in result.output
+
+
+def test_two_grey_pngs_as_channels(tmp_path):
+    """Two 8-bit grey files as co-registered channels: four classes that only the two
+    channels together tell apart (this once failed while drawing the segments image)."""
+    rng = np.random.default_rng(0)
+    truth = np.zeros((60, 80), int)
+    truth[:, 40:] = 1
+    truth[30:] += 2
+    for name, levels in (("a", [50, 150, 50, 150]), ("b", [60, 60, 160, 160])):
+        values = np.array(levels)[truth] + rng.normal(0, 8, truth.shape)
+        Image.fromarray(np.clip(values, 0, 255).astype(np.uint8)).save(tmp_path / f"{name}.png")
+    out = tmp_path / "out"
+    result = run("run", tmp_path / "a.png", tmp_path / "b.png", "--channels", "-k", 4, "-o", out)
+    assert result.exit_code == 0, result.output
+    labels = np.asarray(Image.open(out / "a_labels.png"))
+    for c in range(4):  # each true class is one label
+        assert np.bincount(labels[truth == c], minlength=5).max() == (truth == c).sum()
+    segments = np.asarray(Image.open(out / "a_segments.png"))
+    assert segments.shape == (60, 80, 3)
