@@ -107,6 +107,14 @@ def _translation(exc, *, stopped, out_of_memory, cannot, bugs):
     return None
 
 
+def _about(path, message):
+    """``message`` about input ``path``: starting with the path, once."""
+    if path is None:
+        return message
+    name = " + ".join(map(str, path)) if isinstance(path, tuple) else str(path)
+    return message if message.startswith(name) else f"{name}: {message}"
+
+
 @contextlib.contextmanager
 def translated(flags, *, path=None, stopped=RESUMES, out_of_memory=None, cannot=None,
                bugs=False, warn=False):
@@ -132,7 +140,7 @@ def translated(flags, *, path=None, stopped=RESUMES, out_of_memory=None, cannot=
             if found is None:
                 raise
             message, status = found
-            failure = Failed(message if path is None else f"{path}: {message}", status)
+            failure = Failed(_about(path, message), status)
             failure.show()
             raise failure from exc
     for w in caught or ():
