@@ -7,6 +7,7 @@ from emseg._shared.errors import EmsegError
 nib = pytest.importorskip("nibabel")
 pydicom = pytest.importorskip("pydicom")
 
+from _helpers import dicom_series  # noqa: E402
 from emseg.io.medical import read_dicom_folder, write_nifti  # noqa: E402
 
 
@@ -76,27 +77,9 @@ def test_damaged_nifti_gets_one_line(tmp_path):
         io.read_image(path)
 
 
-def write_dicom_series(folder, volume, spacing=(2.5, 0.8, 0.7), series="1.2.3.4", start=0):
-    from _helpers import dicom_slice
-    from pydicom.uid import ExplicitVRLittleEndian
-
-    folder.mkdir(exist_ok=True)
-    for z, plane in enumerate(volume):
-        ds = dicom_slice(*plane.shape, bits=16, transfer_syntax=ExplicitVRLittleEndian,
-                         series=series)
-        ds.PixelSpacing = [spacing[1], spacing[2]]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [0, 0, spacing[0] * z]
-        ds.InstanceNumber = z + 1
-        ds.RescaleSlope, ds.RescaleIntercept = 2, -100
-        ds.PixelData = plane.astype(np.uint16).tobytes()
-        # written in reverse name order, so sorting by position is what restores it
-        ds.save_as(folder / f"slice{start + len(volume) - z:03d}.dcm", enforce_file_format=True)
-
-
 def test_dicom_folder_sorted_by_position_with_rescale_and_spacing(tmp_path):
     volume = np.random.default_rng(2).integers(0, 1000, (5, 8, 9)).astype(np.uint16)
-    write_dicom_series(tmp_path / "series", volume)
+    dicom_series(tmp_path / "series", volume)
     (tmp_path / "series" / "README.txt").write_text("not dicom")
     image = io.read_image(tmp_path / "series")
     assert image.pixels.shape == (5, 8, 9)
@@ -106,8 +89,8 @@ def test_dicom_folder_sorted_by_position_with_rescale_and_spacing(tmp_path):
 
 def test_dicom_folder_with_mixed_series_refused(tmp_path):
     volume = np.zeros((2, 4, 4), np.uint16)
-    write_dicom_series(tmp_path / "mixed", volume, series="1.1")
-    write_dicom_series(tmp_path / "mixed", volume, series="2.2", start=10)
+    dicom_series(tmp_path / "mixed", volume, series="1.1")
+    dicom_series(tmp_path / "mixed", volume, series="2.2", start=10)
     with pytest.raises(EmsegError, match="mixes 2 DICOM series"):
         read_dicom_folder(tmp_path / "mixed")
 
@@ -144,7 +127,7 @@ def test_dicom_rle_series_reads_after_its_segments_are_checked(tmp_path):
 
     volume = np.random.default_rng(3).integers(0, 1000, (3, 9, 11)).astype(np.uint16)
     volume[:, :4] = 7  # long runs as well as literal ones
-    write_dicom_series(tmp_path / "rle", volume)
+    dicom_series(tmp_path / "rle", volume)
     for path in (tmp_path / "rle").iterdir():
         ds = pydicom.dcmread(path)
         ds.compress(RLELossless)
