@@ -244,7 +244,7 @@ def dicom_geometry(path, slices):
             or abs(np.linalg.norm(col) - 1) > _COSINE_TOLERANCE
             or abs(row @ col) > _COSINE_TOLERANCE):
         raise EmsegError(
-            f"{path}: {names[0]} has ImageOrientationPatient {list(orientations[0])}, "
+            f"{path}: {names[0]} has ImageOrientationPatient {orientations[0].tolist()}, "
             "not two perpendicular unit vectors; the file is damaged: re-export the series"
         )
     worst = int(np.argmax(np.abs(orientations - orientations[0]).max(axis=1)))
