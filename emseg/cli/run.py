@@ -30,8 +30,8 @@ def run(flags, images, channels, mask_path, posteriors, max_pixels, output_dir, 
         **model):
     """Segment each IMAGE and write labels, overlay, segments and a report.
 
-    For photo.png the outputs are photo_labels.png (the class of each pixel, 0 =
-    darkest; 255 outside the mask), photo_overlay.png, photo_segments.png and
+    For photo.png the outputs are photo_labels.png (the class of each pixel, 1 =
+    darkest; 0 outside the mask), photo_overlay.png, photo_segments.png and
     photo_report.json, in OUTPUT_DIR. A TIFF stack gets photo_labels.tif; a NIfTI
     volume t1.nii.gz gets t1_labels.nii.gz (and with --posteriors t1_pve.nii.gz, one
     volume per class) with its affine. A folder of DICOM slices is read as one volume.

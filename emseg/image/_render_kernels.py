@@ -16,8 +16,8 @@ def blend(base, labels, blended, draw_edges):
     """The overlay of (H, W) int32 ``labels`` on (H, W, C) uint8 ``base`` (C = 1 for grey,
     shown as three equal channels, or 3).
 
-    ``blended[k, c, v]`` is channel ``c`` of class ``k``'s colour blended over the value
-    ``v``. Background (-1) keeps ``base``. With ``draw_edges``, a labelled pixel with a
+    ``blended[k - 1, c, v]`` is channel ``c`` of class ``k``'s colour blended over the value
+    ``v``. Classes are labelled 1..k; background (0) keeps ``base``. With ``draw_edges``, a labelled pixel with a
     lower-labelled 4-neighbour (as :func:`emseg.image.render.boundaries`) becomes white over
     a dark blend and black over a light one.
     """
@@ -27,12 +27,12 @@ def blend(base, labels, blended, draw_edges):
     for y in prange(H):
         for x in range(W):
             lab = labels[y, x]
-            if lab < 0:
+            if lab == 0:
                 for c in range(3):
                     out[y, x, c] = base[y, x, 0 if grey else c]
                 continue
             for c in range(3):
-                out[y, x, c] = blended[lab, c, base[y, x, 0 if grey else c]]
+                out[y, x, c] = blended[lab - 1, c, base[y, x, 0 if grey else c]]
             if draw_edges and (
                 (x > 0 and labels[y, x - 1] < lab)
                 or (x + 1 < W and labels[y, x + 1] < lab)

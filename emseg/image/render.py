@@ -1,8 +1,9 @@
 """Pictures of a segmentation: pure functions from arrays to display arrays.
 
 Nothing here reads or writes a file (that is :mod:`emseg.io.images`) or fits anything.
-Labels are integer arrays with values ``0 .. k-1`` for the classes and ``-1`` for
-background (pixels outside the mask, or transparent). Inputs are never modified.
+Labels are integer arrays with values ``1 .. k`` for the classes (darkest first) and
+``0`` for background (pixels outside the mask, or transparent), the convention of FSL
+FAST, ANTs Atropos, ITK-SNAP and napari. Inputs are never modified.
 """
 
 import concurrent.futures
@@ -47,7 +48,8 @@ _GOLDEN = 0.618033988749895
 
 
 def palette(k):
-    """``(k, 3)`` uint8 colours for classes ``0 .. k-1``; the same for the same ``k``.
+    """``(k, 3)`` uint8 colours: row ``i`` for class (label) ``i + 1``; the same for the
+    same ``k``.
 
     The first twelve are a fixed, hand-picked set; later ones step round the hue
     circle by the golden ratio, cycling through three saturation/brightness levels.
@@ -152,15 +154,14 @@ def _stretch(arr, valid):
 
 
 def label_image(labels, k):
-    """Labels as stored values: class ``i`` -> ``i``, background (-1) -> the dtype's max.
+    """Labels as stored values: class ``i`` -> ``i`` (1..k), background -> 0.
 
-    uint8 (background 255) for ``k <= 255``, uint16 (background 65535) for larger k.
+    uint8 for ``k <= 255``, uint16 for larger k.
     """
     k = _check_k(k, "k", minimum=1)
     if k > 65535:
         raise EmsegError(f"k={k} classes do not fit a 16-bit label image; use k <= 65535")
     lab = _check_labels(labels, k)
-    # an integer cast to an unsigned type wraps round: -1 becomes the type's max
     return lab.astype(np.uint8 if k <= 255 else np.uint16, order="C")
 
 
@@ -169,10 +170,10 @@ def boundaries(labels):
 
     A pixel is on a boundary when a 4-neighbour in its plane has a lower label; so
     the line between two classes is drawn once, on the side of the higher label,
-    and the line between a class and background (-1) on the class's side, never on
+    and the line between a class and background (0) on the class's side, never on
     background. This is ``skimage.segmentation.find_boundaries(mode="inner")``
     thinned to one side: "inner" and "thick" draw two-pixel lines between classes,
-    which hide detail on busy segmentations, and treat label 0 as background.
+    which hide detail on busy segmentations.
     """
     lab = np.asarray(labels)
     if lab.ndim < 2:
@@ -190,8 +191,8 @@ def boundaries(labels):
 def overlay(pixels, labels, k, *, alpha=0.45, draw_boundaries=True):
     """The class colours blended over the image: ``(H, W, 3)`` uint8.
 
-    Each labelled pixel becomes ``(1 - alpha) * image + alpha * palette(k)[label]``;
-    background pixels (label -1) keep the image's display colour exactly. With
+    Each labelled pixel becomes ``(1 - alpha) * image + alpha * palette(k)[label - 1]``;
+    background pixels (label 0) keep the image's display colour exactly. With
     ``draw_boundaries``, class boundaries are drawn 1 px wide in white over dark
     pixels and black over light ones, never on background pixels.
     """
@@ -222,7 +223,8 @@ def overlay(pixels, labels, k, *, alpha=0.45, draw_boundaries=True):
 def segments(labels, class_colors):
     """Each pixel painted its class's colour, ``(H, W, 3)`` uint8; background black.
 
-    ``class_colors`` is a ``(k, 3)`` uint8 array, e.g. each class's mean colour.
+    ``class_colors`` is a ``(k, 3)`` uint8 array (row ``i`` for label ``i + 1``), e.g.
+    each class's mean colour.
     """
     colors = np.asarray(class_colors)
     if colors.ndim != 2 or colors.shape[1] != 3 or colors.shape[0] < 1:
@@ -232,15 +234,14 @@ def segments(labels, class_colors):
             f"class_colors must be uint8, got {colors.dtype}; round and clip to 0-255 first"
         )
     lab = _check_labels(labels, colors.shape[0])
-    # label -1 picks the appended black row
-    table = _pack_rgb(np.vstack([colors, np.zeros((1, 3), np.uint8)]))
+    # label 0 (background) picks the black row in front
+    table = _pack_rgb(np.vstack([np.zeros((1, 3), np.uint8), colors]))
     return _paint(lab, table)
 
 
 def class_colors(display, labels, k):
-    """Mean colour of each class's pixels in ``display`` ((..., 3) uint8): (k, 3) uint8.
-
-    A class with no pixel gets black.
+    """Mean colour of each class's pixels in ``display`` ((..., 3) uint8): (k, 3) uint8,
+    row ``i`` for label ``i + 1``. A class with no pixel gets black.
     """
     k = _check_k(k, "k", minimum=1)
     img = np.ascontiguousarray(display).reshape(-1, 1, 3)
@@ -251,7 +252,7 @@ def class_colors(display, labels, k):
         )
     out = np.zeros((k, 3), dtype=np.uint8)
     for i in range(k):
-        mask = (lab == i).view(np.uint8)
+        mask = (lab == i + 1).view(np.uint8)
         if mask.any():
             out[i] = np.clip(np.rint(cv2.mean(img, mask=mask)[:3]), 0, 255)
     return out
@@ -278,7 +279,7 @@ _STRIP = 1 << 17
 _BAND_STRIPS = 8
 
 # Grey overlays look pixels up in a table indexed by a uint8 code per pixel: 0 for
-# background, 1 + c for class c, 1 + k + c for class c on a boundary, so 2k + 1 codes.
+# background, c for class c, k + c for class c on a boundary, so 2k + 1 codes.
 _MAX_CODED_K = 127
 
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
@@ -300,8 +301,8 @@ def _in_bands(size, step, draw):
 
 
 def _paint(labels, table):
-    """``table[labels]`` for a packed-RGB ``table`` (:func:`_pack_rgb`; label -1 takes
-    its last entry): ``labels.shape + (3,)`` uint8."""
+    """``table[labels]`` for a packed-RGB ``table`` (:func:`_pack_rgb`):
+    ``labels.shape + (3,)`` uint8."""
     flat = labels.reshape(-1)
     out = np.empty((flat.size, 3), dtype=np.uint8)
 
@@ -310,7 +311,7 @@ def _paint(labels, table):
         for at in range(start, stop, _STRIP):
             part = flat[at : min(stop, at + _STRIP)]
             n = part.size
-            # "wrap" sends -1 to the last entry; "raise" would also buffer the output
+            # labels are checked: "wrap" never wraps; "raise" would also buffer the output
             np.take(table, part, out=packed[:n], mode="wrap")
             _unpack_rgb(packed[:n].reshape(1, n), out[at : at + n].reshape(1, n, 3))
 
@@ -344,13 +345,13 @@ def _strip_rows(width):
 
 def _codes(labels, k, draw_boundaries, start, stop):
     """Yield ``(rows, code)`` for strips of rows ``start .. stop - 1``: ``code`` is the
-    uint8 code (0 background, 1 + c class c, 1 + k + c class c on a boundary) of
+    uint8 code (0 background, c class c, k + c class c on a boundary) of
     ``labels[rows]``, for k <= 127.
 
     A labelled pixel is on a boundary when a 4-neighbour in the image has a lower label,
-    background included (as :func:`boundaries`). With the labels shifted up by one, so
-    background is 0, that is when the minimum over the pixel's cross, cv2.erode's, is
-    below the pixel; erode's default border lets pixels outside the image never count.
+    background included (as :func:`boundaries`): when the minimum over the pixel's
+    cross, cv2.erode's, is below the pixel; erode's default border lets pixels outside
+    the image never count.
     ``code`` is a view of a buffer that the next strip overwrites.
     """
     H, W = labels.shape
@@ -360,8 +361,7 @@ def _codes(labels, k, draw_boundaries, start, stop):
         y1 = min(stop, y0 + rows)
         top, bottom = max(y0 - 1, 0), min(y1 + 1, H)  # a row of context on each side
         near = shifted[: bottom - top]
-        np.copyto(near, labels[top:bottom], casting="unsafe")  # wraps -1 to 255
-        np.add(near, 1, out=near)  # and 255 to 0
+        np.copyto(near, labels[top:bottom], casting="unsafe")  # checked: 0..k <= 127
         code = near[y0 - top : y1 - top]
         if draw_boundaries:
             lowest = cv2.erode(near, _CROSS)[y0 - top : y1 - top]
@@ -414,9 +414,9 @@ def _check_labels(labels, k):
     lab = np.asarray(labels)
     if not np.issubdtype(lab.dtype, np.integer):
         raise EmsegError(f"labels must be integers, got dtype {lab.dtype}")
-    if lab.size and (lab.min() < -1 or lab.max() >= k):
+    if lab.size and (lab.min() < 0 or lab.max() > k):
         raise EmsegError(
-            f"labels must be -1 (background) or 0..{k - 1} for k={k}, "
+            f"labels must be 0 (background) or 1..{k} for k={k}, "
             f"got values {lab.min()}..{lab.max()}"
         )
     return lab

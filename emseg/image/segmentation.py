@@ -32,10 +32,12 @@ from .pixels import check_spatial, fit_mixture, order_by_luminance, valid_pixels
 class Segmentation:
     """The result of :func:`segment`.
 
-    ``labels``: int32 array of the image's spatial shape, class 0..k-1 ordered darkest
-    first, -1 outside the mask (and where a float image holds NaN or infinity).
+    ``labels``: int32 array of the image's spatial shape, classes 1..k ordered darkest
+    first, 0 outside the mask (and where a float image holds NaN or infinity): the
+    convention of FSL FAST, ANTs Atropos, ITK-SNAP and napari.
     ``posteriors`` (computed on first access): float32, spatial shape + (k,), zero
-    outside the mask. Per class: ``fractions`` (share of the
+    outside the mask; ``posteriors[..., i]`` is class (label) ``i + 1``. Per class, in
+    label order: ``fractions`` (share of the
     pixels inside the mask) and ``mean_values`` (mean pixel value, in the image's own
     units, one column per channel). ``log_likelihood``: with ``model=``, the mean
     log-likelihood per pixel of this image under the model (None when fitted here).
@@ -97,7 +99,7 @@ def segment(
     among fits whose classes stand apart (:mod:`emseg.mixture.selection`); warns when it is k_max.
     ``color_space``: auto (gray for grey images, lab for colour), gray, rgb, lab, hsv.
     ``spatial``: weight of the pixel coordinates appended to the features (0: none).
-    ``mask``: boolean array of the spatial shape; False pixels are left out (label -1).
+    ``mask``: boolean array of the spatial shape; False pixels are left out (label 0).
     Other keywords (``max_iter``, ``tol``, ``reg_covar``, ``n_init``, ``init_params``,
     ``callback``...) go to :class:`emseg.GaussianMixture`.
 
@@ -208,10 +210,10 @@ def _labelled(resp, order, model, spec, rows, shape, valid):
     if valid is None:
         from .._shared.compute import gather
 
-        labels = gather(hard, index)
+        labels = gather(hard + 1, index)
     else:
-        labels = np.full(int(np.prod(shape)), -1, dtype=np.int32)
-        labels[valid.ravel()] = hard[index]
+        labels = np.zeros(int(np.prod(shape)), dtype=np.int32)
+        labels[valid.ravel()] = (hard + 1)[index]
     return Segmentation(
         labels=labels.reshape(shape),
         model=model,
@@ -288,7 +290,7 @@ def _smoothed(model, rows, spec, shape, valid, **mrf_options):
     reorder_components(model, order)
     rank = np.empty(k, dtype=np.int32)
     rank[order] = np.arange(k, dtype=np.int32)
-    labels = np.where(inside, rank[np.maximum(res.labels, 0)], -1).astype(np.int32)
+    labels = np.where(inside, rank[np.maximum(res.labels, 0)] + 1, 0).astype(np.int32)
     hard = rank[hard]
     counts = counts[order]
     means = np.stack(

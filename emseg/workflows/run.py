@@ -308,10 +308,11 @@ def _report(source, seg, options, model, wrote, start):
         "features": seg.features.to_dict(),
         "k": k,
         "bic_table": seg.bic_table,
-        "pixels_segmented": int((seg.labels >= 0).sum()),
+        "pixels_segmented": int((seg.labels > 0).sum()),
+        "label_values": "0 outside the mask, 1..k the classes, darkest first",
         "classes": [
             {
-                "label": i,
+                "label": i + 1,
                 "fraction": float(seg.fractions[i]),
                 "mean_value": [float(v) for v in seg.mean_values[i]],
                 "display_color": [int(c) for c in colors[i]],
@@ -376,7 +377,7 @@ def _pictures(image, seg):
     slices = render.representative_slices(labels.shape[0])
     if image.channels:
         pixels = pixels[..., 0]
-    valid = labels >= 0
+    valid = labels > 0
     shown = pixels[slices]
     display = [render.to_display(p, valid=v if v.any() else None)
                for p, v in zip(shown, valid[slices])]

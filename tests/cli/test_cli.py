@@ -45,7 +45,7 @@ def test_run_writes_all_outputs(photo, tmp_path):
         "photo_segments.png",
     ]
     labels = np.asarray(Image.open(out / "photo_labels.png"))
-    assert labels.dtype == np.uint8 and set(np.unique(labels)) == {0, 1, 2}
+    assert labels.dtype == np.uint8 and set(np.unique(labels)) == {1, 2, 3}
     overlay = np.asarray(Image.open(out / "photo_overlay.png"))
     assert overlay.shape == (60, 80, 3)
     report = json.loads((out / "photo_report.json").read_text())
@@ -148,7 +148,7 @@ def test_mask_inside_only_and_of_wrong_size(photo, tmp_path):
     out.mkdir()
     assert run("run", photo, "--mask", tmp_path / "mask.png", "-o", out).exit_code == 0
     labels = np.asarray(Image.open(out / "photo_labels.png"))
-    assert np.all(labels[mask == 0] == 255) and np.all(labels[mask > 0] < 3)
+    assert np.all(labels[mask == 0] == 0) and np.all((labels[mask > 0] >= 1) & (labels[mask > 0] <= 3))
     Image.fromarray(np.ones((10, 10), np.uint8)).save(tmp_path / "small.png")
     result = run("run", photo, "--mask", tmp_path / "small.png", "-o", out, "--overwrite")
     assert result.exit_code == 1 and "small.png" in result.output
@@ -202,7 +202,7 @@ def test_stack_labels_are_a_multipage_tiff(tmp_path):
     assert result.exit_code == 0, result.output
     labels = tifffile.imread(tmp_path / "out" / "vol_labels.tif")
     assert labels.shape == (6, 30, 40) and labels.dtype == np.uint8
-    assert (labels == truth).mean() > 0.99
+    assert (labels == truth + 1).mean() > 0.99
     assert (tmp_path / "out" / "vol_overlay.png").exists()
 
 
@@ -226,7 +226,7 @@ def test_fit_then_apply_gives_one_meaning_per_label(tmp_path):
     truth = np.repeat([[0] * 26 + [1] * 27 + [2] * 27], 60, axis=0)
     for name in ("dark", "bright"):
         labels = np.asarray(Image.open(out / f"{name}_labels.png"))
-        assert (labels == truth).mean() > 0.95, name
+        assert (labels == truth + 1).mean() > 0.95, name
         report = json.loads((out / f"{name}_report.json").read_text())
         assert report["shared_model"]["source"] == str(model)
         assert report["options"]["classes"] == 3
@@ -283,7 +283,7 @@ def test_beta_smooths_and_is_reported(tmp_path):
     smooth = run("run", tmp_path / "noisy.png", "-k", 2, "--beta", "1", "--mrf", "icm",
                  "--neighbourhood", 8, "-o", tmp_path / "b")
     assert plain.exit_code == 0 and smooth.exit_code == 0, smooth.output
-    err = [(np.asarray(Image.open(tmp_path / d / "noisy_labels.png")) != truth).mean()
+    err = [(np.asarray(Image.open(tmp_path / d / "noisy_labels.png")) != truth + 1).mean()
            for d in ("a", "b")]
     assert err[1] < err[0] / 3
     report = json.loads((tmp_path / "b" / "noisy_report.json").read_text())
@@ -310,7 +310,7 @@ def test_nifti_in_nifti_out_and_channels(tmp_path):
                             "t1_pve.nii.gz", "t1_report.json", "t1_segments.png"]
     labels = nib.load(out / "t1_labels.nii.gz")
     np.testing.assert_allclose(labels.affine, affine)
-    assert (np.asarray(labels.dataobj) == truth).mean() > 0.99
+    assert (np.asarray(labels.dataobj) == truth + 1).mean() > 0.99
     assert nib.load(out / "t1_pve.nii.gz").shape == truth.shape + (2,)
     report = json.loads((out / "t1_report.json").read_text())
     assert report["spacing"] == pytest.approx([3.0, 0.9, 0.9])

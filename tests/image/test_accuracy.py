@@ -60,8 +60,8 @@ def test_narrow_uint16_two_classes_get_both_classes():
         truth[(yy - cy) ** 2 + (xx - cx) ** 2 < 100] = 1
     image = np.clip(np.rint(np.array([40.0, 150.0])[truth] + rng.normal(0, 18, truth.shape)), 0, 235)
     seg = segment(image.astype(np.uint16), 2)
-    assert sorted(np.unique(seg.labels)) == [0, 1]
-    assert (seg.labels == truth).mean() > 0.97
+    assert sorted(np.unique(seg.labels)) == [1, 2]
+    assert (seg.labels == truth + 1).mean() > 0.97
     np.testing.assert_allclose(seg.mean_values[:, 0], [40, 150], atol=5)  # the image's units
 
 
@@ -71,8 +71,8 @@ def test_nan_pixels_are_masked():
     image[:10] = np.nan
     image[50, 50] = np.inf
     seg = segment(image, 3)
-    assert (seg.labels[:10] == -1).all() and seg.labels[50, 50] == -1
-    assert (seg.labels[10:] >= 0).sum() == image[10:].size - 1
+    assert (seg.labels[:10] == 0).all() and seg.labels[50, 50] == 0
+    assert (seg.labels[10:] >= 1).sum() == image[10:].size - 1
     assert seg.fractions.sum() == pytest.approx(1.0)
     assert np.isfinite(seg.mean_values).all()
     clean = segment(values[10:].astype(np.float32), 3).labels

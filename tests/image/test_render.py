@@ -9,12 +9,13 @@ from emseg.image import render
 
 @pytest.fixture
 def halves():
-    """A 6 x 8 image: left half dark grey, right half light; labels 0 / 1, one background pixel."""
+    """A 6 x 8 image: left half dark grey, right half light; labels 1 / 2, one background
+    pixel (0)."""
     pixels = np.full((6, 8), 200, np.uint8)
     pixels[:, :4] = 40
-    labels = np.zeros((6, 8), np.int64)
-    labels[:, 4:] = 1
-    labels[0, 0] = -1
+    labels = np.ones((6, 8), np.int64)
+    labels[:, 4:] = 2
+    labels[0, 0] = 0
     return pixels, labels
 
 
@@ -118,20 +119,22 @@ def test_label_image_values_and_background(halves):
     _, labels = halves
     out = render.label_image(labels, 2)
     assert out.dtype == np.uint8 and out.shape == labels.shape
-    assert out[0, 0] == 255 and out[1, 0] == 0 and out[1, 7] == 1
+    assert out[0, 0] == 0 and out[1, 0] == 1 and out[1, 7] == 2
 
 
 def test_label_image_uint16_above_255_classes():
-    labels = np.array([[0, 299], [-1, 255]])
+    labels = np.array([[1, 300], [0, 256]])
     out = render.label_image(labels, 300)
     assert out.dtype == np.uint16
-    np.testing.assert_array_equal(out, [[0, 299], [65535, 255]])
-    assert render.label_image(np.array([[0, 254]]), 255).dtype == np.uint8
+    np.testing.assert_array_equal(out, [[1, 300], [0, 256]])
+    assert render.label_image(np.array([[0, 255]]), 255).dtype == np.uint8
 
 
 def test_label_image_rejects_out_of_range():
-    with pytest.raises(EmsegError, match="0..1"):
-        render.label_image(np.array([[0, 2]]), 2)
+    with pytest.raises(EmsegError, match="1..2"):
+        render.label_image(np.array([[0, 3]]), 2)
+    with pytest.raises(EmsegError, match="1..2"):
+        render.label_image(np.array([[-1, 1]]), 2)
     with pytest.raises(EmsegError, match="integers"):
         render.label_image(np.array([[0.0, 1.0]]), 2)
 
@@ -144,20 +147,20 @@ def test_boundaries_one_pixel_on_the_higher_side(halves):
     edge = render.boundaries(labels)
     assert edge.dtype == bool and edge.shape == labels.shape
     expected = np.zeros_like(edge)
-    expected[:, 4] = True  # the first column of class 1
-    expected[0, 1] = expected[1, 0] = True  # class 0 around the background pixel
+    expected[:, 4] = True  # the first column of class 2
+    expected[0, 1] = expected[1, 0] = True  # class 1 around the background pixel
     np.testing.assert_array_equal(edge, expected)
     assert not render.boundaries(np.zeros((4, 4), int)).any()
     # the order of the labels does not matter: swap them and the line moves one pixel
-    swapped = np.where(labels >= 0, 1 - labels, -1)
+    swapped = np.where(labels > 0, 3 - labels, 0)
     assert render.boundaries(swapped)[:, 3].all() and not render.boundaries(swapped)[:, 4].any()
 
 
 def test_boundaries_in_plane_for_stacks():
-    labels = np.zeros((2, 4, 4), int)
-    labels[1] = 1  # a change between slices only: no in-plane boundary
+    labels = np.ones((2, 4, 4), int)
+    labels[1] = 2  # a change between slices only: no in-plane boundary
     assert not render.boundaries(labels).any()
-    labels[0, :, 2:] = 1
+    labels[0, :, 2:] = 2
     assert render.boundaries(labels)[0].any() and not render.boundaries(labels)[1].any()
 
 
@@ -178,17 +181,17 @@ def test_overlay_shape_dtype_and_background_untouched(halves):
 def test_overlay_background_untouched_everywhere():
     rng = np.random.default_rng(3)
     pixels = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
-    labels = rng.integers(-1, 4, (20, 30))
+    labels = rng.integers(0, 5, (20, 30))
     out = render.overlay(pixels, labels, 4)
-    np.testing.assert_array_equal(out[labels == -1], pixels[labels == -1])
-    assert (out[labels >= 0] != pixels[labels >= 0]).any(axis=-1).mean() > 0.9
+    np.testing.assert_array_equal(out[labels == 0], pixels[labels == 0])
+    assert (out[labels > 0] != pixels[labels > 0]).any(axis=-1).mean() > 0.9
 
 
 def test_overlay_boundaries_contrast(halves):
     pixels, labels = halves
     out = render.overlay(pixels, labels, 2)
     plain = render.overlay(pixels, labels, 2, draw_boundaries=False)
-    edge = render.boundaries(labels) & (labels >= 0)
+    edge = render.boundaries(labels) & (labels > 0)
     assert edge.any()
     assert set(map(tuple, out[edge])) <= {(0, 0, 0), (255, 255, 255)}
     np.testing.assert_array_equal(out[~edge], plain[~edge])
@@ -200,42 +203,41 @@ def test_overlay_matches_numpy_blend_and_boundaries_on_random_labels():
     rng = np.random.default_rng(7)
     for pixels in (rng.integers(0, 256, (33, 47, 3), dtype=np.uint8),
                    rng.integers(0, 256, (33, 47), dtype=np.uint8)):
-        labels = rng.integers(-1, 5, (33, 47))
-        labels[5:20, 10:30] = 2  # a block, so some pixels are not on an edge
+        labels = rng.integers(0, 6, (33, 47))
+        labels[5:20, 10:30] = 3  # a block, so some pixels are not on an edge
         out = render.overlay(pixels, labels, 5, alpha=0.3)
         base = render.to_display(pixels).astype(float)
-        colors = np.vstack([render.palette(5), [0, 0, 0]]).astype(float)[labels]
+        colors = np.vstack([[0, 0, 0], render.palette(5)]).astype(float)[labels]
         want = np.rint(0.7 * base + 0.3 * colors).astype(np.uint8)
-        want[labels < 0] = render.to_display(pixels)[labels < 0]
-        edge = render.boundaries(labels) & (labels >= 0)
+        want[labels == 0] = render.to_display(pixels)[labels == 0]
+        edge = render.boundaries(labels) & (labels > 0)
         luma = want[edge].astype(float) @ [0.299, 0.587, 0.114]
         want[edge] = np.where(luma < 128, 255, 0)[:, None]
         np.testing.assert_array_equal(out, want)
-        assert edge.any() and (~edge & (labels >= 0)).any()
+        assert edge.any() and (~edge & (labels > 0)).any()
 
 
 def test_segments_and_label_image_take_any_integer_labels():
-    labels = np.array([[0, 1, -1], [2, 2, 0]])
-    for dtype in (np.int8, np.int16, np.int32, np.int64, np.uint8):
-        lab = np.where(labels < 0, 0, labels).astype(dtype) if dtype == np.uint8 else labels.astype(dtype)
+    labels = np.array([[1, 2, 0], [3, 3, 1]])
+    for dtype in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16):
+        lab = labels.astype(dtype)
         colors = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], np.uint8)
         np.testing.assert_array_equal(
             render.segments(lab, colors),
-            np.vstack([colors, [[0, 0, 0]]])[lab.astype(int)])
-        np.testing.assert_array_equal(
-            render.label_image(lab, 3), np.where(lab.astype(int) < 0, 255, lab).astype(np.uint8))
+            np.vstack([[[0, 0, 0]], colors])[lab.astype(int)])
+        np.testing.assert_array_equal(render.label_image(lab, 3), labels.astype(np.uint8))
 
 
 def _reference_overlay(base, labels, k, alpha, draw_boundaries):
     """The overlay as its definition reads, in whole-image numpy: the rounded blend of
     (1 - alpha) * image and alpha * class colour, background kept, and, with boundaries,
     every labelled pixel with a lower-labelled 4-neighbour inside the image (background
-    -1 counts as lower) white where 0.299 r + 0.587 g + 0.114 b < 128, else black."""
+    0 counts as lower) white where 0.299 r + 0.587 g + 0.114 b < 128, else black."""
     lab = labels.astype(np.int64)
     rgb = base if base.ndim == 3 else np.repeat(base[:, :, None], 3, axis=2)
-    colors = render.palette(k).astype(np.float64)[np.maximum(lab, 0)]
+    colors = render.palette(k).astype(np.float64)[np.maximum(lab - 1, 0)]
     blend = np.rint((1.0 - alpha) * rgb.astype(np.float64) + alpha * colors)
-    out = np.where((lab >= 0)[..., None], blend, rgb).astype(np.uint8)
+    out = np.where((lab > 0)[..., None], blend, rgb).astype(np.uint8)
     if draw_boundaries:
         padded = np.pad(lab, 1, constant_values=np.iinfo(np.int64).max)  # outside: never lower
         centre = padded[1:-1, 1:-1]
@@ -243,7 +245,7 @@ def _reference_overlay(base, labels, k, alpha, draw_boundaries):
                  | (padded[1:-1, :-2] < centre) | (padded[1:-1, 2:] < centre))
         o = out.astype(np.float64)
         dark = 0.299 * o[..., 0] + 0.587 * o[..., 1] + 0.114 * o[..., 2] < 128.0
-        edge = lower & (lab >= 0)
+        edge = lower & (lab > 0)
         out[edge] = np.where(dark, 255, 0)[edge][:, None]
     return out
 
@@ -252,15 +254,14 @@ def _random_case(rng, k, colour, shape):
     """Pixels and labels for the reference comparison: random or blocky labels (so that
     some pixels are off boundaries), with or without background, of a random integer
     dtype, either array possibly a non-contiguous view."""
-    low = -1 if rng.random() < 0.8 else 0
+    low = 0 if rng.random() < 0.8 else 1
     if rng.random() < 0.5:
-        labels = rng.integers(low, k, shape)
+        labels = rng.integers(low, k + 1, shape)
     else:
-        blocks = rng.integers(low, k, (shape[0] // 3 + 1, shape[1] // 3 + 1))
+        blocks = rng.integers(low, k + 1, (shape[0] // 3 + 1, shape[1] // 3 + 1))
         labels = np.kron(blocks, np.ones((3, 3), int))[: shape[0], : shape[1]]
-    dtypes = [np.int16, np.int32, np.int64] + ([np.int8] if k <= 128 else [])
-    if low == 0:
-        dtypes += [np.uint8, np.uint16] if k <= 256 else [np.uint16]
+    dtypes = [np.int16, np.int32, np.int64] + ([np.int8] if k <= 127 else [])
+    dtypes += [np.uint8, np.uint16] if k <= 255 else [np.uint16]
     labels = labels.astype(dtypes[rng.integers(len(dtypes))])
     pixels = rng.integers(0, 256, shape + ((3,) if colour else ()), dtype=np.uint8)
     if rng.random() < 0.5:
@@ -302,11 +303,10 @@ def test_pictures_match_a_numpy_reference_on_random_cases(k, monkeypatch):
         colors = rng.integers(0, 256, (k, 3), dtype=np.uint8)
         lab = labels.astype(np.int64)
         np.testing.assert_array_equal(
-            render.segments(labels, colors), np.vstack([colors, [[0, 0, 0]]])[lab])
+            render.segments(labels, colors), np.vstack([[[0, 0, 0]], colors])[lab])
         stored = render.label_image(labels, k)
-        top = 255 if k <= 255 else 65535
         assert stored.dtype == (np.uint8 if k <= 255 else np.uint16)
-        np.testing.assert_array_equal(stored, np.where(lab < 0, top, lab))
+        np.testing.assert_array_equal(stored, lab)
         np.testing.assert_array_equal(pixels, before[0])
         np.testing.assert_array_equal(labels, before[1])
 
@@ -319,8 +319,8 @@ def test_boundary_colour_at_exact_luma_ties():
     ties = np.argwhere(luma == 128000).astype(np.uint8)
     greys = np.arange(256, dtype=np.uint8)[:, None]
     for pixels in (np.stack([ties, ties]), np.stack([greys, greys])[..., 0]):
-        labels = np.zeros(pixels.shape[:2], int)
-        labels[1] = 1  # the second row is all boundary; alpha 0 leaves the colours
+        labels = np.ones(pixels.shape[:2], int)
+        labels[1] = 2  # the second row is all boundary; alpha 0 leaves the colours
         out = render.overlay(pixels, labels, 2, alpha=0.0)
         np.testing.assert_array_equal(out, _reference_overlay(pixels, labels, 2, 0.0, True))
         assert set(out[1, :, 0]) == {0, 255}
@@ -329,7 +329,7 @@ def test_boundary_colour_at_exact_luma_ties():
 def test_overlay_of_all_background_is_the_image():
     for pixels in (np.arange(24, dtype=np.uint8).reshape(4, 6),
                    np.arange(72, dtype=np.uint8).reshape(4, 6, 3)):
-        out = render.overlay(pixels, np.full((4, 6), -1), 3)
+        out = render.overlay(pixels, np.zeros((4, 6), int), 3)
         np.testing.assert_array_equal(out, render.to_display(pixels))
 
 
@@ -345,7 +345,7 @@ def test_overlay_checks_arguments(halves):
         render.overlay(pixels, labels, 2, alpha=1.5)
     with pytest.raises(EmsegError, match="shape"):
         render.overlay(pixels, labels[:, :4], 2)
-    with pytest.raises(EmsegError, match="0..0"):
+    with pytest.raises(EmsegError, match=r"1\.\.1"):
         render.overlay(pixels, labels, 1)
 
 
