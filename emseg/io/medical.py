@@ -484,8 +484,8 @@ def write_itksnap_labels(path, colors, names=None, *, overwrite=False):
 
         IDX   -R-  -G-  -B-  -A--  VIS MSH  "LABEL"
 
-    ITK-SNAP loads it with Segmentation > Import Label Descriptions; 3D Slicer and
-    FSLeyes read the same colours from a lookup table of this layout.
+    ITK-SNAP loads it with Segmentation > Import Label Descriptions (3D Slicer's and
+    FSLeyes' lookup tables have formats of their own).
     """
     colors = np.asarray(colors)
     if colors.ndim != 2 or colors.shape[1] != 3:
