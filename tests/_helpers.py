@@ -26,6 +26,41 @@ def dicom_slice(rows, columns, *, bits, transfer_syntax, series):
     return ds
 
 
+def dicom_series(folder, volume, *, spacing=(2.5, 0.8, 0.7), orientation=(1, 0, 0, 0, 1, 0),
+                 origin=(0.0, 0.0, 0.0), positions=None, series="1.2.3.4", start=0):
+    """Write the (Z, Y, X) ``volume`` into ``folder`` as a series of 16-bit DICOM slices
+    (the pixels as they are; rescale slope 2, intercept -100) and return the slices'
+    ImagePositionPatient, in slice order, as written.
+
+    ``orientation``: ImageOrientationPatient (row then column direction cosines, LPS);
+    ``spacing``: (slice step, between rows, between columns) in mm. Slice ``z`` lies at
+    ``origin + z * spacing[0] * normal`` (normal = row x column), or at
+    ``positions[z]`` when given. File names run against slice order (the last slice is
+    ``slice<start + 1>.dcm``), so only sorting by position puts them right.
+    """
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    folder.mkdir(exist_ok=True)
+    cosines = np.asarray(orientation, dtype=float)
+    normal = np.cross(cosines[:3], cosines[3:])
+    if positions is None:
+        positions = np.asarray(origin, float) + np.outer(np.arange(len(volume)) * spacing[0],
+                                                         normal)
+    positions = np.round(np.asarray(positions, dtype=float), 6)  # DICOM decimal strings
+    for z, plane in enumerate(volume):
+        ds = dicom_slice(*plane.shape, bits=16, transfer_syntax=ExplicitVRLittleEndian,
+                         series=series)
+        ds.PixelSpacing = [spacing[1], spacing[2]]
+        ds.ImageOrientationPatient = [float(c) for c in np.round(cosines, 8)]
+        ds.ImagePositionPatient = [float(p) for p in positions[z]]
+        ds.InstanceNumber = z + 1
+        ds.SliceThickness = spacing[0]
+        ds.RescaleSlope, ds.RescaleIntercept = 2, -100
+        ds.PixelData = plane.astype(np.uint16).tobytes()
+        ds.save_as(folder / f"slice{start + len(volume) - z:03d}.dcm", enforce_file_format=True)
+    return positions
+
+
 def three_bands(seed=0, shape=(60, 80), means=(40, 120, 200), sigma=15.0, round_first=False):
     """A uint8 image of three vertical bands of grey ``means`` with Gaussian noise."""
 

@@ -35,7 +35,9 @@ def run(flags, images, channels, mask_path, posteriors, objects, min_size, max_p
     darkest; 0 outside the mask), photo_overlay.png, photo_segments.png and
     photo_report.json, in OUTPUT_DIR. A TIFF stack gets photo_labels.tif; a NIfTI
     volume t1.nii.gz gets t1_labels.nii.gz (and with --posteriors t1_pve.nii.gz, one
-    volume per class) with its affine. A folder of DICOM slices is read as one volume.
+    volume per class) with its affine, and t1_labels.txt (ITK-SNAP label colours). A
+    folder of DICOM slices is read as one volume and gets the same NIfTI outputs, in
+    the series' patient space.
     """
     seen = {}
     failed = 0

@@ -17,6 +17,7 @@ __getattr__, __dir__ = lazy_exports(
         "write_tiff_stack": "tiff",
         "read_nifti": "medical",
         "write_nifti": "medical",
+        "write_itksnap_labels": "medical",
         "read_dicom_folder": "medical",
         "Table": "tables",
         "read_table": "tables",

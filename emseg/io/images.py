@@ -70,6 +70,9 @@ class Image:
     is_stack: bool = False
     spacing: tuple | None = None  # voxel size along the spatial axes, when the file says
     nifti: object = None  # the nibabel image a NIfTI volume came from (affine, header)
+    # a NIfTI volume's or DICOM series' (4, 4) map from the voxel index (column, row,
+    # slice) to RAS+ mm (see emseg.io.medical); None when the file has no geometry
+    affine: np.ndarray | None = None
     channels: bool = False  # the last axis holds co-registered channels, not RGB
 
     @property
@@ -147,7 +150,7 @@ def _looks_like_image_folder(path):
 
 def _volume_image(path, vol):
     image = _finish(path, vol.data, None, is_stack=True, channels=vol.channels)
-    image.spacing, image.nifti = vol.spacing, vol.nifti
+    image.spacing, image.nifti, image.affine = vol.spacing, vol.nifti, vol.affine
     return image
 
 
@@ -176,7 +179,8 @@ def read_channels(paths, *, max_pixels=None):
             valid = im.valid if valid is None else valid & im.valid
     first = images[0]
     return Image(pixels=pixels, valid=valid, path=first.path, is_stack=first.is_stack,
-                 spacing=first.spacing, nifti=first.nifti, channels=True)
+                 spacing=first.spacing, nifti=first.nifti, affine=first.affine,
+                 channels=True)
 
 
 def read_mask(path, shape, *, max_pixels=None):

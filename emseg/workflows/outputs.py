@@ -33,6 +33,7 @@ _OUTPUT_SUFFIXES = (  # every name run.output_paths gives, but the report
     "_labels.png",
     "_labels.tif",
     "_labels.nii.gz",
+    "_labels.txt",
     "_overlay.png",
     "_segments.png",
     "_posteriors.tif",

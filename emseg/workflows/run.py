@@ -60,10 +60,12 @@ def file_stem(path):
 def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, objects=False):
     """The files :func:`segment_file` writes for input ``path`` into folder ``out``.
 
-    Labels are a PNG for an image, a multi-page TIFF for a stack, and NIfTI for a
-    NIfTI input (with its affine); posteriors a multi-page float32 TIFF, or for NIfTI
-    one 4-D file of per-class maps (FSL FAST's ``pve`` maps, one volume per class);
-    objects a CSV table.
+    Labels are a PNG for an image, a multi-page TIFF for a stack, and with ``nifti``
+    (a NIfTI volume or a DICOM series with its geometry: ``image.affine`` is set) NIfTI
+    with that geometry, plus the ITK-SNAP label description ``<stem>_labels.txt``;
+    posteriors a multi-page float32 TIFF, or with ``nifti`` one 4-D file of per-class
+    maps (FSL FAST's ``pve`` maps, one volume per class); objects a CSV table.
+    :func:`output_writer` writes each image in its format.
     """
     stem = file_stem(path)
     out = Path(out)
@@ -74,6 +76,8 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, objec
         "segments": out / f"{stem}_segments.png",
         "report": out / f"{stem}_report.json",
     }
+    if nifti:
+        targets["label_descriptions"] = out / f"{stem}_labels.txt"
     if posteriors:
         targets["posteriors"] = out / (f"{stem}_pve.nii.gz" if nifti else f"{stem}_posteriors.tif")
     if objects:
@@ -154,7 +158,7 @@ def _read(path, out, options, overwrite):
         image = io.read_image(path, max_pixels=options.max_pixels,
                               allow_channels=options.channels)
     targets = output_paths(path, out, posteriors=options.posteriors, stack=image.is_stack,
-                           nifti=image.nifti is not None, objects=options.objects)
+                           nifti=image.affine is not None, objects=options.objects)
     io.check_writable(list(targets.values()), overwrite)
     mask = image.valid
     if options.mask_path is not None:
@@ -239,23 +243,36 @@ def _writes(source, seg, options, overlay, segments, label_values):
     writes = [  # PNG encoding releases the GIL: large pictures are written side by side
         (io.write_png, targets["overlay"], overlay, {}),
         (io.write_png, targets["segments"], segments, {}),
+        output_writer(image, targets["labels"], label_values, labels=True),
     ]
-    if image.nifti is not None:
-        from ..io.medical import write_nifti
-
-        writes.append((write_nifti, targets["labels"], label_values, {"like": image.nifti}))
-    elif image.is_stack:
-        writes.append((io.write_tiff_stack, targets["labels"], label_values,
-                       {"dtype": label_values.dtype}))
-    else:
-        writes.append((io.write_png, targets["labels"], label_values, {}))
+    if "label_descriptions" in targets:  # coloured as the overlay
+        writes.append((io.write_itksnap_labels, targets["label_descriptions"],
+                       render.palette(seg.k), {}))
     if options.posteriors:
         pages = render.posterior_pages(seg.posteriors)
-        if image.nifti is not None:
-            writes.append((write_nifti, targets["posteriors"], pages, {"like": image.nifti}))
-        else:
-            writes.append((io.write_tiff_stack, targets["posteriors"], pages, {}))
+        writes.append(output_writer(image, targets["posteriors"], pages))
     return writes
+
+
+def output_writer(image, target, data, *, labels=False):
+    """The write of ``data``, an output of ``image`` with its spatial shape, to
+    ``target``, as a :func:`_write_all` job ``(writer, target, data, keywords)``:
+    ``writer(target, data, overwrite=..., **keywords)``. ``data`` is integer labels
+    (``labels=True``) or float maps (``(K, ...)``, one per class, or a single map).
+
+    An input with geometry (``image.affine``: a NIfTI volume, a DICOM series) gets NIfTI
+    with that geometry (and the NIfTI label intent on labels); otherwise labels are a
+    PNG (a multi-page TIFF for a stack) and maps a multi-page float32 TIFF. The names
+    to write them to are :func:`output_paths`'s with ``nifti=image.affine is not None``.
+    """
+    from .. import io
+
+    if image.affine is not None:
+        keywords = {"like": image.nifti, "affine": image.affine, "labels": labels}
+        return io.write_nifti, target, data, keywords
+    if labels and not image.is_stack:
+        return io.write_png, target, data, {}
+    return io.write_tiff_stack, target, data, {"dtype": data.dtype} if labels else {}
 
 
 @dataclass(frozen=True)

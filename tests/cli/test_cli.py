@@ -306,8 +306,8 @@ def test_nifti_in_nifti_out_and_channels(tmp_path):
     result = run("run", tmp_path / "t1.nii.gz", "-k", 2, "--beta", "0.5", "--posteriors",
                  "-o", out)
     assert result.exit_code == 0, result.output
-    assert outputs(out) == ["t1_labels.nii.gz", "t1_overlay.png", "t1_pve.nii.gz",
-                            "t1_report.json", "t1_segments.png"]
+    assert outputs(out) == ["t1_labels.nii.gz", "t1_labels.txt", "t1_overlay.png",
+                            "t1_pve.nii.gz", "t1_report.json", "t1_segments.png"]
     labels = nib.load(out / "t1_labels.nii.gz")
     np.testing.assert_allclose(labels.affine, affine)
     assert (np.asarray(labels.dataobj) == truth + 1).mean() > 0.99
