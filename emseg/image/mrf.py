@@ -345,9 +345,16 @@ class _HMRF:
     def __init__(self, gm, args):
         self.gm = gm
         self.args = args
+        n_sites = args.X.shape[0] if args.index is None else args.index.shape[0]
+        # a table of unary terms pays when rows repeat (the histogram trick); without
+        # one, the rows are gathered into voxel order, so the sweep reads them in turn
+        self.table = args.X.shape[0] * 4 <= n_sites
+        index = args.index
         self.X = args.X
+        if not self.table and index is not None:
+            self.X, index = args.X[index], None
         self.field = _PottsField(
-            args.shape, args.valid, args.index, args.X.shape[0], gm.n_components_,
+            args.shape, args.valid, index, self.X.shape[0], gm.n_components_,
             args.neighbourhood, args.spacing, args.method == "icm",
         )
         self.auto = args.beta is None
@@ -362,18 +369,17 @@ class _HMRF:
         else:
             self.alpha = np.zeros(gm.n_components_)
         self.beta_cap = _beta_cap(gm.n_components_, self.field.weights)
-        # a table of unary terms pays when rows repeat (the histogram trick)
-        self.table = self.X.shape[0] * 4 <= self.field.n_sites
         self.unary = _unary_terms(gm, self.X, self.table, self.field.icm)
         self.field.start(self.X, _means(gm), self.unary, log_weights)
         self.data = self.training_data()  # where update_parameters re-seeds an emptied class
 
     def training_data(self):
         """The rows and weights an emptied class is re-seeded on (:func:`update_parameters`)."""
-        if self.args.index is None:
-            return TrainingData(self.X, _EMPTY, [], float(self.X.shape[0]))
-        counts = np.bincount(self.args.index, minlength=self.X.shape[0]).astype(np.float64)
-        return TrainingData(self.X, counts, [], float(counts.sum()))
+        X, index = self.args.X, self.args.index  # the distinct rows, not those in voxel order
+        if index is None:
+            return TrainingData(X, _EMPTY, [], float(X.shape[0]))
+        counts = np.bincount(index, minlength=X.shape[0]).astype(np.float64)
+        return TrainingData(X, counts, [], float(counts.sum()))
 
     def e_step(self):
         means = _means(self.gm)
