@@ -88,7 +88,8 @@ def _exp(x, double):
 
 @njit(cache=True, inline="always")
 def _add_stats(X, d, means, r, weight, y, nk, sx, sxx):
-    """Add row ``d`` of ``X`` with responsibilities ``r`` to centred statistics."""
+    """Add row ``d`` of ``X`` with responsibilities ``r`` to centred statistics (one
+    feature written out: the same arithmetic without the run-time loops)."""
     D = X.shape[1]
     if D == 1:
         x = X[d, 0]
