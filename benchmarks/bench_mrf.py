@@ -364,7 +364,8 @@ def part4(args, n_iter=6):
             records = []
             for rep in range(args.repeats):
                 volume, truth = smooth_phantom(n, args.seed + rep)
-                copies = {"float": volume, "uint8": np.clip(np.rint(volume), 0, 255).astype(np.uint8)}
+                rounded = np.clip(np.rint(volume), 0, 255).astype(np.uint8)
+                copies = {"float": volume, "uint8": rounded}
                 del volume
                 order = ("float", "uint8") if rep % 2 == 0 else ("uint8", "float")
                 record = {}
@@ -433,7 +434,8 @@ def main(argv=None):
     for part in parts:
         {"1": part1, "2": part2, "3": part3, "4": part4}[part](args)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nthis process's peak RSS: {peak:,.0f} MiB (parts 1, 2 and 4; part 3 ran in subprocesses)")
+    print(f"\nthis process's peak RSS: {peak:,.0f} MiB (parts 1, 2 and 4; part 3 ran in "
+          "subprocesses)")
 
 
 if __name__ == "__main__":
