@@ -1,8 +1,9 @@
 """Benchmark HMRF-EM (emseg.image.mrf.hmrf_em) against the plain mixture and against DIPY.
 
-    python benchmarks/bench_mrf.py                  # all three parts, 3 repeats, medians
+    python benchmarks/bench_mrf.py                  # all four parts, 3 repeats, medians
     python benchmarks/bench_mrf.py --part 1 --repeats 5
     python benchmarks/bench_mrf.py --part 3
+    python benchmarks/bench_mrf.py --part 4          # float vs uint8 volumes
 
 Parts (bars from the project issue, for a 2-core machine):
 
@@ -16,8 +17,16 @@ Parts (bars from the project issue, for a 2-core machine):
    DIPY's TissueClassifierHMRF (beta 0.1, 10 iterations). Bar: misclassification no
    higher than DIPY's, at least 10x faster.
 3. A 256^3 uint8 volume (smoothed noise cut into 3 classes, intensities 30 / 125 / 220,
-   noise sigma 47), K=3, the whole pipeline (distinct values, mixture fit, HMRF-EM) in
+   noise sigma 47), K=3, the whole pipeline (distinct values, mixture fit as ``segment``
+   makes it, with the histogram's saturation spikes at 0 and 255 flattened, HMRF-EM) in
    a fresh subprocess. Bar: under 30 s and under 2 GB peak RSS.
+4. Float volumes against their uint8 copies: 96^3 and 160^3 (4.1 million voxels), three
+   smooth classes (terciles of Gaussian-smoothed noise), intensities 60 / 128 / 196 plus
+   noise of sigma 25, float32, and the same values rounded to uint8. Rows as
+   ``segment`` makes them (distinct values, mixture fit on them), then HMRF-EM (mean
+   field, 6 neighbours, beta 0.5 and "auto") for a fixed number of iterations; time per
+   iteration and voxel (wall and CPU, medians over the iterations after the first),
+   float against uint8 alternating. Bar (issue 12): float within 2x of uint8.
 
 Misclassification counts every voxel whose label differs from the truth, labels being
 matched to the classes by intensity order (both libraries sort classes by mean).
@@ -227,15 +236,16 @@ import bench_mrf
 bench_mrf.warm_up()
 volume = np.load(sys.argv[1])
 rss_before = bench_mrf.peak_rss()
-from emseg import GaussianMixture
 from emseg.image.features import distinct_values
 from emseg.image.mrf import hmrf_em
+from emseg.image.pixels import fit_mixture
 start = time.perf_counter()
 unique, counts, index = distinct_values(volume.reshape(-1, 1))
 X = unique.astype(np.float64)
 with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    gm = GaussianMixture(3, random_state=0).fit(X, sample_weight=counts)
+    warnings.simplefilter("ignore")  # the mixture as segment() fits it: saturation flattened
+    gm, _ = fit_mixture(X, counts, volume.size, X.shape[0], 3, 8,
+                        dict(covariance_type="full", random_state=0))
 fitted = time.perf_counter()
 plain = gm.predict(X).astype(np.int8)[index].reshape(volume.shape)  # (untimed) for the error
 start_mrf = time.perf_counter()
@@ -305,6 +315,83 @@ def part3(args):
           f"{'met' if peak < 2048 else 'NOT met'}")
 
 
+# --- part 4 ----------------------------------------------------------------------------------
+
+
+def smooth_phantom(n, seed, sigma=25.0):
+    """``(float32 volume, truth)``: three smooth classes of an n^3 volume, intensities
+    60 / 128 / 196 plus Gaussian noise (inside 0..255 but for a few voxels)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.standard_normal((n, n, n), dtype=np.float32), 3)
+    truth = np.digitize(field, np.quantile(field[::2, ::2, ::2], [1 / 3, 2 / 3])).astype(np.int8)
+    del field
+    noise = rng.normal(0.0, sigma, truth.shape).astype(np.float32)
+    return np.array([60, 128, 196], np.float32)[truth] + noise, truth
+
+
+def timed_hmrf(volume, beta, n_iter):
+    """HMRF-EM on ``volume``'s rows as ``segment`` makes them, ``n_iter`` iterations;
+    returns (labels, wall and CPU seconds of each iteration after the first)."""
+    from emseg.image.features import distinct_values
+    from emseg.image.mrf import hmrf_em
+
+    unique, counts, index = distinct_values(volume.reshape(-1, 1))
+    X = unique.astype(np.float64)
+    gm = plain_fit(X, 3, counts, tol=1e-3, max_iter=100)
+    stamps = [(time.perf_counter(), time.process_time())]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = hmrf_em(gm, X, index, volume.shape, beta=beta, max_iter=n_iter, tol=0,
+                         callback=lambda i, b: stamps.append((time.perf_counter(),
+                                                              time.process_time())))
+    steps = np.diff(np.array(stamps), axis=0)[1:]
+    return result.labels, steps[:, 0], steps[:, 1]
+
+
+def part4(args, n_iter=6):
+    sizes = [int(n) for n in args.sizes.split(",")]
+    print("\n=== Part 4: float volumes against their uint8 copies, HMRF-EM time per iteration")
+    print(f"load average before: {os.getloadavg()[0]:.2f}; {args.repeats} volumes per size, "
+          f"{n_iter} iterations each (the first untimed); ns per voxel and iteration, medians")
+    print(f"\n{'size':>5s}  {'beta':>5s}  {'float wall':>10s}  {'uint8 wall':>10s}  {'ratio':>5s}  "
+          f"{'float CPU':>9s}  {'uint8 CPU':>9s}  {'ratio':>5s}  {'error float / uint8':>19s}  "
+          f"{'labels agree':>12s}")
+    verdicts = []
+    for n in sizes:
+        for beta in (0.5, "auto"):
+            records = []
+            for rep in range(args.repeats):
+                volume, truth = smooth_phantom(n, args.seed + rep)
+                rounded = np.clip(np.rint(volume), 0, 255).astype(np.uint8)
+                copies = {"float": volume, "uint8": rounded}
+                del volume
+                order = ("float", "uint8") if rep % 2 == 0 else ("uint8", "float")
+                record = {}
+                for name in order:
+                    labels, wall, cpu = timed_hmrf(copies[name], beta, n_iter)
+                    record[name] = dict(wall=np.median(wall) / truth.size * 1e9,
+                                        cpu=np.median(cpu) / truth.size * 1e9,
+                                        error=np.mean(labels != truth), labels=labels)
+                record["agree"] = np.mean(record["float"]["labels"] == record["uint8"]["labels"])
+                records.append(record)
+            med = {(name, key): statistics.median(r[name][key] for r in records)
+                   for name in ("float", "uint8") for key in ("wall", "cpu", "error")}
+            wall_ratio = statistics.median(r["float"]["wall"] / r["uint8"]["wall"] for r in records)
+            cpu_ratio = statistics.median(r["float"]["cpu"] / r["uint8"]["cpu"] for r in records)
+            agree = statistics.median(r["agree"] for r in records)
+            print(f"{n:4d}^3  {str(beta):>5s}  {med['float', 'wall']:10.0f}  "
+                  f"{med['uint8', 'wall']:10.0f}  {wall_ratio:5.2f}  {med['float', 'cpu']:9.0f}  "
+                  f"{med['uint8', 'cpu']:9.0f}  {cpu_ratio:5.2f}  "
+                  f"{med['float', 'error']:9.4f} / {med['uint8', 'error']:.4f}  {agree:12.4f}")
+            verdicts.append(f"{n}^3 beta {beta}: float / uint8 {wall_ratio:.2f} (wall), "
+                            f"{cpu_ratio:.2f} (CPU); within 2x: "
+                            + ("met" if max(wall_ratio, cpu_ratio) <= 2 else "NOT met"))
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print("\n" + "\n".join(verdicts))
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -333,20 +420,22 @@ def describe_machine():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["1", "2", "3", "all"], default="all")
+    parser.add_argument("--part", choices=["1", "2", "3", "4", "all"], default="all")
     parser.add_argument("--repeats", type=int, default=3, help="images / volumes / runs per part")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sizes", default="96,160", help="part 4: volume edges, comma-separated")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     print("command: python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]))
     describe_machine()
     print(f"emseg warm-up (numba compile or cache load): {warm_up():.1f} s")
-    parts = ["1", "2", "3"] if args.part == "all" else [args.part]
+    parts = ["1", "2", "3", "4"] if args.part == "all" else [args.part]
     for part in parts:
-        {"1": part1, "2": part2, "3": part3}[part](args)
+        {"1": part1, "2": part2, "3": part3, "4": part4}[part](args)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nthis process's peak RSS: {peak:,.0f} MiB (parts 1 and 2; part 3 ran in subprocesses)")
+    print(f"\nthis process's peak RSS: {peak:,.0f} MiB (parts 1, 2 and 4; part 3 ran in "
+          "subprocesses)")
 
 
 if __name__ == "__main__":

@@ -88,8 +88,18 @@ def _exp(x, double):
 
 @njit(cache=True, inline="always")
 def _add_stats(X, d, means, r, weight, y, nk, sx, sxx):
-    """Add row ``d`` of ``X`` with responsibilities ``r`` to centred statistics."""
+    """Add row ``d`` of ``X`` with responsibilities ``r`` to centred statistics (one
+    feature written out: the same arithmetic without the run-time loops)."""
     D = X.shape[1]
+    if D == 1:
+        x = X[d, 0]
+        for k in range(nk.shape[0]):
+            rk = r[k] * weight
+            nk[k] += rk
+            u = x - means[k, 0]
+            sx[k, 0] += rk * u
+            sxx[k, 0, 0] += rk * u * u
+        return
     for k in range(nk.shape[0]):
         rk = r[k] * weight
         nk[k] += rk
@@ -158,8 +168,13 @@ def _observation(f, e, d, unary, table, X, means, y, K, double):
             sf += f[k]
         return sf, top[d]
     best = 0
+    one = X.shape[1] == 1
     for k in range(K):
-        f[k] = log_norm[k] - 0.5 * maha_full(X, d, means, prec_chol, k, y, X.shape[1])
+        if one:  # maha_full's arithmetic for one feature, without its loops
+            u = (X[d, 0] - means[k, 0]) * prec_chol[k, 0, 0]
+            f[k] = log_norm[k] - 0.5 * (u * u)
+        else:
+            f[k] = log_norm[k] - 0.5 * maha_full(X, d, means, prec_chol, k, y, X.shape[1])
         if f[k] > f[best]:
             best = k
     base = f[best]

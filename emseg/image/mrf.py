@@ -83,7 +83,16 @@ iteration to the next, so there are no restarts; the loop is written here rather
 in :mod:`emseg.mixture.em`, whose stopping rule is on the log-likelihood.
 
 The unary terms use the histogram trick: the log-density of each distinct feature row
-is computed once per iteration and looked up per voxel.
+is computed once per iteration and looked up per voxel. Where rows rarely repeat (float
+volumes: nearly every voxel its own value; fewer than four voxels per row) there is no
+table: the rows are gathered into voxel order once (8 bytes per voxel and feature) and
+each sweep computes the log-density from them as it goes. Reading the value-sorted
+distinct rows through the index instead cost a cache miss per voxel: on a 96^3 float
+volume one thread took 280 ns per voxel and iteration that way, 100 ns in voxel order,
+against 70 to 90 for its uint8 copy through the table (``benchmarks/bench_mrf.py --part
+4``). A table of per-voxel terms computed once per iteration would save nothing for
+mean field, which sweeps once per iteration (ICM sweeps up to ``_ICM_SWEEPS`` times;
+its float sweeps measured 1.2 to 1.4 times its uint8 ones, so it was not tried).
 """
 
 import warnings
@@ -345,9 +354,16 @@ class _HMRF:
     def __init__(self, gm, args):
         self.gm = gm
         self.args = args
+        n_sites = args.X.shape[0] if args.index is None else args.index.shape[0]
+        # a table of unary terms pays when rows repeat (the histogram trick); without
+        # one, the rows are gathered into voxel order, so the sweep reads them in turn
+        self.table = args.X.shape[0] * 4 <= n_sites
+        index = args.index
         self.X = args.X
+        if not self.table and index is not None:
+            self.X, index = args.X[index], None
         self.field = _PottsField(
-            args.shape, args.valid, args.index, args.X.shape[0], gm.n_components_,
+            args.shape, args.valid, index, self.X.shape[0], gm.n_components_,
             args.neighbourhood, args.spacing, args.method == "icm",
         )
         self.auto = args.beta is None
@@ -362,18 +378,17 @@ class _HMRF:
         else:
             self.alpha = np.zeros(gm.n_components_)
         self.beta_cap = _beta_cap(gm.n_components_, self.field.weights)
-        # a table of unary terms pays when rows repeat (the histogram trick)
-        self.table = self.X.shape[0] * 4 <= self.field.n_sites
         self.unary = _unary_terms(gm, self.X, self.table, self.field.icm)
         self.field.start(self.X, _means(gm), self.unary, log_weights)
         self.data = self.training_data()  # where update_parameters re-seeds an emptied class
 
     def training_data(self):
         """The rows and weights an emptied class is re-seeded on (:func:`update_parameters`)."""
-        if self.args.index is None:
-            return TrainingData(self.X, _EMPTY, [], float(self.X.shape[0]))
-        counts = np.bincount(self.args.index, minlength=self.X.shape[0]).astype(np.float64)
-        return TrainingData(self.X, counts, [], float(counts.sum()))
+        X, index = self.args.X, self.args.index  # the distinct rows, not those in voxel order
+        if index is None:
+            return TrainingData(X, _EMPTY, [], float(X.shape[0]))
+        counts = np.bincount(index, minlength=X.shape[0]).astype(np.float64)
+        return TrainingData(X, counts, [], float(counts.sum()))
 
     def e_step(self):
         means = _means(self.gm)
