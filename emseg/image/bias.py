@@ -49,8 +49,9 @@ import numpy as np
 
 from .._shared.errors import EmsegError
 from .._shared.validation import check_int
+from .features import split_channels
 
-DEFAULT_FWHM = 60.0  # mm (see the module docstring)
+DEFAULT_FWHM = 40.0  # mm (see the module docstring)
 _SIGMA_PER_FWHM = 1.0 / np.sqrt(8.0 * np.log(2.0))
 _MAX_HALVINGS = 3
 _MAX_RELAX = 4.0
@@ -88,7 +89,7 @@ def check_fwhm(fwhm):
     return value
 
 
-def estimate_field(values, valid, posteriors, *, spacing=None, fwhm=None, max_iter=30,
+def estimate_field(values, valid, posteriors, *, spacing=None, fwhm=None, max_iter=50,
                    tol=1e-3, callback=None):
     """Fit the bias-field model of the module docstring.
 
@@ -97,8 +98,13 @@ def estimate_field(values, valid, posteriors, *, spacing=None, fwhm=None, max_it
     all; they must be finite). ``posteriors``: float, spatial shape + (K,), the starting
     class posteriors (e.g. :attr:`Segmentation.posteriors` of the plain fit).
     ``spacing``: voxel size per axis in mm (None: 1 mm). ``fwhm``: the field's
-    smoothness in mm (None: :data:`DEFAULT_FWHM`). ``callback(iteration, loglik)`` is
-    called after every iteration. Returns a :class:`BiasField`.
+    smoothness in mm (None: :data:`DEFAULT_FWHM`). Stops when the field moves by less
+    than ``tol`` (relative) or after ``max_iter`` iterations. ``callback(iteration,
+    loglik)`` is called after every iteration. Returns a :class:`BiasField`.
+
+    The field varies over ``fwhm``, many voxels: it is fitted on every ``stride``-th
+    voxel per axis (about sigma / 4, 1 when sigma < 8 voxels) and evaluated on every
+    voxel at the end.
     """
     values = np.asarray(values)
     shape = values.shape[:-1]
@@ -107,19 +113,13 @@ def estimate_field(values, valid, posteriors, *, spacing=None, fwhm=None, max_it
     fwhm = check_fwhm(fwhm)
     max_iter = check_int(max_iter, "max_iter", 1)
     sigma = _sigma_voxels(fwhm, spacing, len(shape))
-    flat = values.reshape(-1, values.shape[-1])
-    w = np.asarray(posteriors).reshape(-1, posteriors.shape[-1])
-    if valid is not None:
-        valid = np.asarray(valid, dtype=bool)
-        flat, w = flat[valid.ravel()], w[valid.ravel()]
-    y = flat.astype(np.float64)
-    low, high = y.min(0), y.max(0)
-    scale = np.maximum(np.abs(low), np.abs(high))
-    scale[scale == 0] = 1.0
-    y /= scale  # the field and the likelihood do not depend on the data's units
-    floor = (_FLOOR * np.maximum(high - low, 1e-12 * scale) / scale) ** 2
-    smoother = _Smoother(shape, valid, sigma)
-    w = np.ascontiguousarray(w, dtype=np.float64)
+    stride = np.maximum(1, np.floor(sigma / 4.0)).astype(int)
+    sample = tuple(slice(None, None, int(t)) for t in stride)
+    sub_valid = None if valid is None else np.asarray(valid, dtype=bool)[sample]
+    y, scale, floor = _scaled_rows(values[sample], sub_valid)
+    w = _rows(np.asarray(posteriors)[sample], sub_valid)
+    smoother = _Smoother(sub_valid.shape if sub_valid is not None
+                         else values[sample].shape[:-1], sub_valid, sigma / stride)
     B = np.ones_like(y)
     history, converged = [], False
     loglik, relax = -np.inf, 1.0
@@ -136,13 +136,62 @@ def estimate_field(values, valid, posteriors, *, spacing=None, fwhm=None, max_it
         if moved < tol:
             converged = True
             break
-    field = np.ones(flat.shape[:0] + (int(np.prod(shape)), y.shape[1]), dtype=np.float32)
-    if valid is None:
-        field[:] = B
-    else:
-        field[valid.ravel()] = B
-    return BiasField(field.reshape(shape + (y.shape[1],)), np.asarray(history), n_iter,
-                     converged, fwhm)
+    # every voxel's field: the last field step's coarse cells, interpolated
+    theta = _m_step(y, B, w, floor)
+    field = _full_field(y, w, theta, smoother, shape, stride, valid)
+    return BiasField(field, np.asarray(history), n_iter, converged, fwhm)
+
+
+def _rows(grid, valid):
+    """(N, C) rows of the valid voxels of a spatial shape + (C,) array."""
+    flat = grid.reshape(-1, grid.shape[-1])
+    return np.ascontiguousarray(flat if valid is None else flat[valid.ravel()],
+                                dtype=np.float64)
+
+
+def _scaled_rows(values, valid):
+    """The valid voxels' values divided by each channel's largest magnitude (the field
+    and the likelihood do not depend on the data's units), and the noise floor."""
+    y = _rows(values, valid)
+    low, high = y.min(0), y.max(0)
+    scale = np.maximum(np.abs(low), np.abs(high))
+    scale[scale == 0] = 1.0
+    y /= scale
+    floor = (_FLOOR * np.maximum(high - low, 1e-12 * scale) / scale) ** 2
+    return y, scale, floor
+
+
+def _full_field(y, w, theta, smoother, shape, stride, valid):
+    """The field on every voxel of ``shape``, float32, mean 1 inside ``valid`` per
+    channel and 1 outside."""
+    _, mu, s2 = theta
+    C = y.shape[1]
+    out = np.ones(shape + (C,), dtype=np.float32)
+    taps = [_linear_taps(n, f, t) for n, f, t in zip(shape, smoother.factor, stride)]
+    for c in range(C):
+        gain = mu[:, c] / s2[:, c]
+        ratio = smoother.coarse_field((w @ gain) * y[:, c], w @ (gain * mu[:, c]))
+        field = _interpolate(ratio, taps)
+        inside = field if valid is None else field[valid]
+        field /= inside.mean()
+        out[..., c] = field if valid is None else np.where(valid, field, 1.0)
+    return out
+
+
+def restore(image, field, channel_axis="auto", multichannel=False):
+    """``image`` divided by ``field`` (spatial shape + (C,), as :class:`BiasField` holds
+    it), float32, in the image's own layout: the same shape, channel axis and alpha
+    (which is not divided). NaN stays NaN."""
+    arr = np.asarray(image)
+    values, _, alpha = split_channels(arr, channel_axis, multichannel)
+    out = np.divide(values, field, dtype=np.float32)
+    if alpha is not None:
+        out = np.concatenate([out, alpha[..., None].astype(np.float32)], axis=-1)
+    if arr.ndim < values.ndim:  # a grey image without a channel axis
+        return out[..., 0]
+    if channel_axis not in ("auto", None, -1, arr.ndim - 1):
+        out = np.moveaxis(out, -1, channel_axis)
+    return out
 
 
 def _sigma_voxels(fwhm, spacing, ndim):
@@ -235,6 +284,11 @@ class _Smoother:
         self.taps = [_linear_taps(n, f) for n, f in zip(shape, self.factor)]
 
     def __call__(self, numerator, weight):
+        full = _interpolate(self.coarse_field(numerator, weight), self.taps).ravel()
+        return full if self.valid is None else full[self.valid]
+
+    def coarse_field(self, numerator, weight):
+        """The smoothed ratio on the coarse grid's cells."""
         sums = []
         for values in (numerator, weight):
             grid = np.zeros(int(np.prod(self.shape)))
@@ -243,9 +297,7 @@ class _Smoother:
             else:
                 grid[self.valid] = values
             sums.append(self._block_sums(grid.reshape(self.shape)))
-        ratio = self._local_linear(*sums)
-        full = self._interpolate(ratio).ravel()
-        return full if self.valid is None else full[self.valid]
+        return self._local_linear(*sums)
 
     def _local_linear(self, num, den):
         """At each coarse cell, the value of the weighted least-squares plane through
@@ -296,21 +348,25 @@ class _Smoother:
             split += [c, f]
         return grid.reshape(split).sum(axis=tuple(range(1, 2 * len(self.shape), 2)))
 
-    def _interpolate(self, coarse):
-        out = coarse
-        for axis, (lo, hi, frac) in enumerate(self.taps):
-            shape = [1] * out.ndim
-            shape[axis] = -1
-            f = frac.reshape(shape)
-            out = np.take(out, lo, axis=axis) * (1.0 - f) + np.take(out, hi, axis=axis) * f
-        return out
 
 
-def _linear_taps(n, factor):
-    """For each of ``n`` fine voxels, the two coarse cells (blocks of ``factor``) around
-    it and the weight of the second, for linear interpolation between cell centres."""
-    cells = -(-n // factor)
-    position = (np.arange(n) + 0.5) / factor - 0.5  # in coarse cell units
+def _interpolate(coarse, taps):
+    """Linear interpolation of coarse cells to fine voxels, one axis at a time."""
+    out = coarse
+    for axis, (lo, hi, frac) in enumerate(taps):
+        shape = [1] * out.ndim
+        shape[axis] = -1
+        f = frac.reshape(shape)
+        out = np.take(out, lo, axis=axis) * (1.0 - f) + np.take(out, hi, axis=axis) * f
+    return out
+
+
+def _linear_taps(n, factor, stride=1):
+    """For each of ``n`` voxels, the two coarse cells around it and the weight of the
+    second, for linear interpolation between cell centres. A cell is a block of
+    ``factor`` voxels of the grid sampled every ``stride`` voxels."""
+    cells = -(-(-(-n // stride)) // factor)
+    position = (np.arange(n) / stride + 0.5) / factor - 0.5  # in coarse cell units
     position = np.clip(position, 0.0, cells - 1)
     lo = np.floor(position).astype(np.intp)
     hi = np.minimum(lo + 1, cells - 1)
