@@ -213,9 +213,10 @@ def _m_step(y, B, w, floor):
     for c in range(C):
         b, v = B[:, c], y[:, c]
         mu[:, c] = (w.T @ (b * v)) / np.maximum(w.T @ (b * b), 1e-300)
-        for k in range(K):
-            r = v - b * mu[k, c]
-            s2[k, c] = max(float(w[:, k] @ (r * r)) / nk[k], floor[c])
+        r = v[:, None] - b[:, None] * mu[None, :, c]  # centred: each class's residuals
+        r *= r
+        r *= w
+        s2[:, c] = np.maximum(r.sum(0) / nk, floor[c])
     return np.log(nk / nk.sum()), mu, s2
 
 
@@ -328,7 +329,10 @@ class _Smoother:
                 sxx = sxx + x[j] * x[l] * s0
                 M[..., j + 1, l + 1] = M[..., l + 1, j + 1] = sxx
         tiny = 1e-9 * s0.max()
-        ridge = 1e-3 * s0 * self.sigma_coarse_sq + tiny
+        # the slope is damped where little weight lies near: far from the data (outside
+        # the mask, or in a background of mean 0) the field levels off, not extrapolates
+        typical = s0[s0 > tiny].mean() if (s0 > tiny).any() else 1.0
+        ridge = (1e-3 * s0 + 0.05 * typical) * self.sigma_coarse_sq + tiny
         for j in range(ndim):
             M[..., j + 1, j + 1] += ridge
         M[..., 0, 0] += tiny

@@ -35,6 +35,8 @@ class RunOptions:
     mrf: str = "meanfield"
     neighbourhood: int | None = None
     channels: bool = False  # several files (or a 4-D NIfTI) as co-registered channels
+    bias: bool = False  # estimate a bias field inside EM; write it and the restored image
+    bias_fwhm: float | None = None  # its smoothness in mm (None: the library's default)
 
     def __post_init__(self):
         if self.tol is None:  # the CLI's "not given"
@@ -55,12 +57,14 @@ def file_stem(path):
     return Path(path).stem if not Path(path).is_dir() else name
 
 
-def output_paths(path, out, *, posteriors=False, stack=False, nifti=False):
+def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, bias=False):
     """The files :func:`segment_file` writes for input ``path`` into folder ``out``.
 
     Labels are a PNG for an image, a multi-page TIFF for a stack, and NIfTI for a
     NIfTI input (with its affine); posteriors a multi-page float32 TIFF, or for NIfTI
     one 4-D file of per-class maps (FSL FAST's ``pve`` maps, one volume per class).
+    With ``bias``, the bias field and the restored image (the input divided by it):
+    NIfTI for a NIfTI input, else float32 TIFF (one page per slice and channel).
     """
     stem = file_stem(path)
     out = Path(out)
@@ -73,6 +77,9 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False):
     }
     if posteriors:
         targets["posteriors"] = out / (f"{stem}_pve.nii.gz" if nifti else f"{stem}_posteriors.tif")
+    if bias:
+        for name in ("bias", "restored"):
+            targets[name] = out / f"{stem}_{name}.{'nii.gz' if nifti else 'tif'}"
     return targets
 
 
@@ -149,7 +156,7 @@ def _read(path, out, options, overwrite):
         image = io.read_image(path, max_pixels=options.max_pixels,
                               allow_channels=options.channels)
     targets = output_paths(path, out, posteriors=options.posteriors, stack=image.is_stack,
-                           nifti=image.nifti is not None)
+                           nifti=image.nifti is not None, bias=options.bias)
     io.check_writable(list(targets.values()), overwrite)
     mask = image.valid
     if options.mask_path is not None:
@@ -183,6 +190,8 @@ def _segment(source, options, model):
         mrf=options.mrf,
         neighbourhood=options.neighbourhood,
         spacing=image.spacing,
+        bias=options.bias,
+        bias_fwhm=options.bias_fwhm,
     )
 
 
@@ -235,7 +244,26 @@ def _writes(source, seg, options, overlay, segments, label_values):
             writes.append((write_nifti, targets["posteriors"], pages, {"like": image.nifti}))
         else:
             writes.append((io.write_tiff_stack, targets["posteriors"], pages, {}))
+    if options.bias:
+        for name in ("bias", "restored"):
+            writes.append(_volume_write(image, targets[name], getattr(seg, name)))
     return writes
+
+
+def _volume_write(image, target, data):
+    """The write of a float32 map of the image's grid (``data``: the spatial shape,
+    plus a last axis of channels if the input has one): NIfTI with the input's affine
+    and header, else a TIFF of one page per slice and channel (channels first)."""
+    from .. import io
+
+    data = np.asarray(data, dtype=np.float32)
+    if image.has_channel_axis:
+        data = np.moveaxis(data, -1, 0)
+    if image.nifti is not None:
+        from ..io.medical import write_nifti
+
+        return (write_nifti, target, data, {"like": image.nifti})
+    return (io.write_tiff_stack, target, data, {})
 
 
 @dataclass(frozen=True)
@@ -309,6 +337,11 @@ def _report(source, seg, options, model, wrote, start):
         },
         "spacing": None if image.spacing is None else list(image.spacing),
         "mrf": seg.mrf,
+        "bias": None if seg.bias is None else {
+            **seg.bias_fit,
+            "range": [float(np.nanmin(seg.bias)), float(np.nanmax(seg.bias))],
+            "note": "the field is mean 1 inside the mask and 1 outside; restored = input / field",
+        },
         "log_likelihood": float(gm.lower_bound_ if model is None else seg.log_likelihood),
         "log_likelihood_history": gm.history_ if model is None else [],
         "iterations": gm.n_iter_,
