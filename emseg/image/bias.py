@@ -90,7 +90,7 @@ def check_fwhm(fwhm):
 
 
 def estimate_field(values, valid, posteriors, *, spacing=None, fwhm=None, max_iter=50,
-                   tol=1e-3, callback=None):
+                   tol=1e-3, fixed_posteriors=False, callback=None):
     """Fit the bias-field model of the module docstring.
 
     ``values``: the image's spatial shape (2-D or 3-D) + (C,) channels, as stored (any
@@ -101,6 +101,11 @@ def estimate_field(values, valid, posteriors, *, spacing=None, fwhm=None, max_it
     smoothness in mm (None: :data:`DEFAULT_FWHM`). Stops when the field moves by less
     than ``tol`` (relative) or after ``max_iter`` iterations. ``callback(iteration,
     loglik)`` is called after every iteration. Returns a :class:`BiasField`.
+
+    ``fixed_posteriors``: keep the given posteriors (e.g. an MRF's, which this model's
+    E-step would lose) and alternate only the classes' M-step and the field step; the
+    history is then that of the expected complete-data log-likelihood given them, and
+    the field steps are taken whole.
 
     The field varies over ``fwhm``, many voxels: it is fitted on every ``stride``-th
     voxel per axis (about sigma / 4, 1 when sigma < 8 voxels) and evaluated on every
@@ -126,7 +131,10 @@ def estimate_field(values, valid, posteriors, *, spacing=None, fwhm=None, max_it
     for n_iter in range(1, max_iter + 1):
         theta = _m_step(y, B, w, floor)
         target = _field_step(y, w, theta, smoother)
-        new, w_new, loglik_new, relax = _accept(y, B, target, theta, loglik, relax)
+        if fixed_posteriors:
+            new, w_new, loglik_new = target, w, _expected(y, target, w, theta)
+        else:
+            new, w_new, loglik_new, relax = _accept(y, B, target, theta, loglik, relax)
         new /= new.mean(0)  # mean 1; the next M-step's means absorb the scale
         moved = float(np.abs(new - B).max())
         B, w, loglik = new, w_new, loglik_new
@@ -245,6 +253,17 @@ def _e_step(y, B, theta):
     total = logp.sum(1)
     logp /= total[:, None]
     return logp, float(np.mean(top + np.log(total)))
+
+
+def _expected(y, B, w, theta):
+    """The expected complete-data log-likelihood per voxel given the posteriors ``w``."""
+    log_pi, mu, s2 = theta
+    total = 0.0
+    for k in range(mu.shape[0]):
+        r = ((y - B * mu[k]) ** 2 / s2[k]).sum(1)
+        logp = log_pi[k] - 0.5 * (r + np.log(2 * np.pi * s2[k]).sum())
+        total += float(w[:, k] @ logp)
+    return total / y.shape[0]
 
 
 def _accept(y, old, target, theta, loglik, relax):
