@@ -222,8 +222,11 @@ def _with_bias(image, k, fwhm, channel_axis, multichannel, mask, spacing, fit, s
                                 fwhm=fwhm, fixed_posteriors=True)
         seconds += time.perf_counter() - clock
         restored = restore(image, fitted.field, channel_axis, multichannel)
+        before = result.timings
         result = segment(restored, k, mask=mask, channel_axis=channel_axis,
                          multichannel=multichannel, spacing=spacing, **fit, **smooth)
+        result.timings = {key: before.get(key, 0.0) + value  # both rounds
+                          for key, value in result.timings.items()}
     one = fitted.field.shape[-1] == 1 and restored.ndim == len(values.shape) - 1
     result.bias = fitted.field[..., 0] if one else fitted.field
     result.restored = restored
