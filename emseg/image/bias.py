@@ -114,7 +114,8 @@ def estimate_field(values, valid, posteriors, *, spacing=None, fwhm=None, max_it
     ``values``: the image's spatial shape (2-D or 3-D) + (C,) channels, as stored (any
     real dtype). ``valid``: bool of the spatial shape, the voxels that take part (None:
     all; they must be finite). ``posteriors``: float, spatial shape + (K,), the starting
-    class posteriors (e.g. :attr:`Segmentation.posteriors` of the plain fit).
+    class posteriors (e.g. :attr:`Segmentation.posteriors` of the plain fit), or the
+    same on the voxels of :func:`field_sample` only.
     ``spacing``: voxel size per axis in mm (None: 1 mm). ``fwhm``: the field's
     smoothness in mm (None: :data:`DEFAULT_FWHM`). Stops when the field moves by less
     than ``tol`` (relative) or after ``max_iter`` iterations. ``callback(iteration,
@@ -130,23 +131,22 @@ def estimate_field(values, valid, posteriors, *, spacing=None, fwhm=None, max_it
     """
     values = np.asarray(values)
     shape = values.shape[:-1]
-    if len(shape) not in (2, 3):
-        raise EmsegError(f"the bias field needs a 2-D image or 3-D volume, got shape {shape}")
     fwhm = check_fwhm(fwhm)
     max_iter = check_int(max_iter, "max_iter", 1)
-    sigma = _sigma_voxels(fwhm, spacing, len(shape))
-    stride = np.maximum(1, np.floor(sigma / 4.0)).astype(int)
-    sample = tuple(slice(None, None, int(t)) for t in stride)
+    sample, stride = _sample(shape, valid, spacing, fwhm)
     sub_valid = None if valid is None else np.asarray(valid, dtype=bool)[sample]
-    n_sampled = int(np.prod(values[sample].shape[:-1]) if sub_valid is None else sub_valid.sum())
-    if stride.max() > 1 and n_sampled < _MIN_SAMPLES:
-        stride[:] = 1  # a small image or mask: every voxel
-        sample = tuple(slice(None) for _ in shape)
-        sub_valid = None if valid is None else np.asarray(valid, dtype=bool)
+    posteriors = np.asarray(posteriors)
+    if posteriors.shape[:-1] == shape:
+        posteriors = posteriors[sample]
+    if posteriors.shape[:-1] != values[sample].shape[:-1]:
+        raise EmsegError(
+            f"posteriors have shape {posteriors.shape}; give them on the image's spatial "
+            f"shape {shape} or on field_sample's voxels, plus one axis of classes"
+        )
     y, floor = _scaled_rows(values[sample], sub_valid)
-    w = _rows(np.asarray(posteriors)[sample], sub_valid)
-    smoother = _Smoother(sub_valid.shape if sub_valid is not None
-                         else values[sample].shape[:-1], sub_valid, sigma / stride)
+    w = _rows(posteriors, sub_valid)
+    sigma = _sigma_voxels(fwhm, spacing, len(shape))
+    smoother = _Smoother(values[sample].shape[:-1], sub_valid, sigma / stride)
     B = np.ones_like(y)
     history, converged = [], False
     loglik, relax = -np.inf, 1.0
@@ -170,6 +170,29 @@ def estimate_field(values, valid, posteriors, *, spacing=None, fwhm=None, max_it
     theta = _m_step(y, B, w, floor)
     field = _full_field(y, w, theta, smoother, shape, stride, valid)
     return BiasField(field, np.asarray(history), n_iter, converged, fwhm)
+
+
+def field_sample(shape, valid=None, spacing=None, fwhm=None):
+    """The slices (one per axis) of the voxels :func:`estimate_field` fits the field
+    on, for an image of spatial ``shape`` (see the module docstring). Its
+    ``posteriors`` may be given on these voxels only."""
+    return _sample(tuple(shape), valid, spacing, check_fwhm(fwhm))[0]
+
+
+def _sample(shape, valid, spacing, fwhm):
+    if len(shape) not in (2, 3):
+        raise EmsegError(f"the bias field needs a 2-D image or 3-D volume, got shape {shape}")
+    sigma = _sigma_voxels(fwhm, spacing, len(shape))
+    stride = np.maximum(1, np.floor(sigma / 4.0)).astype(int)
+    sample = tuple(slice(None, None, int(t)) for t in stride)
+    if valid is None:
+        n_sampled = int(np.prod([len(range(n)[s]) for n, s in zip(shape, sample)]))
+    else:
+        n_sampled = int(np.count_nonzero(np.asarray(valid)[sample]))
+    if stride.max() > 1 and n_sampled < _MIN_SAMPLES:  # a small image or mask: all
+        stride[:] = 1
+        sample = tuple(slice(None) for _ in shape)
+    return sample, stride
 
 
 def _rows(grid, valid):

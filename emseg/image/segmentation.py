@@ -197,20 +197,22 @@ def segment(
 
 
 def _with_bias(image, k, fwhm, channel_axis, multichannel, mask, spacing, fit, smooth):
-    """:func:`segment` with ``bias=True``: the plain fit, the field's EM started from
-    its posteriors, then the restored image segmented as asked. With the MRF, the
+    """:func:`segment` with ``bias=True``: the plain fit (on the voxels the field is
+    fitted on), the field's EM started from its posteriors, then the restored image segmented as asked. With the MRF, the
     field is then fitted once more to the MRF's posteriors, and the image it restores
     segmented again (the mixture's posteriors are noisier: on a 128 x 128 phantom with
     noise 20 and a 40 % field, the field's correlation with the truth rose from 0.85
     to 0.90, and misclassification fell from 24.6 % without the MRF to 10.3 %)."""
-    from .bias import check_fwhm, estimate_field, restore
+    from .bias import check_fwhm, estimate_field, field_sample, restore
 
     fwhm = check_fwhm(fwhm)
     clock = time.perf_counter()
-    first = segment(image, k, mask=mask, channel_axis=channel_axis,
-                    multichannel=multichannel, **fit)
     values, _, alpha = split_channels(image, channel_axis, multichannel)
     valid = valid_pixels(values.shape[:-1], alpha, mask, values)
+    # the field is fitted on a subsample of the voxels: so is the fit that starts it
+    sample = field_sample(values.shape[:-1], valid, spacing, fwhm)
+    first = segment(values[sample], k, mask=None if valid is None else valid[sample],
+                    channel_axis=-1, multichannel=multichannel, **fit)
     fitted = estimate_field(values, valid, first.posteriors, spacing=spacing, fwhm=fwhm)
     seconds = time.perf_counter() - clock
     restored = restore(image, fitted.field, channel_axis, multichannel)
