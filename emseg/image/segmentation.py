@@ -198,11 +198,12 @@ def segment(
 
 def _with_bias(image, k, fwhm, channel_axis, multichannel, mask, spacing, fit, smooth):
     """:func:`segment` with ``bias=True``: the plain fit (on the voxels the field is
-    fitted on), the field's EM started from its posteriors, then the restored image segmented as asked. With the MRF, the
-    field is then fitted once more to the MRF's posteriors, and the image it restores
-    segmented again (the mixture's posteriors are noisier: on a 128 x 128 phantom with
-    noise 20 and a 40 % field, the field's correlation with the truth rose from 0.85
-    to 0.90, and misclassification fell from 24.6 % without the MRF to 10.3 %)."""
+    fitted on), the field's EM started from its posteriors, then the restored image
+    segmented as asked. With the MRF, the field is then fitted once more to the MRF's
+    posteriors (less noisy than the mixture's) and the image it restores segmented
+    again: on 128 x 128 phantoms with a 40 % field and beta 0.8, misclassification
+    2.73 % against 2.93 % with one round at noise 12, 10.3 % against 11.1 % at noise
+    20 (field correlation 0.90 against 0.85)."""
     from .bias import check_fwhm, estimate_field, field_sample, restore
 
     fwhm = check_fwhm(fwhm)

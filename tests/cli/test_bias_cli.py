@@ -99,4 +99,5 @@ def test_batch_with_bias_and_its_rerun(tmp_path):
     rerun = run("batch", images, "-k", 3, "--bias", "-j", 1, "-o", out)
     assert rerun.exit_code == 0 and "2 skipped" in rerun.output
     shared = run("batch", images, "--bias", "--shared-model", "-o", tmp_path / "s")
-    assert shared.exit_code == 2 and "--bias cannot be combined with --shared-model" in shared.output
+    assert shared.exit_code == 2
+    assert "--bias cannot be combined with --shared-model" in shared.output
