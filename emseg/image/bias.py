@@ -82,7 +82,8 @@ class BiasField:
 
     ``field``: float32, the image's spatial shape + (C,), one field per channel, mean 1
     inside the mask and 1 outside it. ``history``: the mean log-likelihood per voxel
-    after each iteration (never decreasing); ``n_iter``, ``converged``: as they sound;
+    after each iteration (never decreasing; with ``fixed_posteriors``, the expected
+    complete-data log-likelihood); ``n_iter``, ``converged``: as they sound;
     ``fwhm``: the smoothness used, in mm.
     """
 
