@@ -29,6 +29,7 @@ def _finish_batch(flags, result):
 @click.argument("folders", nargs=-1, required=True, type=click.Path())
 @opt.model_options
 @opt.mrf_options
+@opt.bias_options
 @opt.batch_options
 @click.option(
     "--shared-model", is_flag=True,
@@ -51,6 +52,9 @@ def batch(flags, folders, recursive, pattern, jobs, scheduler, max_pixels, share
     """
     if shared_model and model["beta"] != 0:
         raise click.UsageError("--beta cannot be combined with --shared-model yet")
+    if shared_model and model["bias"]:
+        raise click.UsageError("--bias cannot be combined with --shared-model yet: each "
+                               "image's field would change the pixels the model is fitted to")
     with sigterm_as_interrupt(), translated(flags):
         result = _batch(
             folders, Path(output_dir), dict(posteriors=posteriors, objects=objects, min_size=min_size,

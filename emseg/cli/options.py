@@ -209,6 +209,22 @@ mrf_options = _stack(
 )
 """Spatial smoothing by a Markov random field (HMRF-EM)."""
 
+bias_options = _stack(
+    click.option(
+        "--bias", is_flag=True,
+        help="Correct a smooth intensity non-uniformity (bias field) inside EM, as FSL "
+        "FAST; also writes <stem>_bias and <stem>_restored (NIfTI for NIfTI input, "
+        "else float32 TIFF).",
+    ),
+    click.option(
+        "--bias-fwhm", type=FiniteFloatRange(min=0, min_open=True), default=None,
+        metavar="MM",
+        help="Smoothness of the bias field: FWHM in mm (a pixel is 1 mm without a "
+        "voxel size) [default: 40].",
+    ),
+)
+"""Bias-field correction inside EM (emseg.image.bias)."""
+
 
 # --------------------------------------------------------------------------- images
 

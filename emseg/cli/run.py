@@ -16,6 +16,7 @@ STOPPED = ("the outputs of the image being segmented were removed; those of the 
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @opt.model_options
 @opt.mrf_options
+@opt.bias_options
 @click.option(
     "--channels", is_flag=True,
     help="The IMAGES (e.g. t1.nii.gz t2.nii.gz), or the volumes of one 4-D NIfTI file, "
@@ -37,7 +38,9 @@ def run(flags, images, channels, mask_path, posteriors, objects, min_size, max_p
     volume t1.nii.gz gets t1_labels.nii.gz (and with --posteriors t1_pve.nii.gz, one
     volume per class) with its affine, and t1_labels.txt (ITK-SNAP label colours). A
     folder of DICOM slices is read as one volume and gets the same NIfTI outputs, in
-    the series' patient space.
+    the series' patient space. With --bias also t1_bias.nii.gz and t1_restored.nii.gz
+    (photo_bias.tif and photo_restored.tif for other inputs: float32, one page per
+    slice and channel).
     """
     seen = {}
     failed = 0

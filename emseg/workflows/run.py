@@ -37,6 +37,8 @@ class RunOptions:
     mrf: str = "meanfield"
     neighbourhood: int | None = None
     channels: bool = False  # several files (or a 4-D NIfTI) as co-registered channels
+    bias: bool = False  # estimate a bias field inside EM; write it and the restored image
+    bias_fwhm: float | None = None  # its smoothness in mm (None: the library's default)
 
     def __post_init__(self):
         if self.tol is None:  # the CLI's "not given"
@@ -57,14 +59,17 @@ def file_stem(path):
     return Path(path).stem if not Path(path).is_dir() else name
 
 
-def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, objects=False):
+def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, objects=False,
+                 bias=False):
     """The files :func:`segment_file` writes for input ``path`` into folder ``out``.
 
     Labels are a PNG for an image, a multi-page TIFF for a stack, and with ``nifti``
     (a NIfTI volume or a DICOM series with its geometry: ``image.affine`` is set) NIfTI
     with that geometry, plus the ITK-SNAP label description ``<stem>_labels.txt``;
     posteriors a multi-page float32 TIFF, or with ``nifti`` one 4-D file of per-class
-    maps (FSL FAST's ``pve`` maps, one volume per class); objects a CSV table.
+    maps (FSL FAST's ``pve`` maps, one volume per class); objects a CSV table. With
+    ``bias``, the bias field and the restored image (the input divided by it): NIfTI
+    with ``nifti``, else float32 TIFF (one page per slice and channel).
     :func:`output_writer` writes each image in its format.
     """
     stem = file_stem(path)
@@ -82,6 +87,9 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, objec
         targets["posteriors"] = out / (f"{stem}_pve.nii.gz" if nifti else f"{stem}_posteriors.tif")
     if objects:
         targets["objects"] = out / f"{stem}_objects.csv"
+    if bias:
+        for name in ("bias", "restored"):
+            targets[name] = out / f"{stem}_{name}.{'nii.gz' if nifti else 'tif'}"
     return targets
 
 
@@ -158,7 +166,8 @@ def _read(path, out, options, overwrite):
         image = io.read_image(path, max_pixels=options.max_pixels,
                               allow_channels=options.channels)
     targets = output_paths(path, out, posteriors=options.posteriors, stack=image.is_stack,
-                           nifti=image.affine is not None, objects=options.objects)
+                           nifti=image.affine is not None, objects=options.objects,
+                           bias=options.bias)
     io.check_writable(list(targets.values()), overwrite)
     mask = image.valid
     if options.mask_path is not None:
@@ -192,6 +201,8 @@ def _segment(source, options, model):
         mrf=options.mrf,
         neighbourhood=options.neighbourhood,
         spacing=image.spacing,
+        bias=options.bias,
+        bias_fwhm=options.bias_fwhm,
     )
 
 
@@ -251,6 +262,12 @@ def _writes(source, seg, options, overlay, segments, label_values):
     if options.posteriors:
         pages = render.posterior_pages(seg.posteriors)
         writes.append(output_writer(image, targets["posteriors"], pages))
+    if options.bias:
+        for name in ("bias", "restored"):
+            data = np.asarray(getattr(seg, name), dtype=np.float32)
+            if image.has_channel_axis:  # channels first: one page (volume) per channel
+                data = np.moveaxis(data, -1, 0)
+            writes.append(output_writer(image, targets[name], data))
     return writes
 
 
@@ -258,7 +275,8 @@ def output_writer(image, target, data, *, labels=False):
     """The write of ``data``, an output of ``image`` with its spatial shape, to
     ``target``, as a :func:`_write_all` job ``(writer, target, data, keywords)``:
     ``writer(target, data, overwrite=..., **keywords)``. ``data`` is integer labels
-    (``labels=True``) or float maps (``(K, ...)``, one per class, or a single map).
+    (``labels=True``) or float maps (``(K, ...)``, one per class or channel, or a single
+    map).
 
     An input with geometry (``image.affine``: a NIfTI volume, a DICOM series) gets NIfTI
     with that geometry (and the NIfTI label intent on labels); otherwise labels are a
@@ -349,6 +367,11 @@ def _report(source, seg, options, model, wrote, start):
         },
         "spacing": None if image.spacing is None else list(image.spacing),
         "mrf": seg.mrf,
+        "bias": None if seg.bias is None else {
+            **seg.bias_fit,
+            "range": [float(np.nanmin(seg.bias)), float(np.nanmax(seg.bias))],
+            "note": "the field is mean 1 inside the mask and 1 outside; restored = input / field",
+        },
         "log_likelihood": float(gm.lower_bound_ if model is None else seg.log_likelihood),
         "log_likelihood_history": gm.history_ if model is None else [],
         "iterations": gm.n_iter_,
