@@ -9,6 +9,11 @@ class EmsegError(ValueError):
     """Bad input or arguments: the message names the argument, the value and the fix."""
 
 
+class NotANumberError(EmsegError, TypeError):
+    """A value in the data is of a type that is not a number (a dict in an object
+    array): an EmsegError, and a TypeError as Python's ``float()`` raises."""
+
+
 class ConvergenceWarning(UserWarning):
     """EM stopped at ``max_iter`` before the change in log-likelihood fell below ``tol``."""
 
