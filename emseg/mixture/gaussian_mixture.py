@@ -56,6 +56,8 @@ from .training_data import TrainingData
 
 # reg_covar="auto": the covariance floor of each feature is this fraction of its variance
 RELATIVE_FLOOR = 1e-6
+# reg_covar=0: the floor is this multiple of each feature's mean square (16 float64 ulps)
+ZERO_FLOOR = 16 * np.finfo(np.float64).eps
 # n_init="auto": restarts while a restart is cheap (rows x components x features^2)
 _AUTO_RESTARTS = ((2e5, 10), (2e6, 3))
 
@@ -232,11 +234,17 @@ class GaussianMixture(EstimatorMixin):
     def _covariance_floor(self, data):
         """The covariance floor per feature: ``reg_covar``, or with "auto" a fraction
         ``RELATIVE_FLOOR`` of each feature's weighted variance in ``data``."""
-        if not is_auto(self.reg_covar):
+        if not is_auto(self.reg_covar) and self.reg_covar > 0:
             return np.full(data.n_features, float(self.reg_covar))
-        n, _, m2 = data.column_moments()
+        n, mean, m2 = data.column_moments()
         var = m2 / np.maximum(n, 1e-300)
-        return np.where(var > 0, RELATIVE_FLOOR * var, RELATIVE_FLOOR)
+        if is_auto(self.reg_covar):
+            return np.where(var > 0, RELATIVE_FLOOR * var, RELATIVE_FLOOR)
+        # reg_covar=0: the rounding error of the values themselves, so a component
+        # collapsed onto one row stays a (very narrow) Gaussian, as in scikit-learn,
+        # whose variances from raw moments keep a rounding error of this size
+        scale = var + mean**2
+        return np.where(scale > 0, ZERO_FLOOR * scale, np.finfo(np.float64).tiny)
 
     def _finish_fit(self, result, dtype):
         """Sort the components, store them in float32 for float32 data (as
