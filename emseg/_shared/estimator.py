@@ -10,7 +10,8 @@ estimator works in :func:`sklearn.base.clone`, :class:`~sklearn.pipeline.Pipelin
 
 The choice: emseg's estimators do **not** subclass ``sklearn.base.BaseEstimator``,
 even when scikit-learn is installed. Importing scikit-learn costs about 1-2 s (it
-loads scipy), which would triple the time of a small ``emseg gmm fit``; and the class
+loads scipy), which every ``emseg gmm fit`` would pay, several times the cost of
+fitting a small table; and the class
 hierarchy would then depend on what happens to be installed. scikit-learn stays an
 optional dependency (the ``test`` extra). The price is one ``UserWarning`` from
 ``check_estimator`` ("does not inherit from sklearn.base.BaseEstimator"); every check
