@@ -11,11 +11,12 @@ estimator works in :func:`sklearn.base.clone`, :class:`~sklearn.pipeline.Pipelin
 The choice: emseg's estimators do **not** subclass ``sklearn.base.BaseEstimator``,
 even when scikit-learn is installed. Importing scikit-learn costs about 1-2 s (it
 loads scipy), which every ``emseg gmm fit`` would pay, several times the cost of
-fitting a small table; and the class
-hierarchy would then depend on what happens to be installed. scikit-learn stays an
-optional dependency (the ``test`` extra). The price is one ``UserWarning`` from
-``check_estimator`` ("does not inherit from sklearn.base.BaseEstimator"); every check
-runs and passes all the same. ``__sklearn_tags__`` imports ``sklearn.utils`` only when
+fitting a small table; and the class hierarchy would then depend on what happens to
+be installed. scikit-learn stays an optional dependency (the ``test`` extra). The
+price is one ``UserWarning`` from ``check_estimator`` ("does not inherit from
+sklearn.base.BaseEstimator"); every check runs all the same (see
+``tests/mixture/test_sklearn_protocol.py`` for the one GaussianMixture is expected to
+fail, and why). ``__sklearn_tags__`` imports ``sklearn.utils`` only when
 called, which only scikit-learn does (so it is loaded already). A subclass describes
 itself with :meth:`EstimatorMixin._emseg_tags`, plain values that ``__sklearn_tags__``
 turns into scikit-learn's ``Tags`` (scikit-learn >= 1.6) and ``_more_tags`` into the
