@@ -41,11 +41,12 @@ the same Viterbi paths. What differs is how it is computed, and a few convention
   Dirichlet(1) draw, where hmmlearn draws both from a Dirichlet(1/K)).
 - **MAP decoding** returns the sum over frames of the log posterior probability of
   the chosen state (hmmlearn returns a sum of probabilities).
-- **State order.** When emseg chose the emission starting values, states are sorted
-  after fitting (Gaussian states by the mean of their first feature, categorical states
-  by their expected symbol ``sum_v v * emissionprob_[k, v]``; ties keep the fitted
-  order), so label 0 means the same thing across runs. When the emission parameters
-  started from values the caller gave, the caller's order is kept.
+- **State order.** When emseg chose every starting value, states are sorted after
+  fitting (Gaussian states by the mean of their first feature, categorical states by
+  their expected symbol ``sum_v v * emissionprob_[k, v]``; ties keep the fitted order),
+  so label 0 means the same thing across runs. When any parameter started from a value
+  the caller gave (a ``*_init`` keyword, or an attribute kept by ``init_params``), the
+  caller's order is kept: a left-right model stays left-right, state by state.
 - **Model files.** :meth:`to_dict` / :meth:`from_dict` give plain JSON-safe dicts
   and refuse malformed ones with a one-line :class:`~emseg.EmsegError`.
 """
@@ -174,6 +175,20 @@ class BaseHMM:
     def fit_predict(self, X, lengths=None):
         """Fit, then return the decoded states of ``X`` (``algorithm``'s)."""
         return self.fit(X, lengths).predict(X, lengths)
+
+    def _init(self, X, lengths=None):
+        """hmmlearn's initialisation step on its own: set the starting parameters as
+        ``fit`` would (``init_params`` and the ``*_init`` keywords), without iterating.
+        Kept for code written against hmmlearn; ``lengths`` is not used (as there)."""
+        X = self._check_X(X, fitted=False)
+        n = X.shape[0]
+        setup = self._prepare_fit(X)
+        data = _Sequences(X, *check_lengths(None, n), None, None, setup)
+        self._initialize(data, as_generator(self.random_state))
+
+    def _check(self):
+        """hmmlearn's name for the check of a model's parameters (see :meth:`_check_model`)."""
+        self._check_model()
 
     def _check_common_parameters(self, n_samples):
         """Check the parameters every HMM has; returns the setup dict (the priors
@@ -324,7 +339,8 @@ class BaseHMM:
                    if not hasattr(self, a)]
         if missing:
             raise EmsegError(
-                f"this {type(self).__name__} is not fitted yet (no {', '.join(missing)}); "
+                f"this {type(self).__name__} is not fitted yet (no "
+                f"{', '.join(m.lstrip('_') for m in missing)}); "
                 "call fit(X) first or set those attributes"
             )
 

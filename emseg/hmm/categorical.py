@@ -3,8 +3,8 @@
 
 What every emseg HMM shares, and how it differs from hmmlearn, is in
 :mod:`emseg.hmm.base`. Specific to categorical emissions: ``emissionprob_`` takes
-hmmlearn's Dirichlet prior (``emissionprob_prior``); when emseg chose the starting
-emission probabilities, states are sorted after fitting by their expected symbol
+hmmlearn's Dirichlet prior (``emissionprob_prior``); when emseg chose every starting
+value, states are sorted after fitting by their expected symbol
 ``sum_v v * emissionprob_[k, v]`` (ties keep the fitted order); ``n_features`` is never
 changed by ``fit`` (hmmlearn sets it from the data; here ``n_features_`` holds it).
 """
@@ -171,7 +171,8 @@ class CategoricalHMM(BaseHMM):
                 "raise n_features"
             )
         setup["emissionprob"] = emission
-        setup["sort_states"] = emission is None
+        starts = (setup["startprob"], setup["transmat"], emission)
+        setup["sort_states"] = all(value is None for value in starts)
         setup["emissionprob_prior"] = check_prior(
             self.emissionprob_prior, "emissionprob_prior", (K, V)
         )

@@ -22,7 +22,7 @@ What every emseg HMM shares, and how it differs from hmmlearn, is in
   (:func:`emseg.hmm._kernels.precision_factors`: 0.03 ms a 3 x 3 matrix where a
   threaded LAPACK call was measured at ~15 ms on busy cores).
 - **State order.** Sorted after fitting by the mean of their first feature when emseg
-  chose the starting means; ties keep the fitted order.
+  chose every starting value; ties keep the fitted order.
 """
 
 import warnings
@@ -87,7 +87,7 @@ class GaussianHMM(BaseHMM):
 
     _format = GAUSSIAN_FORMAT
     _emission_letters = "mc"
-    _emission_attributes = ("means_", "covars_")
+    _emission_attributes = ("means_", "_covars_")  # covars_ reads _covars_
 
     def __init__(
         self,
@@ -146,6 +146,7 @@ class GaussianHMM(BaseHMM):
     def covars_(self):
         """The covariances as (K, D, D) matrices, whatever ``covariance_type`` (as
         hmmlearn's); set them in the shape of ``covariance_type`` (or as matrices)."""
+        check_choice(self.covariance_type, "covariance_type", _TYPES_IN_MESSAGES)
         K, D = self.n_components, self._n_dims()
         covars = _compact_covars(self._covars_, self.covariance_type, K, D, "covars_")
         if self.covariance_type == "full":
@@ -221,7 +222,8 @@ class GaussianHMM(BaseHMM):
             setup["covars"] = covars(self.covars_init, "covars_init", None)
         elif "c" not in init_params and hasattr(self, "_covars_"):
             setup["covars"] = covars(self._covars_, "covars_", None)
-        setup["sort_states"] = setup["means"] is None
+        starts = ("startprob", "transmat", "means", "covars")
+        setup["sort_states"] = all(setup[name] is None for name in starts)
         setup["means_prior"] = _broadcast(self.means_prior, "means_prior", (K, D), False)
         weight = _broadcast(self.means_weight, "means_weight", (K,), True)
         setup["means_weight"] = weight[:, None]
