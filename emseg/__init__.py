@@ -31,6 +31,7 @@ __all__ = [
     "GaussianMixture",
     "KChoiceWarning",
     "ModelMismatchWarning",
+    "NotFittedError",
     "Segmentation",
     "SegmentationModel",
     "__version__",
@@ -45,6 +46,7 @@ __getattr__, __dir__ = _lazy_exports(
     __name__,
     {
         "GaussianMixture": "mixture.gaussian_mixture",
+        "NotFittedError": "_shared.errors",
         "GaussianHMM": "hmm.gaussian",
         "CategoricalHMM": "hmm.categorical",
         "SegmentationModel": "image.model",

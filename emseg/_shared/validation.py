@@ -4,7 +4,7 @@ import numbers
 
 import numpy as np
 
-from .errors import EmsegError
+from .errors import EmsegError, NotANumberError
 
 
 def check_data(X, *, name="X", allow_nan=True):
@@ -12,24 +12,34 @@ def check_data(X, *, name="X", allow_nan=True):
 
     NaN marks a missing value (when ``allow_nan``); infinity is always an error.
     """
+    if type(X).__module__.startswith("scipy.sparse"):
+        raise EmsegError(f"{name} is a sparse matrix, which is not supported; pass X.toarray()")
     try:
         arr = np.asarray(X)
-    except Exception as exc:  # ragged lists and the like
+        if arr.dtype == object:  # numbers held as objects (a pandas column of mixed types)
+            arr = arr.astype(np.float64)
+    except TypeError as exc:  # a cell that is not a number at all (a dict, a list)
+        raise NotANumberError(f"{name} holds a value that is not a number ({exc})") from None
+    except Exception as exc:  # ragged lists, strings that are not numbers
         raise EmsegError(f"{name} could not be read as a numeric array ({exc})") from None
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
-    ):
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise EmsegError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise EmsegError(f"{name} must be real-valued, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):  # scikit-learn's wording
+        raise EmsegError(f"Complex data not supported: {name} must be real-valued, got "
+                         f"dtype {arr.dtype}")
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
         raise EmsegError(
             f"{name} must be 1-D or 2-D (rows x features), got shape {arr.shape}"
         )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
+    if arr.shape[0] == 0:
         raise EmsegError(f"{name} is empty (shape {arr.shape}); pass at least one row")
+    if arr.shape[1] == 0:  # scikit-learn's wording, which its check_estimator expects
+        raise EmsegError(
+            f"{name} is empty: 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
+            "required; pass at least one column"
+        )
     dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if np.isinf(arr).any():
@@ -94,15 +104,18 @@ def check_choice(value, name, choices):
 
 
 def as_generator(random_state):
-    """A numpy Generator from None, an int, a Generator or a legacy RandomState."""
+    """A numpy Generator from None, an int, a Generator or a legacy RandomState.
+
+    None draws the seed from numpy's global RandomState (as scikit-learn's
+    ``check_random_state(None)``), so ``np.random.seed(0)`` makes it reproducible."""
     if isinstance(random_state, np.random.Generator):
         return random_state
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(2**31 - 1))
-    if random_state is None or (
-        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
-    ):
-        if random_state is not None and random_state < 0:
+    if random_state is None:  # numpy's global RandomState, as scikit-learn's check_random_state
+        return np.random.default_rng(np.random.randint(2**31 - 1))
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if random_state < 0:
             raise EmsegError(f"random_state must be >= 0 (a seed), got {random_state}")
         return np.random.default_rng(random_state)
     raise EmsegError(

@@ -132,12 +132,12 @@ class ChunkedData:
 def fit_dask_array(gm, X, sample_weight=None):
     """Fit the GaussianMixture ``gm`` to the rows of the dask array ``X``; return ``gm``.
 
-    The same as ``gm.fit(X, sample_weight)`` (which fits a dask array chunk by chunk),
+    The same as ``gm.fit(X, sample_weight=w)`` (which fits a dask array chunk by chunk),
     refusing an ``X`` that is not a dask array.
     """
     da = _require("dask.array")
     _check_is_dask(da, X)
-    return gm.fit(X, sample_weight)
+    return gm.fit(X, sample_weight=sample_weight)
 
 
 def map_rows(gm, X, method):
@@ -148,14 +148,15 @@ def map_rows(gm, X, method):
     from functools import partial
 
     fn = partial(_apply_block, gm, method)
+    floats = X.dtype if X.dtype == np.float32 else np.float64  # float32 data: float32 out
     if method == "predict_proba":
-        return X.map_blocks(fn, dtype=np.float64, chunks=(X.chunks[0], (gm.n_components_,)))
-    dtype = np.int64 if method == "predict" else np.float64
+        return X.map_blocks(fn, dtype=floats, chunks=(X.chunks[0], (gm.n_components_,)))
+    dtype = np.int64 if method == "predict" else floats
     return X.map_blocks(fn, dtype=dtype, drop_axis=1)
 
 
 def mean_score(gm, X, sample_weight=None):
-    """``gm.score(X, sample_weight)`` for a dask array ``X``: the weighted mean
+    """``gm.score(X, sample_weight=w)`` for a dask array ``X``: the weighted mean
     log-likelihood, computed chunk by chunk."""
     X, w = check_dask_input(X, sample_weight)
     scores = gm.score_samples(X)  # lazy: chunk by chunk

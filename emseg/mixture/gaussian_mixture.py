@@ -24,18 +24,17 @@ import numpy as np
 
 from .._shared import compute as kern
 from .._shared.errors import ConvergenceWarning, EmsegError
+from .._shared.estimator import EstimatorMixin, check_is_fitted
 from .._shared.validation import (
     as_generator,
-    check_choice,
     check_data,
-    check_float,
     check_int,
     check_sample_weight,
     is_auto,
 )
+from .checks import check_feature_names, check_mixture_parameters, feature_names
 from .em import run_em
 from .gaussian import (
-    COVARIANCE_TYPES,
     GaussianParams,
     cholesky_of_covariances,
     cholesky_of_precisions,
@@ -55,14 +54,15 @@ from .kmeans import kmeans_plusplus, lloyd
 from .missing import CHUNK_ROWS, PatternParts, group_patterns
 from .training_data import TrainingData
 
-INIT_METHODS = ("kmeans", "kmeans++", "k-means++", "random", "random_from_data")
 # reg_covar="auto": the covariance floor of each feature is this fraction of its variance
 RELATIVE_FLOOR = 1e-6
+# reg_covar=0: the floor is this multiple of each feature's mean square (16 float64 ulps)
+ZERO_FLOOR = 16 * np.finfo(np.float64).eps
 # n_init="auto": restarts while a restart is cheap (rows x components x features^2)
 _AUTO_RESTARTS = ((2e5, 10), (2e6, 3))
 
 
-class GaussianMixture:
+class GaussianMixture(EstimatorMixin):
     """Gaussian mixture fitted by Expectation-Maximization.
 
     Parameters follow :class:`sklearn.mixture.GaussianMixture`, with these defaults
@@ -97,6 +97,16 @@ class GaussianMixture:
     the mean of their first feature, ascending.
 
     ``callback(iteration, lower_bound)`` is called after every EM iteration.
+
+    scikit-learn's protocol (see :mod:`emseg._shared.estimator`): ``get_params`` /
+    ``set_params``, ``clone``, Pipeline and GridSearchCV work; ``fit(X, y=None,
+    sample_weight=None)`` ignores ``y``; ``n_features_in_`` (and ``feature_names_in_``
+    for a DataFrame with string column names); float32 ``X`` gives float32 parameters
+    and float32 ``score_samples`` / ``predict_proba`` (the statistics are accumulated in
+    float64 all the same), as scikit-learn >= 1.8; ``random_state=None`` draws from
+    numpy's global RandomState, so ``np.random.seed`` makes it reproducible, as
+    scikit-learn's ``check_random_state``. A model used before it is fitted raises
+    :class:`emseg.NotFittedError`.
     """
 
     # Merge repeated rows into weighted ones before fitting (exact; off only in tests
@@ -140,20 +150,26 @@ class GaussianMixture:
 
     # --- fitting -----------------------------------------------------------------
 
-    def fit(self, X, sample_weight=None):
-        """Fit the mixture to the rows of ``X`` (NaN marks a missing value).
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit the mixture to the rows of ``X`` (NaN marks a missing value); ``y`` is
+        ignored (scikit-learn's signature); returns ``self``.
 
         A dask array is fitted chunk by chunk: see :mod:`emseg.mixture.dask_fit`.
         """
+        names = feature_names(X)
         if _is_dask(X):
             data, n_rows, warm = self._chunked_data(X, sample_weight)
+            dtype = X.dtype
         else:
             X = check_data(X)
+            dtype = X.dtype
             w = check_sample_weight(sample_weight, X.shape[0])
-            self._check_parameters(X.shape[1])
+            check_mixture_parameters(self, X.shape[1])
             data = self._prepare(X, w)
             warm = self._check_warm_start(X.shape[1])
             n_rows = data.n_rows
+        if warm:  # the kernels take float64 parameters (float32 after a float32 fit)
+            self._set_params(self._params64())
         self.reg_covar_ = self._covariance_floor(data)
         n_init, self.max_iter_, self.tol_ = self._settings(n_rows, data.n_features)
         result = run_em(
@@ -167,7 +183,12 @@ class GaussianMixture:
             callback=self.callback,
             accelerate=self.accelerate,
         )
-        return self._finish_fit(result)
+        self._finish_fit(result, dtype)
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return self
 
     def _chunked_data(self, X, sample_weight):
         """``(data, n_rows, warm)`` for a dask array ``X``: checks, then the first pass
@@ -175,7 +196,7 @@ class GaussianMixture:
         from .dask_fit import ChunkedData, check_dask_input
 
         X, w = check_dask_input(X, sample_weight)
-        self._check_parameters(X.shape[1])
+        check_mixture_parameters(self, X.shape[1])
         warm = self._check_warm_start(X.shape[1])
         data = ChunkedData.from_array(X, w, self.n_components, supplied=self._init_given(),
                                       merge=self._merge_repeated_rows)
@@ -213,15 +234,24 @@ class GaussianMixture:
     def _covariance_floor(self, data):
         """The covariance floor per feature: ``reg_covar``, or with "auto" a fraction
         ``RELATIVE_FLOOR`` of each feature's weighted variance in ``data``."""
-        if not is_auto(self.reg_covar):
+        if not is_auto(self.reg_covar) and self.reg_covar > 0:
             return np.full(data.n_features, float(self.reg_covar))
-        n, _, m2 = data.column_moments()
+        n, mean, m2 = data.column_moments()
         var = m2 / np.maximum(n, 1e-300)
-        return np.where(var > 0, RELATIVE_FLOOR * var, RELATIVE_FLOOR)
+        if is_auto(self.reg_covar):
+            return np.where(var > 0, RELATIVE_FLOOR * var, RELATIVE_FLOOR)
+        # reg_covar=0: the rounding error of the values themselves, so a component
+        # collapsed onto one row stays a (very narrow) Gaussian, as in scikit-learn,
+        # whose variances from raw moments keep a rounding error of this size
+        scale = var + mean**2
+        return np.where(scale > 0, ZERO_FLOOR * scale, np.finfo(np.float64).tiny)
 
-    def _finish_fit(self, result):
-        """Sort the components and record how EM went."""
+    def _finish_fit(self, result, dtype):
+        """Sort the components, store them in float32 for float32 data (as
+        scikit-learn), and record how EM went."""
         self._sort_components()
+        if dtype == np.float32:
+            self._set_params([p.astype(np.float32) for p in self._get_params()])
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
         self.lower_bound_ = float(result.lower_bound)
@@ -230,44 +260,9 @@ class GaussianMixture:
         self.restart_lower_bounds_ = np.asarray(result.restarts, dtype=np.float64)
         return self
 
-    def fit_predict(self, X, sample_weight=None):
-        """Fit, then label each row with its most probable component."""
-        return self.fit(X, sample_weight).predict(X)
-
-    def _check_parameters(self, n_features):
-        check_int(self.n_components, "n_components", 1)
-        check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
-        if not is_auto(self.tol):
-            check_float(self.tol, "tol")
-        if not is_auto(self.reg_covar):
-            check_float(self.reg_covar, "reg_covar")
-        if not is_auto(self.max_iter):
-            check_int(self.max_iter, "max_iter", 0)
-        if not is_auto(self.n_init):
-            check_int(self.n_init, "n_init", 1)
-        check_choice(self.init_params, "init_params", INIT_METHODS)
-        if not isinstance(self.accelerate, bool):
-            raise EmsegError(f"accelerate must be True or False, got {self.accelerate!r}")
-        if self.callback is not None and not callable(self.callback):
-            raise EmsegError(f"callback must be callable, got {self.callback!r}")
-        K, D = self.n_components, n_features
-        if self.weights_init is not None:
-            wi = _check_init(self.weights_init, "weights_init", (K,))
-            if (wi < 0).any() or abs(wi.sum() - 1) > 1e-6:
-                raise EmsegError(
-                    "weights_init must be non-negative and sum to 1, got sum "
-                    f"{wi.sum():g}"
-                )
-        if self.means_init is not None:
-            _check_init(self.means_init, "means_init", (K, D))
-        if self.precisions_init is not None:
-            shape = {
-                "full": (K, D, D),
-                "tied": (D, D),
-                "diag": (K, D),
-                "spherical": (K,),
-            }[self.covariance_type]
-            _check_init(self.precisions_init, "precisions_init", shape)
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then label each row with its most probable component (``y`` ignored)."""
+        return self.fit(X, sample_weight=sample_weight).predict(X)
 
     def _prepare(self, X, w):
         """Split rows into complete ones (merged when repeated) and missingness groups."""
@@ -399,23 +394,47 @@ class GaussianMixture:
 
     def _check_fitted(self, X):
         self._require_fitted()
+        check_feature_names(self, X)
+        one_d = np.ndim(X) == 1
         X = check_data(X)
-        self._require_fitted(X.shape[1])
+        self._require_fitted(X.shape[1], one_d)
         return X
 
-    def _require_fitted(self, n_features=None):
-        """Refuse an unfitted model, or data with another number of features."""
-        if not hasattr(self, "precisions_cholesky_"):
-            raise EmsegError("this GaussianMixture is not fitted yet; call fit(X) first")
+    def _fitted_attributes(self):
+        return ("weights_", "means_", "covariances_", "precisions_cholesky_")
+
+    def _require_fitted(self, n_features=None, one_d=False):
+        """Refuse an unfitted model (:class:`emseg.NotFittedError`), or data with
+        another number of features (``one_d``: ``X`` was 1-D, read as one feature)."""
+        check_is_fitted(self)
         if n_features is not None and n_features != self.means_.shape[1]:
+            hint = "; a 1-D X is one feature: Reshape your data with X.reshape(1, -1) " \
+                "if it is one row" if one_d else ""
             raise EmsegError(
-                f"X has {n_features} features but the model was fitted with "
-                f"{self.means_.shape[1]}"
+                f"X has {n_features} features, but GaussianMixture is expecting "
+                f"{self.means_.shape[1]} features as input{hint}"
             )
+
+    @property
+    def n_features_in_(self):
+        """The number of features the model was fitted on (scikit-learn's name)."""
+        check_is_fitted(self)
+        return self.means_.shape[1]
+
+    def _params64(self):
+        """The parameters in float64, as the kernels take them (no copy when they are)."""
+        return GaussianParams(*(np.asarray(p, dtype=np.float64) for p in self._get_params()))
+
+    def _emseg_tags(self):
+        tags = super()._emseg_tags()
+        tags.update(estimator_type="density_estimator", allow_nan=True,
+                    preserves_float32=True)
+        return tags
 
     def _weighted_log_prob(self, X):
         """``log w_k + log p(x_obs | k)`` for every row, (N, K); NaN rows use their marginal."""
-        params = (self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type)
+        weights, means, _, chol = self._params64()
+        params = (weights, means, chol, self.covariance_type)
         missing = np.isnan(X)
         incomplete = missing.any(axis=1)
         if not incomplete.any():
@@ -429,8 +448,8 @@ class GaussianMixture:
         return out
 
     def _pattern_parts(self, observed):
-        return PatternParts(observed, self.weights_, self.means_, self.covariances_,
-                            self.covariance_type)
+        weights, means, cov, _ = self._params64()
+        return PatternParts(observed, weights, means, cov, self.covariance_type)
 
     @property
     def n_components_(self):
@@ -450,26 +469,29 @@ class GaussianMixture:
         For a dask array: a lazy dask array, computed chunk by chunk."""
         if _is_dask(X):
             return self._map_rows(X, "score_samples")
-        return kern.normalise_rows(self._weighted_log_prob(self._check_fitted(X)))
+        X = self._check_fitted(X)
+        return kern.normalise_rows(self._weighted_log_prob(X)).astype(X.dtype, copy=False)
 
-    def score(self, X, sample_weight=None):
-        """Weighted mean log-likelihood of the rows (a dask array: chunk by chunk)."""
+    def score(self, X, y=None, sample_weight=None):
+        """Weighted mean log-likelihood of the rows, a float (``y`` ignored; a dask
+        array: chunk by chunk)."""
         if _is_dask(X):
             from .dask_fit import mean_score
 
             return mean_score(self, X, sample_weight)
         X = self._check_fitted(X)
         w = check_sample_weight(sample_weight, X.shape[0])
-        return float(np.average(self.score_samples(X), weights=w))
+        return float(np.average(kern.normalise_rows(self._weighted_log_prob(X)), weights=w))
 
     def predict_proba(self, X):
         """Posterior probability of each component for each row, (N, K).
         For a dask array: a lazy dask array, computed chunk by chunk."""
         if _is_dask(X):
             return self._map_rows(X, "predict_proba")
-        lp = self._weighted_log_prob(self._check_fitted(X))
+        X = self._check_fitted(X)
+        lp = self._weighted_log_prob(X)
         kern.normalise_rows(lp)
-        return lp
+        return lp.astype(X.dtype, copy=False)
 
     def predict(self, X):
         """Most probable component of each row.
@@ -495,23 +517,24 @@ class GaussianMixture:
         return precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
 
     def sample(self, n_samples=1):
-        """Draw ``n_samples`` rows; returns ``(X, labels)``."""
-        if not hasattr(self, "precisions_cholesky_"):
-            raise EmsegError("this GaussianMixture is not fitted yet; call fit(X) first")
+        """Draw ``n_samples`` rows; returns ``(X, labels)``, ``X`` in float64 (as
+        scikit-learn)."""
+        check_is_fitted(self)
         check_int(n_samples, "n_samples", 1)
         rng = as_generator(self.random_state)
-        counts = rng.multinomial(n_samples, self.weights_)
+        weights, means, cov, _ = self._params64()
+        counts = rng.multinomial(n_samples, weights / weights.sum())
         if self.covariance_type in ("diag", "spherical"):  # independent coordinates
-            D = self.means_.shape[1]
-            sd = np.sqrt(diagonal_variances(self.covariances_, self.covariance_type, D))
+            D = means.shape[1]
+            sd = np.sqrt(diagonal_variances(cov, self.covariance_type, D))
             X = np.concatenate(
                 [m + s * rng.standard_normal((int(n), m.size))
-                 for m, s, n in zip(self.means_, sd, counts)]
+                 for m, s, n in zip(means, sd, counts)]
             )
         else:
-            cov = full_covariances(self)
+            cov = dense_covariances(cov, self.covariance_type, *means.shape)
             X = np.concatenate(
-                [rng.multivariate_normal(m, c, int(n)) for m, c, n in zip(self.means_, cov, counts)]
+                [rng.multivariate_normal(m, c, int(n)) for m, c, n in zip(means, cov, counts)]
             )
         labels = np.repeat(np.arange(self.n_components_), counts)
         return X, labels
@@ -524,6 +547,7 @@ class GaussianMixture:
         """
         X = self._check_fitted(X)
         out = np.array(X, dtype=np.float64)
+        means = self._params64().means
         missing = np.isnan(out)
         incomplete = missing.any(axis=1)
         for rows, observed in group_patterns(missing, incomplete):
@@ -534,11 +558,11 @@ class GaussianMixture:
                 resp = np.exp(lp - logsumexp_rows(lp)[:, None])
                 fill = np.zeros((idx.size, parts.m.size))
                 for k in range(self.n_components_):
-                    fill += resp[:, k, None] * (self.means_[k, parts.m] + parts.fill(k, centred[k]))
+                    fill += resp[:, k, None] * (means[k, parts.m] + parts.fill(k, centred[k]))
                 block = out[idx]
                 block[:, parts.m] = fill
                 out[idx] = block
-        return out
+        return out.astype(X.dtype, copy=False)
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -576,12 +600,3 @@ def full_covariances(gm):
 def _is_dask(X):
     """True for a dask array (checked without importing dask)."""
     return type(X).__module__.startswith("dask.")
-
-
-def _check_init(value, name, shape):
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.shape != shape:
-        raise EmsegError(f"{name} must have shape {shape}, got {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise EmsegError(f"{name} contains NaN or infinity")
-    return arr

@@ -48,8 +48,8 @@ def fit_pair(X, Xd, w=None, wd=None, **kwargs):
     """The same model fitted in memory and on the dask array; returns both."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=emseg_warning())
-        a = GaussianMixture(3, **kwargs).fit(X, w)
-        b = GaussianMixture(3, **kwargs).fit(Xd, wd if wd is not None else w)
+        a = GaussianMixture(3, **kwargs).fit(X, sample_weight=w)
+        b = GaussianMixture(3, **kwargs).fit(Xd, sample_weight=wd if wd is not None else w)
     return a, b
 
 
@@ -159,7 +159,7 @@ def test_predictions_on_a_dask_array_are_lazy_and_equal_in_memory(data, cluster)
                                    err_msg=method)
     w = np.linspace(0.5, 2, X.shape[0])
     assert gm.score(Xd) == pytest.approx(gm.score(X), rel=1e-12)
-    assert gm.score(Xd, w) == pytest.approx(gm.score(X, w), rel=1e-12)
+    assert gm.score(Xd, sample_weight=w) == pytest.approx(gm.score(X, sample_weight=w), rel=1e-12)
     assert gm.bic(Xd) == pytest.approx(gm.bic(X), rel=1e-12)
     with distributed.Client(cluster):  # and on a cluster's workers
         np.testing.assert_array_equal(gm.predict(Xd).compute(), gm.predict(X))
@@ -185,9 +185,9 @@ def test_dask_input_refused_as_in_memory(data):
     with pytest.raises(EmsegError, match="column 1 has no observed value"):
         GaussianMixture(3).fit(da.from_array(X, chunks=1000))
     with pytest.raises(EmsegError, match="one value per row"):
-        GaussianMixture(3).fit(da.from_array(data, chunks=1000), np.ones(3))
+        GaussianMixture(3).fit(da.from_array(data, chunks=1000), sample_weight=np.ones(3))
     with pytest.raises(EmsegError, match="zero for every row"):
-        GaussianMixture(3).fit(da.from_array(data, chunks=1000), np.zeros(data.shape[0]))
+        GaussianMixture(3).fit(da.from_array(data, chunks=1000), sample_weight=np.zeros(data.shape[0]))
 
 
 def test_importing_emseg_mixture_does_not_import_dask():
