@@ -60,6 +60,7 @@ import numpy as np
 
 from . import _kernels as hk
 from .._shared.errors import EmsegError
+from .._shared.estimator import EstimatorMixin, check_is_fitted
 from .._shared.jsonfields import check_header, field_int, fit_info
 from .._shared.validation import as_generator, check_choice, check_float, check_int
 from ..mixture.em import run_em
@@ -123,9 +124,11 @@ class HMMStats:
         )
 
 
-class BaseHMM:
+class BaseHMM(EstimatorMixin):
     """What Gaussian and categorical HMMs share: transitions, the E-step driver,
-    decoding, scoring, sampling, and the EM protocol's bookkeeping.
+    decoding, scoring, sampling, and the EM protocol's bookkeeping; scikit-learn's
+    protocol (``get_params``, ``set_params``, ``clone``, tags) from
+    :class:`~emseg._shared.estimator.EstimatorMixin`.
 
     An emission family subclasses it and supplies ``_format`` (the model-file format
     name), ``_emission_letters`` (its ``params`` letters), ``_emission_attributes``,
@@ -334,15 +337,13 @@ class BaseHMM:
 
     # --- using a fitted (or hand-built) model -------------------------------------------
 
+    def _fitted_attributes(self):
+        return ("startprob_", "transmat_") + self._emission_attributes
+
     def _check_fitted(self):
-        missing = [a for a in ("startprob_", "transmat_") + self._emission_attributes
-                   if not hasattr(self, a)]
-        if missing:
-            raise EmsegError(
-                f"this {type(self).__name__} is not fitted yet (no "
-                f"{', '.join(m.lstrip('_') for m in missing)}); "
-                "call fit(X) first or set those attributes"
-            )
+        """:class:`~emseg.NotFittedError` (an EmsegError, and scikit-learn's
+        NotFittedError when it is installed) naming the missing attributes."""
+        check_is_fitted(self, self._fitted_attributes())
 
     def _check_model(self):
         """Check the parameters of a fitted model, or of one built by assigning its
@@ -372,8 +373,9 @@ class BaseHMM:
         probability zero scores -inf and gets NaN posteriors."""
         return self._posteriors(*self._prepare(X, lengths))
 
-    def score(self, X, lengths=None):
-        """Total log-likelihood of the sequences in ``X`` (as hmmlearn's ``score``)."""
+    def score(self, X, lengths=None, *, y=None):
+        """Total log-likelihood of the sequences in ``X`` (as hmmlearn's ``score``).
+        ``y`` is ignored (scikit-learn's Pipeline passes it)."""
         return self.score_samples(X, lengths)[0]
 
     def predict_proba(self, X, lengths=None):

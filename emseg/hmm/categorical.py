@@ -93,6 +93,13 @@ class CategoricalHMM(BaseHMM):
         self.emissionprob_init = emissionprob_init
         self.callback = callback
 
+    def __sklearn_tags__(self):
+        """scikit-learn's tags: X holds categories (non-negative integers)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.positive_only = True
+        return tags
+
     # --- checks ---------------------------------------------------------------------
 
     def _check_X(self, X, *, fitted):
@@ -241,7 +248,7 @@ class CategoricalHMM(BaseHMM):
     @property
     def n_features_in_(self):
         """One: ``X`` is a single column of symbols (scikit-learn's name)."""
-        self.emissionprob_  # noqa: B018 -- AttributeError when not fitted
+        self._check_fitted()
         return 1
 
     def _n_emission_parameters(self):

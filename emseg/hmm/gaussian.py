@@ -87,7 +87,7 @@ class GaussianHMM(BaseHMM):
 
     _format = GAUSSIAN_FORMAT
     _emission_letters = "mc"
-    _emission_attributes = ("means_", "_covars_")  # covars_ reads _covars_
+    _emission_attributes = ("means_", "covars_")
 
     def __init__(
         self,
@@ -173,6 +173,7 @@ class GaussianHMM(BaseHMM):
     # --- checks ---------------------------------------------------------------------
 
     def _check_X(self, X, *, fitted):
+        original = X
         X = check_data(X)
         nan_rows = []
         # one fast reduction tells whether to look for a NaN row (check_data refused
@@ -185,9 +186,11 @@ class GaussianHMM(BaseHMM):
                 "cannot use missing values: drop or fill those rows"
             )
         if fitted and X.shape[1] != self.means_.shape[1]:
+            hint = ("; a 1-D X is one feature: Reshape your data with X.reshape(1, -1) "
+                    "if it is one row") if np.ndim(original) == 1 else ""
             raise EmsegError(
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.means_.shape[1]} features as input"
+                f"{self.means_.shape[1]} features as input{hint}"
             )
         return np.ascontiguousarray(X, dtype=np.float64)
 
@@ -224,11 +227,17 @@ class GaussianHMM(BaseHMM):
             setup["covars"] = covars(self._covars_, "covars_", None)
         starts = ("startprob", "transmat", "means", "covars")
         setup["sort_states"] = all(setup[name] is None for name in starts)
+        if setup["covars"] is None and X.shape[0] < 2:
+            raise EmsegError(
+                "GaussianHMM needs at least 2 samples to start its covariances from the "
+                f"data's, got n_samples={X.shape[0]}; give covars_init"
+            )
         setup["means_prior"] = _broadcast(self.means_prior, "means_prior", (K, D), False)
         weight = _broadcast(self.means_weight, "means_weight", (K,), True)
         setup["means_weight"] = weight[:, None]
-        setup["covars_prior"] = _broadcast(
-            self.covars_prior, "covars_prior", covariance_shape(ctype, K, D), True
+        setup["covars_prior"] = _broadcast(  # a matrix may have negative entries
+            self.covars_prior, "covars_prior", covariance_shape(ctype, K, D),
+            ctype in ("diag", "spherical"),
         )
         setup["covars_weight"] = check_float(self.covars_weight, "covars_weight", -np.inf)
         return setup
@@ -328,6 +337,7 @@ class GaussianHMM(BaseHMM):
     @property
     def n_features_in_(self):
         """The number of features of ``X`` (scikit-learn's name)."""
+        self._check_fitted()
         return np.shape(self.means_)[1]
 
     def _n_emission_parameters(self):
