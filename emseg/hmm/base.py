@@ -150,7 +150,9 @@ class BaseHMM(EstimatorMixin):
 
     def fit(self, X, lengths=None):
         """Fit by Baum-Welch to the sequences in ``X`` (rows of all sequences stacked;
-        ``lengths`` gives each sequence's row count, default one sequence)."""
+        ``lengths`` gives each sequence's row count, default one sequence). A second
+        argument with one value per row that is not all ones is scikit-learn's ``y``
+        (a Pipeline or a model check passes it there): ignored, with a warning."""
         X = self._check_X(X, fitted=False)
         n = X.shape[0]
         starts, lengths = check_lengths(lengths, n)
