@@ -1,7 +1,8 @@
 """emseg's HMMs as scikit-learn estimators: check_estimator, clone, get/set_params,
 Pipeline, GridSearchCV and the not-fitted error. hmmlearn's API comes first where the
-two disagree (see the README's table of differences and ``EXPECTED_FAILED_CHECKS``). (Named apart from
-tests/mixture/test_sklearn_protocol.py: test modules share one namespace.)"""
+two disagree (see the README's table of differences and ``EXPECTED_FAILED_CHECKS``).
+Named apart from tests/mixture/test_sklearn_protocol.py: test modules share one
+namespace."""
 
 import warnings
 
