@@ -34,6 +34,7 @@ from .._shared.validation import (
 )
 from .checks import check_feature_names, check_mixture_parameters, feature_names
 from .em import run_em
+from .gaussian import COVARIANCE_TYPES  # noqa: F401 (workflows.tables imports it from here)
 from .gaussian import (
     GaussianParams,
     cholesky_of_covariances,
@@ -72,7 +73,9 @@ class GaussianMixture(EstimatorMixin):
     - ``reg_covar="auto"``: the covariance floor added to each feature's variance is
       ``1e-6`` times that feature's (weighted) variance in the data, so multiplying a
       column by 1e-4 or 1e4 gives the same fit. A number is an absolute floor, as in
-      scikit-learn (``reg_covar=1e-6`` reproduces scikit-learn's fit exactly).
+      scikit-learn (``reg_covar=1e-6`` reproduces scikit-learn's fit exactly); 0 is
+      16 float64 rounding steps of each feature's mean square (``ZERO_FLOOR``), so a
+      component on one row is fitted, as scikit-learn's rounding lets it be.
     - ``n_init="auto"``: 10 restarts when one costs little (rows x components x
       features^2 up to 2e5, e.g. an image's few hundred grey levels), 3 up to 2e6,
       else 1 (and 1 when all three ``*_init`` are given). With several restarts each
@@ -103,7 +106,7 @@ class GaussianMixture(EstimatorMixin):
     sample_weight=None)`` ignores ``y``; ``n_features_in_`` (and ``feature_names_in_``
     for a DataFrame with string column names); float32 ``X`` gives float32 parameters
     and float32 ``score_samples`` / ``predict_proba`` (the statistics are accumulated in
-    float64 all the same), as scikit-learn >= 1.8; ``random_state=None`` draws from
+    float64 all the same), as scikit-learn >= 1.7; ``random_state=None`` draws from
     numpy's global RandomState, so ``np.random.seed`` makes it reproducible, as
     scikit-learn's ``check_random_state``. A model used before it is fitted raises
     :class:`emseg.NotFittedError`.
@@ -159,10 +162,8 @@ class GaussianMixture(EstimatorMixin):
         names = feature_names(X)
         if _is_dask(X):
             data, n_rows, warm = self._chunked_data(X, sample_weight)
-            dtype = X.dtype
         else:
             X = check_data(X)
-            dtype = X.dtype
             w = check_sample_weight(sample_weight, X.shape[0])
             check_mixture_parameters(self, X.shape[1])
             data = self._prepare(X, w)
@@ -183,12 +184,7 @@ class GaussianMixture(EstimatorMixin):
             callback=self.callback,
             accelerate=self.accelerate,
         )
-        self._finish_fit(result, dtype)
-        if names is not None:
-            self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-        return self
+        return self._finish_fit(result, X.dtype, names)
 
     def _chunked_data(self, X, sample_weight):
         """``(data, n_rows, warm)`` for a dask array ``X``: checks, then the first pass
@@ -246,10 +242,13 @@ class GaussianMixture(EstimatorMixin):
         scale = var + mean**2
         return np.where(scale > 0, ZERO_FLOOR * scale, np.finfo(np.float64).tiny)
 
-    def _finish_fit(self, result, dtype):
+    def _finish_fit(self, result, dtype, names):
         """Sort the components, store them in float32 for float32 data (as
-        scikit-learn), and record how EM went."""
+        scikit-learn), and record how EM went and the data's column ``names``."""
         self._sort_components()
+        self.__dict__.pop("feature_names_in_", None)
+        if names is not None:
+            self.feature_names_in_ = names
         if dtype == np.float32:
             self._set_params([p.astype(np.float32) for p in self._get_params()])
         self.converged_ = result.converged
@@ -426,10 +425,8 @@ class GaussianMixture(EstimatorMixin):
         return GaussianParams(*(np.asarray(p, dtype=np.float64) for p in self._get_params()))
 
     def _emseg_tags(self):
-        tags = super()._emseg_tags()
-        tags.update(estimator_type="density_estimator", allow_nan=True,
-                    preserves_float32=True)
-        return tags
+        return dict(super()._emseg_tags(), estimator_type="density_estimator",
+                    allow_nan=True, preserves_float32=True)
 
     def _weighted_log_prob(self, X):
         """``log w_k + log p(x_obs | k)`` for every row, (N, K); NaN rows use their marginal."""

@@ -187,7 +187,8 @@ def test_dask_input_refused_as_in_memory(data):
     with pytest.raises(EmsegError, match="one value per row"):
         GaussianMixture(3).fit(da.from_array(data, chunks=1000), sample_weight=np.ones(3))
     with pytest.raises(EmsegError, match="zero for every row"):
-        GaussianMixture(3).fit(da.from_array(data, chunks=1000), sample_weight=np.zeros(data.shape[0]))
+        GaussianMixture(3).fit(da.from_array(data, chunks=1000),
+                               sample_weight=np.zeros(data.shape[0]))
 
 
 def test_importing_emseg_mixture_does_not_import_dask():
