@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 # The checks GaussianHMM fails, and why: each follows from hmmlearn's API, which the
-# HMMs keep (see the README, "HMMs and hmmlearn").
+# HMMs keep (see the README, "Hidden Markov models, as hmmlearn's").
 EXPECTED_FAILED_CHECKS = {
     "check_fit_score_takes_y": "the second argument of fit and score is hmmlearn's "
     "lengths, so that hmmlearn's fit(X, lengths) keeps working (a y passed there, one "
