@@ -55,7 +55,6 @@ def true_model():
         A = rng.normal(size=(D, D))
         covs[k] = A @ A.T / D + 0.5 * np.eye(D)
     model.covars_ = covs
-    model.precisions_cholesky_ = np.linalg.inv(np.linalg.cholesky(covs)).transpose(0, 2, 1)
     return model
 
 
@@ -138,12 +137,12 @@ def main():
     # warm-up: compile emseg's kernels on small data
     small = X[:2000]
     warnings.simplefilter("ignore", emseg.ConvergenceWarning)
-    GaussianHMM(K, n_iter=2, tol=0, random_state=0).fit(small, [1000, 1000]).decode(small)
+    GaussianHMM(K, "full", n_iter=2, tol=0, random_state=0).fit(small, [1000, 1000]).decode(small)
 
     # --- Baum-Welch ------------------------------------------------------------------
     results = {}
     ours = GaussianHMM(
-        K, covariance_type="full", n_iter=args.iters, tol=0,
+        K, covariance_type="full", n_iter=args.iters, tol=0, covars_prior=0.0,
         startprob_init=start, transmat_init=trans, means_init=means, covars_init=covs,
     )
     log = []

@@ -1,78 +1,92 @@
 """Hidden Markov models fitted by Baum-Welch: :class:`BaseHMM`, what
 :class:`~emseg.hmm.gaussian.GaussianHMM` and :class:`~emseg.hmm.categorical.CategoricalHMM`
 share (as hmmlearn's ``base.py``): transitions, the E-step driver, decoding, scoring,
-sampling, model-file fields, and the argument checks the emission modules use.
+sampling, model-file fields.
 
-The model is hmmlearn's (``hmmlearn.hmm.GaussianHMM`` and ``CategoricalHMM``): from the
-same starting parameters both reach the same estimates and the same Viterbi paths.
-What differs is how it is computed, and a few conventions:
+The model and the API are hmmlearn's (``hmmlearn.hmm.GaussianHMM`` and
+``CategoricalHMM``): the same constructor keywords in the same order, ``params`` /
+``init_params`` letters, models built by assigning ``startprob_``, ``transmat_`` and
+the emission attributes, and from the same starting parameters the same estimates and
+the same Viterbi paths. What differs is how it is computed, and a few conventions:
 
 - **Shared EM loop.** Each model supplies its E-step statistics and M-step to
   :func:`emseg.mixture.em.run_em`, which owns restarts (``n_init``), the stopping rule, the
   log-likelihood history and the convergence warning.
-- **Compiled forward-backward** (:mod:`emseg.hmm._kernels`): probability space with
-  each frame's maximum log-density subtracted before exponentiating, so it runs at the
-  speed of hmmlearn's "scaling" implementation without its underflow on outliers;
-  sequences are spread over the cores. Viterbi is compiled and parallel too, and
-  breaks ties as hmmlearn does.
+- **One forward-backward** (:mod:`emseg.hmm._kernels`), whatever ``implementation``
+  says (``"log"`` and ``"scaling"`` are accepted and run the same code): probability
+  space with each frame's maximum log-density subtracted before exponentiating, so it
+  runs at the speed of hmmlearn's "scaling" implementation without its underflow on
+  outliers; a sequence it cannot represent is redone in log space. Sequences are spread
+  over the cores. Viterbi is compiled and parallel too, and breaks ties as hmmlearn does.
 - **Stopping rule.** ``tol`` applies to the *mean log-likelihood per sample* (as in
   :class:`emseg.GaussianMixture` and scikit-learn), not to the total log-likelihood
   as in hmmlearn, so one ``tol`` means the same on 1,000 rows and on 10 million:
-  hmmlearn's ``tol=1e-2`` on a million rows corresponds to ``tol=1e-8`` here. The
+  hmmlearn's ``tol=1e-2`` on 100 rows is ``tol=1e-4`` here (the default). The
   fit stops when the mean changes by less than ``tol``; ``converged_`` is False when
   ``n_iter`` iterations ran out first (hmmlearn reports that as converged).
 - **Units.** ``history_`` and ``lower_bound_`` are mean log-likelihoods per sample
   (the shared EM loop's unit); ``score`` and ``score_samples`` return the total
-  log-likelihood of ``X``, as hmmlearn's do, and ``bic``/``aic`` use the total.
+  log-likelihood of ``X``, as hmmlearn's do, and ``bic``/``aic`` use the total;
+  ``verbose=True`` prints hmmlearn's three columns (iteration, total log-likelihood,
+  change) to stderr.
 - **Priors** on ``startprob_`` and ``transmat_`` (and ``emissionprob_``) are
   hmmlearn's Dirichlet priors: ``max(prior - 1 + expected counts, 0)``, normalised,
   and a probability that is exactly 0 stays 0 (a left-right model stays left-right).
   A state that receives no posterior weight keeps its emission parameters, and a
   transition row with no expected counts keeps its probabilities.
+- **Starting values.** Each parameter starts from, in this order: its ``*_init``
+  keyword (emseg's; it survives ``sklearn.base.clone``), the attribute already on the
+  model when ``init_params`` leaves its letter out (hmmlearn's rule), or emseg's
+  initialisation (``startprob_`` uniform, ``transmat_`` half on the diagonal and half a
+  Dirichlet(1) draw, where hmmlearn draws both from a Dirichlet(1/K)).
 - **MAP decoding** returns the sum over frames of the log posterior probability of
   the chosen state (hmmlearn returns a sum of probabilities).
-- **State order.** States are sorted after fitting: Gaussian states by the mean of
-  their first feature, categorical states by their expected symbol
-  ``sum_v v * emissionprob_[k, v]``; ties keep the fitted order.
+- **State order.** When emseg chose every starting value, states are sorted after
+  fitting (Gaussian states by the mean of their first feature, categorical states by
+  their expected symbol ``sum_v v * emissionprob_[k, v]``; ties keep the fitted order),
+  so label 0 means the same thing across runs. When any parameter started from a value
+  the caller gave (a ``*_init`` keyword, or an attribute kept by ``init_params``), the
+  caller's order is kept: a left-right model stays left-right, state by state.
 - **Model files.** :meth:`to_dict` / :meth:`from_dict` give plain JSON-safe dicts
   and refuse malformed ones with a one-line :class:`~emseg.EmsegError`.
 """
 
-
 import math
+import numbers
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _kernels as hk
 from .._shared.errors import EmsegError
-from .._shared.jsonfields import check_header, field_array, field_int, fit_info
+from .._shared.estimator import EstimatorMixin, check_is_fitted
+from .._shared.jsonfields import check_header, field_int, fit_info
 from .._shared.validation import as_generator, check_choice, check_float, check_int
 from ..mixture.em import run_em
+from .checks import (
+    check_lengths,
+    check_letters,
+    check_prior,
+    check_probabilities,
+    field_probabilities,
+    probability_attribute,
+)
 
-__all__ = [
-    "BaseHMM",
-    "DECODERS",
-    "FORMAT_VERSION",
-    "HMMStats",
-    "check_finite",
-    "check_prior",
-    "check_probabilities",
-    "field_probabilities",
-    "plain_list",
-]
+__all__ = ["BaseHMM", "DECODERS", "FORMAT_VERSION", "HMMStats", "IMPLEMENTATIONS"]
 
 DECODERS = ("viterbi", "map")
+IMPLEMENTATIONS = ("log", "scaling")  # hmmlearn's names; both run the same code here
 FORMAT_VERSION = 1
-_SUM_TOL = 1e-6  # |sum - 1| allowed in supplied probability vectors
 
 
 @dataclass
 class _Sequences:
     """The ``data`` of :func:`~emseg.mixture.em.run_em` for an HMM: the training
     sequences, the work arrays reused by every E-step, and ``setup``, the fit's checked
-    parameters (priors, and starting values or None) from ``_prepare_fit``, which
-    ``_initialize`` and ``_m_step`` read, so nothing about the fit travels on the model."""
+    parameters (priors, ``params`` letters, and starting values or None) from
+    ``_prepare_fit``, which ``_initialize`` and ``_m_step`` read, so nothing about the
+    fit travels on the model."""
 
     X: np.ndarray  # (N, D) float64, or (N,) int64 symbols
     starts: np.ndarray  # int64 (S,)
@@ -88,8 +102,8 @@ class HMMStats:
 
     ``start`` (K,) and ``trans`` (K, K) are the expected initial states and
     transitions; ``emission`` is model-specific (Gaussian: ``(nk, sx, sxx)`` centred on
-    ``shift``, the means used; categorical: ``(counts,)``). Statistics computed under
-    the same parameters add up with ``+``.
+    ``shift``, the means used; categorical: ``(counts,)``; empty when ``params`` updates
+    no emission parameter). Statistics computed under the same parameters add up with ``+``.
     """
 
     start: np.ndarray
@@ -110,13 +124,17 @@ class HMMStats:
         )
 
 
-class BaseHMM:
+class BaseHMM(EstimatorMixin):
     """What Gaussian and categorical HMMs share: transitions, the E-step driver,
-    decoding, scoring, sampling, and the EM protocol's bookkeeping.
+    decoding, scoring, sampling, and the EM protocol's bookkeeping; scikit-learn's
+    protocol (``get_params``, ``set_params``, ``clone``, tags) from
+    :class:`~emseg._shared.estimator.EstimatorMixin`.
 
     An emission family subclasses it and supplies ``_format`` (the model-file format
-    name), ``_check_X``, ``_prepare_fit`` (which returns the fit's setup dict, built on
+    name), ``_emission_letters`` (its ``params`` letters), ``_emission_attributes``,
+    ``_check_X``, ``_prepare_fit`` (which returns the fit's setup dict, built on
     :meth:`_check_common_parameters`; the fit passes it around as ``data.setup``),
+    ``_check_emission`` (the emission attributes of a fitted or hand-built model),
     ``_initialize_emission(data, rng)``, ``_emission_log_prob``, ``_emission_stats``,
     ``_stats_shift``, ``_m_step_emission(stats, data)``, ``_get_emission_params``
     / ``_set_emission_params``, ``_state_order``, ``_reorder_emission``,
@@ -125,15 +143,19 @@ class BaseHMM:
     """
 
     _format = None
+    _emission_letters = ""
+    _emission_attributes = ()
 
     # --- fitting -------------------------------------------------------------------
 
     def fit(self, X, lengths=None):
         """Fit by Baum-Welch to the sequences in ``X`` (rows of all sequences stacked;
-        ``lengths`` gives each sequence's row count, default one sequence)."""
+        ``lengths`` gives each sequence's row count, default one sequence). A second
+        argument with one value per row that is not all ones is scikit-learn's ``y``
+        (a Pipeline or a model check passes it there): ignored, with a warning."""
         X = self._check_X(X, fitted=False)
         n = X.shape[0]
-        starts, lengths = _check_lengths(lengths, n)
+        starts, lengths = check_lengths(lengths, n)
         setup = self._prepare_fit(X)  # checks every parameter, once
         K = self.n_components
         data = _Sequences(X, starts, lengths, np.empty((n, K)), np.empty(n), setup)
@@ -144,10 +166,11 @@ class BaseHMM:
             max_iter=self.n_iter,
             tol=self.tol,
             rng=as_generator(self.random_state),
-            callback=self.callback,
+            callback=_with_report(self.callback, self.verbose, n),
             iter_name="n_iter",
         )
-        self._reorder(self._state_order())
+        if setup["sort_states"]:
+            self._reorder(self._state_order())
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
         self.lower_bound_ = float(result.lower_bound)
@@ -155,13 +178,27 @@ class BaseHMM:
         return self
 
     def fit_predict(self, X, lengths=None):
-        """Fit, then return the Viterbi path of ``X``."""
+        """Fit, then return the decoded states of ``X`` (``algorithm``'s)."""
         return self.fit(X, lengths).predict(X, lengths)
+
+    def _init(self, X, lengths=None):
+        """hmmlearn's initialisation step on its own: set the starting parameters as
+        ``fit`` would (``init_params`` and the ``*_init`` keywords), without iterating.
+        Kept for code written against hmmlearn; ``lengths`` is not used (as there)."""
+        X = self._check_X(X, fitted=False)
+        n = X.shape[0]
+        setup = self._prepare_fit(X)
+        data = _Sequences(X, *check_lengths(None, n), None, None, setup)
+        self._initialize(data, as_generator(self.random_state))
+
+    def _check(self):
+        """hmmlearn's name for the check of a model's parameters (see :meth:`_check_model`)."""
+        self._check_model()
 
     def _check_common_parameters(self, n_samples):
         """Check the parameters every HMM has; returns the setup dict (the priors
-        broadcast, and ``startprob`` / ``transmat`` starting values or None) that each
-        family's ``_prepare_fit`` completes."""
+        broadcast, the ``params`` letters, and ``startprob`` / ``transmat`` starting
+        values or None) that each family's ``_prepare_fit`` completes."""
         K = check_int(self.n_components, "n_components", 1)
         if K > n_samples:
             raise EmsegError(
@@ -171,19 +208,35 @@ class BaseHMM:
         check_int(self.n_iter, "n_iter", 0)
         check_float(self.tol, "tol")
         check_int(self.n_init, "n_init", 1)
+        check_choice(self.algorithm, "algorithm", DECODERS)
+        check_choice(self.implementation, "implementation", IMPLEMENTATIONS)
+        if not isinstance(self.verbose, (bool, numbers.Integral)):
+            raise EmsegError(f"verbose must be True or False, got {self.verbose!r}")
         if self.callback is not None and not callable(self.callback):
             raise EmsegError(f"callback must be callable, got {self.callback!r}")
+        letters = "st" + self._emission_letters
+        params = check_letters(self.params, "params", letters)
+        init_params = check_letters(self.init_params, "init_params", letters)
         setup = {
+            "params": params,
+            "init_params": init_params,
             "startprob_prior": check_prior(self.startprob_prior, "startprob_prior", (K,)),
             "transmat_prior": check_prior(self.transmat_prior, "transmat_prior", (K, K)),
-            "startprob": None,
-            "transmat": None,
+            "startprob": self._start_value("s", "startprob", (K,), init_params),
+            "transmat": self._start_value("t", "transmat", (K, K), init_params),
         }
-        if self.startprob_init is not None:
-            setup["startprob"] = check_probabilities(self.startprob_init, "startprob_init", (K,))
-        if self.transmat_init is not None:
-            setup["transmat"] = check_probabilities(self.transmat_init, "transmat_init", (K, K))
         return setup
+
+    def _start_value(self, letter, name, shape, init_params, check=check_probabilities):
+        """The starting value of one parameter, checked: the ``<name>_init`` keyword if
+        given, else the model's ``<name>_`` attribute when ``init_params`` leaves out
+        ``letter`` (hmmlearn's rule), else None (emseg initialises it)."""
+        given = getattr(self, f"{name}_init")
+        if given is not None:
+            return check(given, f"{name}_init", shape)
+        if letter not in init_params and hasattr(self, f"{name}_"):
+            return check(getattr(self, f"{name}_"), f"{name}_", shape)
+        return None
 
     # --- the EM protocol (see emseg.mixture.em) ---------------------------------------------
 
@@ -209,14 +262,15 @@ class BaseHMM:
             raise EmsegError(
                 f"sequence {int(bad[0])} has probability zero under the current "
                 "parameters (a zero start, transition or emission probability rules it "
-                "out); check startprob_init, transmat_init and the emission parameters"
+                "out); check the starting values of startprob, transmat and the emissions"
             )
         n = data.X.shape[0]
         total = float(loglik.sum())
+        update_emission = any(c in data.setup["params"] for c in self._emission_letters)
         stats = HMMStats(
             data.post[data.starts].sum(0),
             xi.sum(0),
-            self._emission_stats(data.X, data.post),
+            self._emission_stats(data.X, data.post) if update_emission else (),
             self._stats_shift(),
             total,
             n,
@@ -225,9 +279,16 @@ class BaseHMM:
 
     def _m_step(self, stats, data):
         setup = data.setup
-        self.startprob_ = _dirichlet_update(self.startprob_, stats.start, setup["startprob_prior"])
-        self.transmat_ = _dirichlet_update(self.transmat_, stats.trans, setup["transmat_prior"])
-        self._m_step_emission(stats, data)
+        if "s" in setup["params"]:
+            self.startprob_ = _dirichlet_update(
+                self.startprob_, stats.start, setup["startprob_prior"]
+            )
+        if "t" in setup["params"]:
+            self.transmat_ = _dirichlet_update(
+                self.transmat_, stats.trans, setup["transmat_prior"]
+            )
+        if stats.emission:
+            self._m_step_emission(stats, data)
 
     def _get_params(self):
         return (self.startprob_, self.transmat_) + self._get_emission_params()
@@ -276,18 +337,30 @@ class BaseHMM:
                 )
         return xi, loglik
 
-    # --- using a fitted model -------------------------------------------------------
+    # --- using a fitted (or hand-built) model -------------------------------------------
+
+    def _fitted_attributes(self):
+        return ("startprob_", "transmat_") + self._emission_attributes
 
     def _check_fitted(self):
-        if not hasattr(self, "startprob_"):
-            raise EmsegError(
-                f"this {type(self).__name__} is not fitted yet; call fit(X) first"
-            )
+        """:class:`~emseg.NotFittedError` (an EmsegError, and scikit-learn's
+        NotFittedError when it is installed) naming the missing attributes."""
+        check_is_fitted(self, self._fitted_attributes())
+
+    def _check_model(self):
+        """Check the parameters of a fitted model, or of one built by assigning its
+        attributes (as in hmmlearn), each time it is used, so that an edit after
+        ``fit`` counts; they are kept as float64 arrays (no copy when they are)."""
+        self._check_fitted()
+        K = check_int(self.n_components, "n_components", 1)
+        self.startprob_ = probability_attribute(self.startprob_, "startprob_", (K,))
+        self.transmat_ = probability_attribute(self.transmat_, "transmat_", (K, K))
+        self._check_emission(K)
 
     def _prepare(self, X, lengths):
-        self._check_fitted()
+        self._check_model()
         X = self._check_X(X, fitted=True)
-        starts, lengths = _check_lengths(lengths, X.shape[0])
+        starts, lengths = check_lengths(lengths, X.shape[0])
         return X, starts, lengths
 
     def _posteriors(self, X, starts, lengths):
@@ -302,16 +375,17 @@ class BaseHMM:
         probability zero scores -inf and gets NaN posteriors."""
         return self._posteriors(*self._prepare(X, lengths))
 
-    def score(self, X, lengths=None):
-        """Total log-likelihood of the sequences in ``X`` (as hmmlearn's ``score``)."""
+    def score(self, X, lengths=None, *, y=None):
+        """Total log-likelihood of the sequences in ``X`` (as hmmlearn's ``score``).
+        ``y`` is ignored (scikit-learn's Pipeline passes it)."""
         return self.score_samples(X, lengths)[0]
 
     def predict_proba(self, X, lengths=None):
         """Posterior state probabilities of each row, (N, K)."""
         return self.score_samples(X, lengths)[1]
 
-    def decode(self, X, lengths=None, algorithm="viterbi"):
-        """``(log_prob, states)``.
+    def decode(self, X, lengths=None, algorithm=None):
+        """``(log_prob, states)``, with ``algorithm`` (default: the model's).
 
         ``"viterbi"``: the most probable state path and its joint log-probability
         ``log p(X, path)``, summed over sequences. ``"map"``: each row's most probable
@@ -319,6 +393,7 @@ class BaseHMM:
         probabilities of the chosen states (the log of the product of those
         marginal probabilities; at most 0).
         """
+        algorithm = self.algorithm if algorithm is None else algorithm
         check_choice(algorithm, "algorithm", DECODERS)
         if algorithm == "map":
             _, post = self.score_samples(X, lengths)
@@ -334,7 +409,7 @@ class BaseHMM:
         return float(logprob.sum()), states
 
     def predict(self, X, lengths=None):
-        """The Viterbi path of ``X``."""
+        """The decoded states of ``X`` (``algorithm``'s: the Viterbi path by default)."""
         return self.decode(X, lengths)[1]
 
     def _n_parameters(self):
@@ -355,16 +430,34 @@ class BaseHMM:
     def n_components_(self):
         return self.startprob_.shape[0]
 
-    def sample(self, n_samples=1, random_state=None):
+    def get_stationary_distribution(self):
+        """The stationary distribution of the states: the left eigenvector of
+        ``transmat_`` for its eigenvalue 1, normalised to sum to 1 (as hmmlearn's)."""
+        self._check_model()
+        values, vectors = np.linalg.eig(self.transmat_.T)
+        vector = np.real_if_close(vectors[:, np.argmax(values.real)], tol=1e6).real
+        return vector / vector.sum()
+
+    def sample(self, n_samples=1, random_state=None, currstate=None):
         """Draw one sequence of ``n_samples`` rows: ``(X, states)``.
 
-        ``random_state`` (None, an int or a Generator) defaults to the estimator's
-        ``random_state``; the same seed gives the same draw.
+        ``random_state`` (None, an int, a Generator or a RandomState) defaults to the
+        estimator's ``random_state``; the same seed gives the same draw. ``currstate``:
+        the state of the first row (default: drawn from ``startprob_``), so
+        ``X2, Z2 = model.sample(10, currstate=Z[-1])`` goes on from a previous draw
+        (as hmmlearn's).
         """
-        self._check_fitted()
+        self._check_model()
         n = check_int(n_samples, "n_samples", 1)
         rng = as_generator(self.random_state if random_state is None else random_state)
-        start_cdf = np.cumsum(self.startprob_)
+        K = self.n_components_
+        if currstate is None:
+            start_cdf = np.cumsum(self.startprob_)
+        else:
+            state = check_int(currstate, "currstate", 0)
+            if state >= K:
+                raise EmsegError(f"currstate must be a state 0..{K - 1}, got {state}")
+            start_cdf = (np.arange(K) >= state).astype(np.float64)
         trans_cdf = np.cumsum(self.transmat_, axis=1)
         states = hk.sample_states(start_cdf, trans_cdf, rng.random(n))
         return self._sample_emissions(states, rng), states
@@ -410,91 +503,25 @@ class BaseHMM:
         return self
 
 
-
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _check_lengths(lengths, n_rows):
-    """``(starts, lengths)`` as int64 arrays; one sequence when ``lengths`` is None."""
-    if lengths is None:
-        return np.zeros(1, dtype=np.int64), np.array([n_rows], dtype=np.int64)
-    try:
-        arr = np.asarray(lengths)
-    except Exception as exc:
-        raise EmsegError(f"lengths could not be read as a list of integers ({exc})") from None
-    if arr.ndim != 1 or arr.shape[0] == 0:
-        raise EmsegError(
-            f"lengths must be a non-empty 1-D list of sequence lengths, got shape {arr.shape}"
-        )
-    if arr.dtype == bool or arr.dtype.kind not in "iuf":
-        raise EmsegError(f"lengths must be integers, got dtype {arr.dtype}")
-    if arr.dtype.kind == "f" and not (np.isfinite(arr) & (arr == np.round(arr))).all():
-        raise EmsegError("lengths must be whole numbers")
-    arr = arr.astype(np.int64)
-    if (arr < 1).any():
-        i = int(np.argmin(arr))
-        raise EmsegError(
-            f"lengths must be >= 1, got {arr[i]} for sequence {i}; drop empty sequences"
-        )
-    total = int(arr.sum())
-    if total != n_rows:
-        raise EmsegError(
-            f"lengths sum to {total} but X has {n_rows} rows; they must be equal"
-        )
-    starts = np.zeros(arr.shape[0], dtype=np.int64)
-    np.cumsum(arr[:-1], out=starts[1:])
-    return starts, np.ascontiguousarray(arr)
+def _with_report(callback, verbose, n_samples):
+    """``callback``, preceded when ``verbose`` by hmmlearn's ConvergenceMonitor report on
+    stderr: iteration, total log-likelihood, change since the previous iteration."""
+    if not verbose:
+        return callback
+    last = []
 
+    def report(iteration, mean_loglik):
+        total = mean_loglik * n_samples
+        delta = total - last[-1] if last and iteration > 1 else math.nan
+        last.append(total)
+        print(f"{iteration:>10d} {total:>16.8f} {delta:>+16.8f}", file=sys.stderr)
+        if callback is not None:
+            callback(iteration, mean_loglik)
 
-def check_finite(value, name, shape):
-    """A float64 copy of ``value``, checked to have ``shape`` and only finite numbers;
-    messages name the argument ``name``."""
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise EmsegError(f"{name} must be a numeric array of shape {shape}") from None
-    if arr.shape != shape:
-        raise EmsegError(f"{name} must have shape {shape}, got {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise EmsegError(f"{name} contains NaN or infinity")
-    return arr
-
-
-def check_probabilities(value, name, shape):
-    """A copy of ``value`` checked to hold probabilities (rows summing to 1), renormalised."""
-    arr = check_finite(value, name, shape)
-    return _normalised_rows(arr, name)
-
-
-def _normalised_rows(arr, name, renormalise=True):
-    """``arr`` checked to be >= 0 with rows summing to 1 within 1e-6; divided by the
-    row sums when ``renormalise`` (model files are kept as written, so that saving and
-    loading gives back exactly the same model)."""
-    if (arr < 0).any():
-        raise EmsegError(f"{name} must be >= 0, got minimum {arr.min():.3g}")
-    sums = arr.sum(axis=-1)
-    bad = np.flatnonzero(np.abs(np.atleast_1d(sums) - 1.0) > _SUM_TOL)
-    if bad.size:
-        where = "" if arr.ndim == 1 else f" (row {int(bad[0])})"
-        value = float(np.atleast_1d(sums)[bad[0]])
-        raise EmsegError(f"{name} must sum to 1{where}, got {value:.9g}")
-    if not renormalise:
-        return arr
-    return arr / sums[..., None] if arr.ndim > 1 else arr / sums
-
-
-def check_prior(value, name, shape):
-    """A Dirichlet parameter ``value`` (a number or an array of ``shape``), checked finite
-    and >= 0, broadcast to ``shape`` (read-only)."""
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise EmsegError(f"{name} must be a number or an array of shape {shape}") from None
-    if arr.ndim and arr.shape != shape:
-        raise EmsegError(f"{name} must be a number or have shape {shape}, got {arr.shape}")
-    if not np.isfinite(arr).all() or (arr < 0).any():
-        raise EmsegError(f"{name} must be finite and >= 0")
-    return np.broadcast_to(arr, shape)
+    return report
 
 
 def _dirichlet_update(current, counts, prior):
@@ -506,14 +533,3 @@ def _dirichlet_update(current, counts, prior):
     keep = sums <= 0
     out = new / np.where(keep, 1.0, sums)
     return np.where(keep, current, out)
-
-
-def plain_list(arr):
-    """``arr`` as nested lists of Python floats (JSON-safe), for ``to_dict``."""
-    return np.asarray(arr, dtype=np.float64).tolist()
-
-
-def field_probabilities(d, name, shape, where):
-    """Model-file field ``d[name]``: an array of ``shape`` holding probabilities (rows
-    summing to 1), kept exactly as written; errors name ``where.name``."""
-    return _normalised_rows(field_array(d, name, shape, where), f"{where}.{name}", False)

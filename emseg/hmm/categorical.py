@@ -3,9 +3,10 @@
 
 What every emseg HMM shares, and how it differs from hmmlearn, is in
 :mod:`emseg.hmm.base`. Specific to categorical emissions: ``emissionprob_`` takes
-hmmlearn's Dirichlet prior (``emissionprob_prior``), and states are sorted after
-fitting by their expected symbol ``sum_v v * emissionprob_[k, v]`` (ties keep the
-fitted order).
+hmmlearn's Dirichlet prior (``emissionprob_prior``); when emseg chose every starting
+value, states are sorted after fitting by their expected symbol
+``sum_v v * emissionprob_[k, v]`` (ties keep the fitted order); ``n_features`` is never
+changed by ``fit`` (hmmlearn sets it from the data; here ``n_features_`` holds it).
 """
 
 import numpy as np
@@ -14,13 +15,13 @@ from . import _kernels as hk
 from .._shared.errors import EmsegError
 from .._shared.jsonfields import field_int
 from .._shared.validation import check_int
-from .base import (
-    FORMAT_VERSION,
-    BaseHMM,
+from .base import FORMAT_VERSION, BaseHMM
+from .checks import (
     check_prior,
     check_probabilities,
     field_probabilities,
     plain_list,
+    probability_attribute,
 )
 
 __all__ = ["CATEGORICAL_FORMAT", "CategoricalHMM"]
@@ -31,51 +32,73 @@ CATEGORICAL_FORMAT = "emseg.CategoricalHMM"  # the "format" field of its model f
 class CategoricalHMM(BaseHMM):
     """Hidden Markov model with categorical emissions (symbol sequences).
 
-    ``X`` holds integer symbols ``0 .. n_features - 1``, as a 1-D array or one column.
-    ``n_features`` is the number of symbols (default: from ``emissionprob_init``, else
-    the largest symbol in the training data plus one). ``emissionprob_prior`` is a
-    Dirichlet parameter for each state's emission distribution (a number or (K, V)),
-    ``emissionprob_init`` the starting emission probabilities (K, V; default uniform
+    The parameters are ``hmmlearn.hmm.CategoricalHMM``'s, in its order and with its
+    defaults but ``tol``. ``X`` holds integer symbols ``0 .. n_features - 1``, as a 1-D
+    array or one column. ``n_features`` is the number of symbols (default: from the
+    starting emission probabilities, else the largest symbol in the training data plus
+    one). ``emissionprob_prior`` is a Dirichlet parameter for each state's emission
+    distribution (a number or (K, V)). ``params`` / ``init_params`` letters: ``s``
+    startprob, ``t`` transmat, ``e`` emissionprob. ``emissionprob_init`` (emseg's,
+    keyword-only) gives the starting emission probabilities (K, V; default uniform
     random numbers, rows normalised). The other parameters, and the other starting
     values, are :class:`~emseg.hmm.gaussian.GaussianHMM`'s.
 
-    After ``fit``: ``startprob_``, ``transmat_``, ``emissionprob_``, ``n_features_``,
-    ``converged_``, ``n_iter_``, ``lower_bound_``, ``history_``. States are ordered by
-    their expected symbol ``sum_v v * emissionprob_[k, v]``.
+    After ``fit`` (or set by hand, as in hmmlearn): ``startprob_``, ``transmat_``,
+    ``emissionprob_``; after ``fit`` also ``n_features_``, ``converged_``, ``n_iter_``,
+    ``lower_bound_``, ``history_``.
     """
 
     _format = CATEGORICAL_FORMAT
+    _emission_letters = "e"
+    _emission_attributes = ("emissionprob_",)
 
     def __init__(
         self,
         n_components=1,
-        *,
-        n_features=None,
-        n_iter=100,
-        tol=1e-4,
         startprob_prior=1.0,
         transmat_prior=1.0,
+        *,
         emissionprob_prior=1.0,
-        n_init=1,
+        n_features=None,
+        algorithm="viterbi",
         random_state=None,
+        n_iter=10,
+        tol=1e-4,
+        verbose=False,
+        params="ste",
+        init_params="ste",
+        implementation="log",
+        n_init=1,
         startprob_init=None,
         transmat_init=None,
         emissionprob_init=None,
         callback=None,
     ):
         self.n_components = n_components
-        self.n_features = n_features
-        self.n_iter = n_iter
-        self.tol = tol
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
         self.emissionprob_prior = emissionprob_prior
-        self.n_init = n_init
+        self.n_features = n_features
+        self.algorithm = algorithm
         self.random_state = random_state
+        self.n_iter = n_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.params = params
+        self.init_params = init_params
+        self.implementation = implementation
+        self.n_init = n_init
         self.startprob_init = startprob_init
         self.transmat_init = transmat_init
         self.emissionprob_init = emissionprob_init
         self.callback = callback
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags: X holds categories (non-negative integers)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.positive_only = True
+        return tags
 
     # --- checks ---------------------------------------------------------------------
 
@@ -132,17 +155,20 @@ class CategoricalHMM(BaseHMM):
         K = self.n_components
         V = self.n_features
         source = f"n_features={V}"
+        value, name = self.emissionprob_init, "emissionprob_init"
+        if value is None and "e" not in setup["init_params"] and hasattr(self, "emissionprob_"):
+            value, name = self.emissionprob_, "emissionprob_"
         emission = None
-        if self.emissionprob_init is not None:
+        if value is not None:
             if V is None:
-                if np.ndim(self.emissionprob_init) != 2:
+                if np.ndim(value) != 2:
                     raise EmsegError(
-                        "emissionprob_init must be 2-D (n_components, n_features), got "
-                        f"shape {np.shape(self.emissionprob_init)}"
+                        f"{name} must be 2-D (n_components, n_features), got "
+                        f"shape {np.shape(value)}"
                     )
-                V = np.shape(self.emissionprob_init)[1]
-                source = f"emissionprob_init's {V} columns"
-            emission = check_probabilities(self.emissionprob_init, "emissionprob_init", (K, V))
+                V = np.shape(value)[1]
+                source = f"{name}'s {V} columns"
+            emission = check_probabilities(value, name, (K, V))
         largest = int(X.max())
         if V is None:
             V = largest + 1
@@ -152,11 +178,21 @@ class CategoricalHMM(BaseHMM):
                 "raise n_features"
             )
         setup["emissionprob"] = emission
+        starts = (setup["startprob"], setup["transmat"], emission)
+        setup["sort_states"] = all(value is None for value in starts)
         setup["emissionprob_prior"] = check_prior(
             self.emissionprob_prior, "emissionprob_prior", (K, V)
         )
         setup["n_symbols"] = V
         return setup
+
+    def _check_emission(self, K):
+        V = self.n_features
+        if V is None:
+            V = np.shape(self.emissionprob_)[-1] if np.ndim(self.emissionprob_) == 2 else 0
+        else:
+            V = check_int(V, "n_features", 1)
+        self.emissionprob_ = probability_attribute(self.emissionprob_, "emissionprob_", (K, V))
 
     # --- the EM protocol -------------------------------------------------------------
 
@@ -209,6 +245,12 @@ class CategoricalHMM(BaseHMM):
     def n_features_(self):
         return self.emissionprob_.shape[1]
 
+    @property
+    def n_features_in_(self):
+        """One: ``X`` is a single column of symbols (scikit-learn's name)."""
+        self._check_fitted()
+        return 1
+
     def _n_emission_parameters(self):
         K, V = self.emissionprob_.shape
         return K * (V - 1)
@@ -221,7 +263,7 @@ class CategoricalHMM(BaseHMM):
 
     def to_dict(self):
         """The fitted model as a dict of plain numbers and lists (JSON-safe)."""
-        self._check_fitted()
+        self._check_model()
         K, V = self.emissionprob_.shape
         return {
             "format": self._format,

@@ -1,27 +1,28 @@
 """Hidden Markov model with Gaussian emissions: :class:`GaussianHMM` (as
-``hmmlearn.hmm.GaussianHMM``). Its Gaussian algebra (shapes, log-densities, the
-maximum-likelihood estimate, parameter counts) is :mod:`emseg.mixture.gaussian`'s, in the
-same layouts; what is the HMM's own is below.
+``hmmlearn.hmm.GaussianHMM``). Its Gaussian algebra (shapes, log-densities, parameter
+counts) is :mod:`emseg.mixture.gaussian`'s, in the same layouts; what is the HMM's own
+is below.
 
 What every emseg HMM shares, and how it differs from hmmlearn, is in
 :mod:`emseg.hmm.base`. Specific to Gaussian emissions:
 
-- **Covariances.** Maximum likelihood with a floor: every M-step raises any
-  eigenvalue of a covariance below ``min_covar`` to ``min_covar`` (the exact
-  constrained maximiser, so the likelihood still never falls). hmmlearn instead
-  adds a conjugate prior (``covars_prior=1e-2``) and applies ``min_covar`` only at
-  initialisation; it gives the same estimates with ``covars_prior=0`` whenever no
-  eigenvalue reaches the floor. ``covars_`` has the shape of ``covariance_type``
-  ((K,) spherical, (K, D) diag, (K, D, D) full, (D, D) tied), where hmmlearn's
-  ``covars_`` always returns full matrices.
-- **Precision factors** come from a compiled Cholesky
-  (:func:`emseg.hmm._kernels.precision_factors`: 0.03 ms a 3 x 3 matrix where a threaded
-  LAPACK call was measured at ~15 ms on busy cores), not from the mixture's
-  :func:`~emseg.mixture.gaussian.cholesky_of_covariances` (LAPACK, which differs in the
-  last bits), with messages naming ``covars_init`` or the model-file field. The
-  eigenvalue floor above is the HMM's own too.
-- **State order.** States are sorted after fitting by the mean of their first
-  feature; ties keep the fitted order.
+- **M-step.** hmmlearn's, priors included: ``means_prior`` / ``means_weight`` (a
+  normal prior on the means) and ``covars_prior`` / ``covars_weight`` (inverse gamma
+  for diag and spherical, inverse Wishart for full and tied), with hmmlearn's defaults
+  (``covars_prior=1e-2``), computed from statistics centred on the current means. Then
+  a floor: any eigenvalue of a covariance below ``min_covar`` is raised to
+  ``min_covar`` in every M-step (hmmlearn applies ``min_covar`` only when initialising).
+  With ``covars_prior=0`` the M-step is maximum likelihood.
+- **Covariances.** ``covars_`` reads back as (K, D, D) matrices whatever
+  ``covariance_type`` (as hmmlearn's) and is set in the shape of ``covariance_type``
+  ((K,) spherical, (K, D) diag, (K, D, D) full, (D, D) tied; the full matrices are
+  accepted too). The precision factors (``precisions_cholesky_``) are computed from
+  it each time the model is used, so an edit of ``covars_`` or ``means_`` after
+  ``fit`` counts; they come from a compiled Cholesky
+  (:func:`emseg.hmm._kernels.precision_factors`: 0.03 ms a 3 x 3 matrix where a
+  threaded LAPACK call was measured at ~15 ms on busy cores).
+- **State order.** Sorted after fitting by the mean of their first feature when emseg
+  chose every starting value; ties keep the fitted order.
 """
 
 import warnings
@@ -34,16 +35,15 @@ from .._shared.jsonfields import field_array, field_int
 from .._shared.validation import check_choice, check_data, check_float
 from ..mixture.gaussian import (
     COVARIANCE_TYPES,
-    GaussianStats,
     check_symmetric,
     covariance_shape,
     dense_covariances,
-    estimate_gaussian_parameters,
     n_parameters,
     weighted_log_prob,
 )
 from ..mixture.kmeans import kmeans_plusplus, lloyd
-from .base import FORMAT_VERSION, BaseHMM, check_finite, plain_list
+from .base import FORMAT_VERSION, BaseHMM
+from .checks import check_finite, plain_list
 
 __all__ = ["GAUSSIAN_FORMAT", "GaussianHMM"]
 
@@ -57,38 +57,59 @@ _INIT_ROWS = 100_000  # k-means for the starting means runs on at most this many
 class GaussianHMM(BaseHMM):
     """Hidden Markov model with Gaussian emissions, fitted by Baum-Welch.
 
-    Parameters follow ``hmmlearn.hmm.GaussianHMM`` (see the docstrings of this module
-    and of :mod:`emseg.hmm.base` for the differences). ``n_iter`` is the maximum number
-    of EM iterations; ``tol`` the stopping threshold on the mean log-likelihood per
-    sample; ``min_covar`` the floor on covariance eigenvalues; ``startprob_prior`` /
-    ``transmat_prior`` Dirichlet parameters (a number or an array of shape (K,) /
-    (K, K)); ``n_init`` the number of restarts (the best log-likelihood wins). Starting
-    values: ``startprob_init`` (K,), ``transmat_init`` (K, K), ``means_init`` (K, D) and
-    ``covars_init`` (shape of ``covariance_type``). Those not given start as:
-    ``startprob_`` uniform; ``transmat_`` rows half on the diagonal, half a random
-    Dirichlet(1) draw; means from k-means++ and Lloyd (on at most 100,000 random rows);
-    covariances the data's covariance plus ``min_covar`` (hmmlearn's choice).
-    ``callback(iteration, mean_loglik)`` is called after every iteration.
+    The parameters are ``hmmlearn.hmm.GaussianHMM``'s, in its order and with its
+    defaults but ``tol`` (see the docstrings of this module and of
+    :mod:`emseg.hmm.base` for the differences): ``covariance_type``; ``min_covar``, the
+    floor on covariance eigenvalues; the priors ``startprob_prior`` / ``transmat_prior``
+    (Dirichlet), ``means_prior`` / ``means_weight`` and ``covars_prior`` /
+    ``covars_weight``; ``algorithm`` (``"viterbi"`` or ``"map"``, what ``predict`` and
+    ``decode`` use); ``random_state``; ``n_iter``, the maximum number of EM iterations;
+    ``tol``, the stopping threshold on the mean log-likelihood per sample; ``verbose``
+    (print each iteration to stderr); ``params`` / ``init_params``, the parameters
+    updated by the M-step / initialised by ``fit`` (letters: ``s`` startprob, ``t``
+    transmat, ``m`` means, ``c`` covars); ``implementation`` (``"log"`` or
+    ``"scaling"``, accepted for hmmlearn's sake: both run the same code).
 
-    After ``fit``: ``startprob_``, ``transmat_``, ``means_``, ``covars_``,
-    ``precisions_cholesky_``, ``converged_``, ``n_iter_``, ``lower_bound_`` and
-    ``history_`` (mean log-likelihood per sample before each iteration's M-step).
+    emseg's own, keyword-only: ``n_init`` restarts (the best log-likelihood wins);
+    starting values ``startprob_init`` (K,), ``transmat_init`` (K, K), ``means_init``
+    (K, D) and ``covars_init`` (shape of ``covariance_type``), which take precedence
+    over ``init_params``; ``callback(iteration, mean_loglik)``, called after every
+    iteration. A parameter without a starting value starts as: ``startprob_`` uniform;
+    ``transmat_`` rows half on the diagonal, half a random Dirichlet(1) draw; means from
+    k-means++ and Lloyd (on at most 100,000 random rows); covariances the data's
+    covariance plus ``min_covar`` (hmmlearn's choice).
+
+    After ``fit`` (or set by hand, as in hmmlearn): ``startprob_``, ``transmat_``,
+    ``means_``, ``covars_``; after ``fit`` also ``converged_``, ``n_iter_``,
+    ``lower_bound_`` and ``history_`` (mean log-likelihood per sample before each
+    iteration's M-step).
     """
 
     _format = GAUSSIAN_FORMAT
+    _emission_letters = "mc"
+    _emission_attributes = ("means_", "covars_")
 
     def __init__(
         self,
         n_components=1,
-        *,
-        covariance_type="full",
-        n_iter=100,
-        tol=1e-4,
+        covariance_type="diag",
         min_covar=1e-3,
         startprob_prior=1.0,
         transmat_prior=1.0,
-        n_init=1,
+        means_prior=0,
+        means_weight=0,
+        covars_prior=1e-2,
+        covars_weight=1,
+        algorithm="viterbi",
         random_state=None,
+        n_iter=10,
+        tol=1e-4,
+        verbose=False,
+        params="stmc",
+        init_params="stmc",
+        implementation="log",
+        *,
+        n_init=1,
         startprob_init=None,
         transmat_init=None,
         means_init=None,
@@ -97,22 +118,62 @@ class GaussianHMM(BaseHMM):
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
-        self.n_iter = n_iter
-        self.tol = tol
         self.min_covar = min_covar
         self.startprob_prior = startprob_prior
         self.transmat_prior = transmat_prior
-        self.n_init = n_init
+        self.means_prior = means_prior
+        self.means_weight = means_weight
+        self.covars_prior = covars_prior
+        self.covars_weight = covars_weight
+        self.algorithm = algorithm
         self.random_state = random_state
+        self.n_iter = n_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.params = params
+        self.init_params = init_params
+        self.implementation = implementation
+        self.n_init = n_init
         self.startprob_init = startprob_init
         self.transmat_init = transmat_init
         self.means_init = means_init
         self.covars_init = covars_init
         self.callback = callback
 
+    # --- covariances in hmmlearn's shapes ---------------------------------------------
+
+    @property
+    def covars_(self):
+        """The covariances as (K, D, D) matrices, whatever ``covariance_type`` (as
+        hmmlearn's); set them in the shape of ``covariance_type`` (or as matrices)."""
+        check_choice(self.covariance_type, "covariance_type", _TYPES_IN_MESSAGES)
+        K, D = self.n_components, self._n_dims()
+        covars = _compact_covars(self._covars_, self.covariance_type, K, D, "covars_")
+        if self.covariance_type == "full":
+            return covars
+        return np.array(dense_covariances(covars, self.covariance_type, K, D))
+
+    @covars_.setter
+    def covars_(self, value):
+        self._covars_ = np.array(value, dtype=np.float64)
+
+    @property
+    def precisions_cholesky_(self):
+        """Upper-triangular factors of the precisions (1 / standard deviation for diag
+        and spherical), computed from ``covars_`` on each access."""
+        self._check_model()
+        return _precision_cholesky(self._covars_, self.covariance_type)
+
+    def _n_dims(self):
+        if hasattr(self, "means_"):
+            return np.shape(self.means_)[-1]
+        shape = np.shape(self._covars_)
+        return 1 if self.covariance_type == "spherical" or not shape else shape[-1]
+
     # --- checks ---------------------------------------------------------------------
 
     def _check_X(self, X, *, fitted):
+        original = X
         X = check_data(X)
         nan_rows = []
         # one fast reduction tells whether to look for a NaN row (check_data refused
@@ -125,27 +186,60 @@ class GaussianHMM(BaseHMM):
                 "cannot use missing values: drop or fill those rows"
             )
         if fitted and X.shape[1] != self.means_.shape[1]:
+            hint = ("; a 1-D X is one feature: Reshape your data with X.reshape(1, -1) "
+                    "if it is one row") if np.ndim(original) == 1 else ""
             raise EmsegError(
-                f"X has {X.shape[1]} features but the model was fitted with "
-                f"{self.means_.shape[1]}"
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.means_.shape[1]} features as input{hint}"
             )
         return np.ascontiguousarray(X, dtype=np.float64)
 
+    def _check_emission(self, K):
+        ctype = check_choice(self.covariance_type, "covariance_type", _TYPES_IN_MESSAGES)
+        means = np.asarray(self.means_, dtype=np.float64)
+        if means.ndim != 2 or means.shape[0] != K:
+            raise EmsegError(
+                f"means_ must have shape (n_components, n_features) = ({K}, D), got "
+                f"{means.shape}"
+            )
+        if not np.isfinite(means).all():
+            raise EmsegError("means_ contains NaN or infinity")
+        self.means_ = means
+        covars = _compact_covars(self._covars_, ctype, K, means.shape[1], "covars_")
+        _precision_cholesky(covars, ctype, "covars_")
+        self._covars_ = covars
+
     def _prepare_fit(self, X):
-        check_choice(self.covariance_type, "covariance_type", _TYPES_IN_MESSAGES)
+        ctype = check_choice(self.covariance_type, "covariance_type", _TYPES_IN_MESSAGES)
         check_float(self.min_covar, "min_covar")
         setup = self._check_common_parameters(X.shape[0])
         K, D = self.n_components, X.shape[1]
-        setup["means"] = None
+        init_params = setup["init_params"]
+        setup["means"] = self._start_value("m", "means", (K, D), init_params, check_finite)
+
+        def covars(value, name, shape):
+            return _compact_covars(value, ctype, K, D, name, check=True)
+
         setup["covars"] = None
-        if self.means_init is not None:
-            setup["means"] = check_finite(self.means_init, "means_init", (K, D))
         if self.covars_init is not None:
-            shape = covariance_shape(self.covariance_type, K, D)
-            covars = check_finite(self.covars_init, "covars_init", shape)
-            check_symmetric(covars, self.covariance_type, "covars_init")
-            _precision_cholesky(covars, self.covariance_type, "covars_init")
-            setup["covars"] = covars
+            setup["covars"] = covars(self.covars_init, "covars_init", None)
+        elif "c" not in init_params and hasattr(self, "_covars_"):
+            setup["covars"] = covars(self._covars_, "covars_", None)
+        starts = ("startprob", "transmat", "means", "covars")
+        setup["sort_states"] = all(setup[name] is None for name in starts)
+        if setup["covars"] is None and X.shape[0] < 2:
+            raise EmsegError(
+                "GaussianHMM needs at least 2 samples to start its covariances from the "
+                f"data's, got n_samples={X.shape[0]}; give covars_init"
+            )
+        setup["means_prior"] = _broadcast(self.means_prior, "means_prior", (K, D), False)
+        weight = _broadcast(self.means_weight, "means_weight", (K,), True)
+        setup["means_weight"] = weight[:, None]
+        setup["covars_prior"] = _broadcast(  # a matrix may have negative entries
+            self.covars_prior, "covars_prior", covariance_shape(ctype, K, D),
+            ctype in ("diag", "spherical"),
+        )
+        setup["covars_weight"] = check_float(self.covars_weight, "covars_weight", -np.inf)
         return setup
 
     # --- the EM protocol -------------------------------------------------------------
@@ -173,14 +267,19 @@ class GaussianHMM(BaseHMM):
                 "diag": np.tile(np.diag(cv), (K, 1)),
                 "spherical": np.full(K, np.diag(cv).mean()),
             }[self.covariance_type]
+            _precision_cholesky(covars, self.covariance_type)
         self.means_ = np.array(means, dtype=np.float64)
-        self.covars_ = covars
-        self.precisions_cholesky_ = _precision_cholesky(covars, self.covariance_type)
+        self._covars_ = covars
 
     def _emission_log_prob(self, X):
         """Log-density of every row under every state, (N, K)."""
+        ctype = self.covariance_type
         return weighted_log_prob(
-            X, None, self.means_, self.precisions_cholesky_, self.covariance_type
+            X,
+            None,
+            np.ascontiguousarray(self.means_, dtype=np.float64),
+            _precision_cholesky(self._covars_, ctype),
+            ctype,
         )
 
     def _emission_stats(self, X, post):
@@ -193,34 +292,33 @@ class GaussianHMM(BaseHMM):
         return self.means_
 
     def _m_step_emission(self, stats, data):
-        nk, sx, sxx = stats.emission
-        ctype = self.covariance_type
-        # maximum likelihood, no regularisation (the floor below replaces it); the
-        # scatter is symmetrized, as the compiled statistics are symmetric only up to
-        # rounding
-        gaussian = GaussianStats(nk, sx, sxx, stats.shift, 0.0, 0.0)
-        _, means, cov, empty = estimate_gaussian_parameters(gaussian, ctype, 0.0,
-                                                            symmetrize=True)
+        setup = data.setup
+        update = setup["params"]
+        means, cov, empty = _map_estimate(
+            stats.emission, stats.shift, self._covars_, self.covariance_type, setup,
+            "m" in update, "c" in update,
+        )
         if empty.any():
             means[empty] = self.means_[empty]
-            if ctype != "tied":
-                cov[empty] = self.covars_[empty]
+            if self.covariance_type != "tied":
+                cov[empty] = self._covars_[empty]
             warnings.warn(
                 f"{int(empty.sum())} HMM state(s) received no posterior weight and kept "
                 "their emission parameters; consider fewer components",
                 EmptyComponentWarning,
                 stacklevel=5,  # the caller of fit
             )
-        cov = _floor_covariances(cov, ctype, self.min_covar)
+        if "c" in update:
+            cov = _floor_covariances(cov, self.covariance_type, self.min_covar)
+            _precision_cholesky(cov, self.covariance_type)  # a collapsed state: say so
         self.means_ = means
-        self.covars_ = cov
-        self.precisions_cholesky_ = _precision_cholesky(cov, ctype)
+        self._covars_ = cov
 
     def _get_emission_params(self):
-        return (self.means_, self.covars_, self.precisions_cholesky_)
+        return (self.means_, self._covars_)
 
     def _set_emission_params(self, params):
-        self.means_, self.covars_, self.precisions_cholesky_ = params
+        self.means_, self._covars_ = params
 
     def _state_order(self):
         return np.argsort(self.means_[:, 0], kind="stable")
@@ -228,14 +326,19 @@ class GaussianHMM(BaseHMM):
     def _reorder_emission(self, order):
         self.means_ = self.means_[order]
         if self.covariance_type != "tied":
-            self.covars_ = self.covars_[order]
-            self.precisions_cholesky_ = self.precisions_cholesky_[order]
+            self._covars_ = self._covars_[order]
 
     # --- using a fitted model -------------------------------------------------------
 
     @property
     def n_features_(self):
         return self.means_.shape[1]
+
+    @property
+    def n_features_in_(self):
+        """The number of features of ``X`` (scikit-learn's name)."""
+        self._check_fitted()
+        return np.shape(self.means_)[1]
 
     def _n_emission_parameters(self):
         K, D = self.means_.shape
@@ -247,7 +350,7 @@ class GaussianHMM(BaseHMM):
         K, D = self.means_.shape
         z = rng.standard_normal((n, D))
         X = np.empty((n, D))
-        cov = dense_covariances(self.covars_, self.covariance_type, K, D)
+        cov = dense_covariances(self._covars_, self.covariance_type, K, D)
         for k in range(K):
             rows = states == k
             L = np.linalg.cholesky(cov[k])
@@ -257,8 +360,9 @@ class GaussianHMM(BaseHMM):
     # --- model files ----------------------------------------------------------------
 
     def to_dict(self):
-        """The fitted model as a dict of plain numbers and lists (JSON-safe)."""
-        self._check_fitted()
+        """The fitted model as a dict of plain numbers and lists (JSON-safe); the
+        covariances in the shape of ``covariance_type``."""
+        self._check_model()
         K, D = self.means_.shape
         return {
             "format": self._format,
@@ -269,7 +373,7 @@ class GaussianHMM(BaseHMM):
             "startprob_": plain_list(self.startprob_),
             "transmat_": plain_list(self.transmat_),
             "means_": plain_list(self.means_),
-            "covars_": plain_list(self.covars_),
+            "covars_": plain_list(self._covars_),
             **self._fit_info(),
         }
 
@@ -294,15 +398,104 @@ class GaussianHMM(BaseHMM):
         means = field_array(d, "means_", (K, D), where)
         covars = field_array(d, "covars_", covariance_shape(ctype, K, D), where)
         check_symmetric(covars, ctype, f"{where}.covars_")
-        prec_chol = _precision_cholesky(covars, ctype, f"{where}.covars_")
+        _precision_cholesky(covars, ctype, f"{where}.covars_")
         model = cls(K, covariance_type=ctype)
         model.means_ = means
-        model.covars_ = covars
-        model.precisions_cholesky_ = prec_chol
+        model._covars_ = covars
         return model._finish_from_dict(start, trans, info)
 
 
 # --- the HMM's own covariance rules (the shared algebra is emseg.mixture.gaussian's) ---
+
+
+def _map_estimate(emission, shift, old_cov, ctype, setup, update_means, update_covars):
+    """hmmlearn's M-step for the emissions, priors included, from statistics
+    ``(nk, sx, sxx)`` centred on ``shift`` (the current means): ``(means, covariances,
+    empty)``; ``empty`` marks the states with no posterior weight (their values are
+    meaningless, for the caller to replace)."""
+    nk, sx, sxx = emission
+    empty = nk <= 1e-10 * nk.sum()
+    safe = np.where(empty, 1.0, nk)
+    weight, prior = setup["means_weight"], setup["means_prior"]
+    if update_means:
+        means = shift + (weight * (prior - shift) + sx) / (weight + safe[:, None])
+    else:
+        means = np.array(shift, dtype=np.float64)
+    if not update_covars:
+        return means, np.array(old_cov), empty
+    d = means - shift  # the scatter about the new means, from that about the old
+    dev = means - prior
+    cp, cw = setup["covars_prior"], setup["covars_weight"]
+    if ctype in ("diag", "spherical"):
+        diag = sxx if sxx.ndim == 2 else np.einsum("kii->ki", sxx)
+        c_n = weight * dev**2 + diag - 2 * d * sx + nk[:, None] * d**2
+        c_d = np.maximum(max(cw - 1, 0) + safe, 1e-5)[:, None]
+        if ctype == "diag":
+            return means, (cp + c_n) / c_d, empty
+        return means, ((cp[:, None] + c_n) / c_d).mean(1), empty
+    scatter = 0.5 * (sxx + sxx.transpose(0, 2, 1))
+    cross = d[:, :, None] * sx[:, None, :]
+    c_n = (
+        weight[:, :, None] * dev[:, :, None] * dev[:, None, :]
+        + scatter
+        - cross
+        - cross.transpose(0, 2, 1)
+        + nk[:, None, None] * d[:, :, None] * d[:, None, :]
+    )
+    extra = max(cw - means.shape[1], 0)
+    if ctype == "full":
+        return means, (cp + c_n) / (extra + safe)[:, None, None], empty
+    return means, (cp + c_n.sum(0)) / (extra + nk.sum()), empty
+
+
+def _broadcast(value, name, shape, nonnegative):
+    """A prior parameter: a number or an array of ``shape``, finite (and >= 0 when
+    ``nonnegative``), broadcast to ``shape`` (read-only)."""
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise EmsegError(f"{name} must be a number or an array of shape {shape}") from None
+    if arr.ndim and arr.shape != shape:
+        raise EmsegError(f"{name} must be a number or have shape {shape}, got {arr.shape}")
+    if not np.isfinite(arr).all() or (nonnegative and (arr < 0).any()):
+        raise EmsegError(f"{name} must be finite{' and >= 0' if nonnegative else ''}")
+    return np.broadcast_to(arr, shape)
+
+
+def _compact_covars(value, ctype, K, D, name, check=False):
+    """Covariances in the shape of ``ctype`` from hmmlearn's accepted shapes (that
+    shape, or (K, D, D) matrices; spherical also any K values, or (K, D) equal
+    columns): the same array when it is already right. With ``check``, a float64
+    copy checked finite, symmetric and positive definite."""
+    arr = np.asarray(value, dtype=np.float64)
+    shape = covariance_shape(ctype, K, D)
+    if arr.shape != shape:
+        arr = _reshape_covars(arr, ctype, K, D, name, shape)
+    if check:
+        arr = check_finite(arr, name, shape)
+        check_symmetric(arr, ctype, name)
+        _precision_cholesky(arr, ctype, name)
+    return arr
+
+
+def _reshape_covars(arr, ctype, K, D, name, shape):
+    full = arr.shape == (K, D, D)
+    off = full and bool((arr * (1 - np.eye(D))).any())
+    if ctype == "spherical" and arr.size == K:
+        return arr.reshape(K)
+    if ctype == "spherical" and arr.shape == (K, D) and (arr == arr[:, :1]).all():
+        return arr[:, 0].copy()
+    diag = np.einsum("kii->ki", arr) if full and not off else None
+    if ctype == "spherical" and diag is not None and (diag == diag[:, :1]).all():
+        return diag[:, 0].copy()
+    if ctype == "diag" and diag is not None:
+        return diag
+    if ctype == "tied" and full and (arr == arr[:1]).all():
+        return arr[0].copy()
+    raise EmsegError(
+        f"{name} must have shape {shape} for covariance_type={ctype!r} (or be "
+        f"{(K, D, D)} matrices of that kind), got {arr.shape}"
+    )
 
 
 def _floor_covariances(cov, ctype, floor):
@@ -336,4 +529,3 @@ def _precision_cholesky(covars, ctype, name=None):
     if not ok.all():
         raise EmsegError(fix)
     return out[0] if ctype == "tied" else out
-

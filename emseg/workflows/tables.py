@@ -212,8 +212,10 @@ def hmm_fit(table_path, k, *, columns=None, sequence_col=None, categorical=None,
         _need_features(t)
         _no_missing_for_hmm(t)
         X = t.X
+        # covars_prior=0: the command's maximum-likelihood M-step (the library's
+        # default is hmmlearn's prior, 1e-2)
         model = GaussianHMM(k, covariance_type=covariance_type, n_iter=n_iter, tol=tol,
-                            n_init=n_init, random_state=random_state)
+                            n_init=n_init, random_state=random_state, covars_prior=0.0)
     else:
         X = t.codes.reshape(-1, 1)
         model = CategoricalHMM(k, n_features=len(t.symbols), n_iter=n_iter, tol=tol,

@@ -126,7 +126,8 @@ def _sample(model, n, seed):
     z[0] = rng.choice(2, p=model.startprob_)
     for t in range(1, n):
         z[t] = rng.choice(2, p=model.transmat_[z[t - 1]])
-    X = model.means_[z] + rng.normal(size=(n, 1)) * np.sqrt(model.covars_[z])
+    # covars_ reads back as (K, D, D) matrices, as hmmlearn's
+    X = model.means_[z] + rng.normal(size=(n, 1)) * np.sqrt(model.covars_[z, :, 0])
     return X, z
 
 
