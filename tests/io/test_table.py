@@ -1,5 +1,5 @@
-"""Tests for emseg.io.tables (with its parts _table_header, _text_numbers, table_writers):
-reading CSV/TSV/.npy tables, writing results, model selection."""
+"""Tests for emseg.io.tables (with its parts _table_header, _table_text, _table_arrow,
+table_writers): reading CSV/TSV/.npy tables, writing results."""
 
 import csv
 import os
@@ -9,7 +9,6 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-import emseg.io._text_numbers as text_numbers_mod
 import emseg.io.table_writers as writers_mod
 import emseg.io.tables as table_mod
 from emseg import EmsegError
@@ -77,17 +76,17 @@ def test_values_equal_python_float(tmp_path, monkeypatch):
     path = write(tmp_path, "v.csv", "a,b,c\n" + "\n".join(lines) + "\n")
     expected = np.array([float(v) for v in values]).reshape(-1, 3)
     np.testing.assert_array_equal(bits(read_table(path).X), bits(expected))
-    monkeypatch.setattr(table_mod, "use_strtod", lambda: False)  # e.g. a decimal-comma locale
+    monkeypatch.setattr(table_mod, "LARGE_BYTES", 0)  # through pyarrow: the same bits
     np.testing.assert_array_equal(bits(read_table(path).X), bits(expected))
 
 
-def test_many_chunks_match_one(tmp_path, monkeypatch):
+def test_problem_far_into_the_file(tmp_path, monkeypatch):
     gen = np.random.default_rng(0)
     X = gen.normal(size=(3000, 4))
     X[gen.random(X.shape) < 0.1] = np.nan
     lines = ["w,x,y,z"] + [",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in X]
     path = write(tmp_path, "t.csv", "\n".join(lines) + "\n")
-    monkeypatch.setattr(text_numbers_mod, "_CHUNK_BYTES", 997)
+    monkeypatch.setattr(table_mod, "LARGE_BYTES", 997)
     t = read_table(path)
     np.testing.assert_array_equal(bits(t.X), bits(X))
     # a problem far into the file is reported on its own line
