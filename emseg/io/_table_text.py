@@ -47,9 +47,7 @@ BLANK = " \t"  # stripped around a cell's text
 
 NUMBER_PATTERN = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 NUMBER_RE = re.compile(NUMBER_PATTERN)
-_MISSING_ALT = "|".join(re.escape(t) for t in sorted(MISSING_TOKENS, key=len, reverse=True) if t)
-# every line of a column joined by newlines is a number or a missing token: one C loop
-_ALL_NUMBERS = re.compile(rf"(?:[ \t]*(?:(?:{NUMBER_PATTERN}|{_MISSING_ALT})[ \t]*)?\n)*")
+_NUMBER_CHARS = b"0123456789+-.eE \t"
 
 
 def is_number(text):
@@ -88,30 +86,34 @@ class Codes:
 
 
 def scan_numbers(cells):
-    """The :class:`Scan` of a column given as a list of cell texts (as parsed)."""
-    if _ALL_NUMBERS.fullmatch("\n".join(cells) + "\n") is not None:
-        try:
-            values = np.array(list(map(float, cells)), dtype=np.float64)
-        except ValueError:  # missing tokens among the numbers
-            values = np.array(
-                [math.nan if c.strip(BLANK) in MISSING else float(c) for c in cells],
-                dtype=np.float64,
-            )
-        values[np.isnan(values)] = np.nan  # '-nan' is missing too, without its sign
-        return Scan(values)
+    """The :class:`Scan` of a column given as a sequence of cell texts (as parsed).
+
+    A cell is a number when Python's ``float`` reads it and it is written with the
+    characters of the grammar alone (``0-9 + - . e E``, blanks): the same set as
+    :data:`NUMBER_RE` (a test checks this), and checked for a whole column at once.
+    """
+    try:
+        values = list(map(float, cells))
+        plain = not "".join(cells).encode("ascii").translate(None, _NUMBER_CHARS)
+    except (ValueError, UnicodeEncodeError):
+        plain = False
+    if plain:
+        return Scan(np.array(values, dtype=np.float64))
+    values = np.empty(len(cells), dtype=np.float64)
     first_bad = None
     has_number = False
     for row, cell in enumerate(cells):
         text = cell.strip(BLANK)
         if text in MISSING:
-            continue
-        if is_number(text):
+            values[row] = math.nan
+        elif is_number(text):
+            values[row] = float(text)
             has_number = True
         elif first_bad is None:
             first_bad = row
-        if has_number and first_bad is not None:
-            break
-    return Scan(None, first_bad, has_number)
+    if first_bad is not None:
+        return Scan(None, first_bad, has_number)
+    return Scan(values)
 
 
 def encode_texts(cells):
@@ -251,6 +253,7 @@ def parse_body(path, data, body_start, body_end, delimiter, n_cols, numeric, tex
     text = data[body_start:body_end].decode("utf-8", "surrogateescape")
     first_line = data.count(b"\n", 0, body_start) + 1
     rows = read_rows(path, text, delimiter, n_cols, first_line)
-    scans = {j: scan_numbers([r[j] for r in rows]) for j in numeric}
-    codes = {j: encode_texts([r[j] for r in rows]) for j in texts}
+    columns = list(zip(*rows))
+    scans = {j: scan_numbers(columns[j]) for j in numeric}
+    codes = {j: encode_texts(columns[j]) for j in texts}
     return len(rows), scans, codes
