@@ -31,10 +31,19 @@ def bits(a):
     return np.asarray(a, dtype=np.float64).view(np.uint64)
 
 
+@pytest.fixture(params=["csv", "pyarrow"])
+def both_paths(request, monkeypatch):
+    """Run the test through the csv module, then through pyarrow (every file large)."""
+    if request.param == "pyarrow":
+        pytest.importorskip("pyarrow")
+        monkeypatch.setattr(table_mod, "LARGE_BYTES", 0)
+    return request.param
+
+
 # --------------------------------------------------------------------------- reading
 
 
-def test_reads_csv(tmp_path):
+def test_reads_csv(tmp_path, both_paths):
     path = write(tmp_path, "t.csv", "a,b,c\n1,2.5,-3e2\n4,5,6\n")
     t = read_table(path)
     assert t.columns == ["a", "b", "c"] and t.header == ["a", "b", "c"]
@@ -48,7 +57,7 @@ def test_reads_csv(tmp_path):
     np.testing.assert_array_equal(t.row_starts, [6, 17])
 
 
-def test_missing_values(tmp_path):
+def test_missing_values(tmp_path, both_paths):
     text = "a,b\n1,\n NA ,2\nN/A,NaN\nnan,NAN\n,3\n4, 5 \n"
     t = read_table(write(tmp_path, "t.csv", text))
     expected = [[1, np.nan], [np.nan, 2], [np.nan, np.nan], [np.nan, np.nan], [np.nan, 3], [4, 5]]
@@ -96,7 +105,7 @@ def test_problem_far_into_the_file(tmp_path, monkeypatch):
         read_table(path)
 
 
-def test_tsv_and_sniffed_delimiters(tmp_path):
+def test_tsv_and_sniffed_delimiters(tmp_path, both_paths):
     t = read_table(write(tmp_path, "t.tsv", "a\tb\n1\t2\n\t3\n"))
     assert t.delimiter == "\t"
     np.testing.assert_array_equal(t.X, [[1, 2], [np.nan, 3]])
@@ -110,7 +119,7 @@ def test_tsv_and_sniffed_delimiters(tmp_path):
     np.testing.assert_array_equal(t.X, [[1], [np.nan], [2]])
 
 
-def test_quotes_crlf_bom_and_trailing_blank_lines(tmp_path):
+def test_quotes_crlf_bom_and_trailing_blank_lines(tmp_path, both_paths):
     text = '\ufeff"a","b, c",name\r\n"1",2,"x,""y"""\r\n3 , "4" ,z\r\n\r\n\r\n'
     t = read_table(write(tmp_path, "t.csv", text))
     assert t.header == ["a", "b, c", "name"]
@@ -118,7 +127,7 @@ def test_quotes_crlf_bom_and_trailing_blank_lines(tmp_path):
     np.testing.assert_array_equal(t.X, [[1, 2], [3, 4]])
 
 
-def test_column_choice(tmp_path):
+def test_column_choice(tmp_path, both_paths):
     text = ",id,a,kind,b\n0,s,1,x,2\n1,s,3,y,4\n"  # pandas index column has no name
     path = write(tmp_path, "t.csv", text)
     t = read_table(path)
@@ -175,7 +184,7 @@ def test_npy_corrupt(tmp_path):
         read_table(path)
 
 
-def test_sequences(tmp_path):
+def test_sequences(tmp_path, both_paths):
     text = "id,x\nb,1\nb,2\nb,3\na,4\nc,5\nc,6\n"
     t = read_table(write(tmp_path, "t.csv", text), sequence_col="id")
     assert t.columns == ["x"] and t.sequence_col == "id"
@@ -183,7 +192,7 @@ def test_sequences(tmp_path):
     assert t.lengths.dtype == np.int64 and t.lengths.tolist() == [3, 1, 2]
 
 
-def test_sequences_must_be_contiguous(tmp_path):
+def test_sequences_must_be_contiguous(tmp_path, both_paths):
     path = write(tmp_path, "t.csv", "id,x\na,1\na,2\nb,3\na,4\n")
     with pytest.raises(
         EmsegError, match=r"sequence 'a' of column 'id' .* starts on line 2 and again on line 5.*sort"
@@ -191,13 +200,13 @@ def test_sequences_must_be_contiguous(tmp_path):
         read_table(path, sequence_col="id")
 
 
-def test_sequence_id_missing(tmp_path):
+def test_sequence_id_missing(tmp_path, both_paths):
     path = write(tmp_path, "t.csv", "id,x\na,1\n,2\n")
     with pytest.raises(EmsegError, match="column 'id' .* has no sequence id on line 3"):
         read_table(path, sequence_col="id")
 
 
-def test_categorical(tmp_path):
+def test_categorical(tmp_path, both_paths):
     text = "seq,sym,v\n1,b,0.5\n1,a,1\n2,c,2\n2,a,3\n"
     path = write(tmp_path, "t.csv", text)
     t = read_table(path, sequence_col="seq", categorical="sym")
@@ -244,7 +253,7 @@ def test_categorical(tmp_path):
         ("a\r1\r2\r", {}, "carriage returns"),
     ],
 )
-def test_bad_text_tables(tmp_path, text, kwargs, match):
+def test_bad_text_tables(tmp_path, both_paths, text, kwargs, match):
     with pytest.raises(EmsegError, match=match):
         read_table(write(tmp_path, "t.csv", text), **kwargs)
 
@@ -345,7 +354,7 @@ def test_write_states(tmp_path):
         write_states(tmp_path / "x.csv", [0, 2, 0], post)
 
 
-def test_write_imputed_changes_only_missing_cells(tmp_path):
+def test_write_imputed_changes_only_missing_cells(tmp_path, both_paths):
     text = (
         'id;note;a;b\r\n'
         's1;"keep ; this";1.50;NA\r\n'
@@ -375,7 +384,7 @@ def test_write_imputed_changes_only_missing_cells(tmp_path):
     assert (tmp_path / "same.txt").read_bytes() == expected.encode()
 
 
-def test_write_imputed_with_a_fitted_mixture(tmp_path):
+def test_write_imputed_with_a_fitted_mixture(tmp_path, both_paths):
     gen = np.random.default_rng(5)
     X = np.concatenate([gen.normal(0, 1, (100, 2)), gen.normal(8, 1, (100, 2))])
     X[gen.random(X.shape) < 0.1] = np.nan
