@@ -318,6 +318,25 @@ def test_write_labels_many_blocks(tmp_path, monkeypatch):
     np.testing.assert_allclose(np.array([r[2:] for r in rows], float), proba, atol=5e-7)
 
 
+@pytest.mark.slow
+def test_python_and_compiled_formatting_write_the_same_bytes(tmp_path, monkeypatch):
+    """Small results are formatted in Python (no numba), large ones by the kernel."""
+    rng = np.random.default_rng(3)
+    post = rng.dirichlet(np.ones(3), 300)
+    post[:5] = [[0.5, 0.5, 0], [0.0000005, 0.9999995, 0], [1, 0, 0], [1e-9, 1 - 1e-9, 0],
+                [0.1234565, 0.8765435, 0]]
+    states = post.argmax(1)
+    ids, lengths = ["a,1", 'q"x', "z"], [100, 150, 50]
+    monkeypatch.setattr(writers_mod, "_WRITE_BLOCK", 64)
+    for rows in (10**9, 0):
+        monkeypatch.setattr(writers_mod, "_PYTHON_ROWS", rows)
+        write_states(tmp_path / f"s{rows}.csv", states, post, sequence_ids=ids, lengths=lengths)
+        write_labels(tmp_path / f"l{rows}.csv", states - 1, post)
+    for name in ("s", "l"):
+        assert (tmp_path / f"{name}0.csv").read_bytes() == (tmp_path / f"{name}{10**9}.csv").read_bytes()
+    assert read_csv(tmp_path / "s0.csv")[2][:3] == ["1", "a,1", "1"]
+
+
 def test_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.setattr(writers_mod, "_WRITE_BLOCK", 4)
     calls = []
