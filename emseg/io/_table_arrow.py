@@ -87,19 +87,20 @@ def parse_body(data, body_start, body_end, delimiter, n_cols, numeric, texts, gu
         if j in guess_text:
             if _looks_numeric_or_missing(pc, column):
                 return None
-            scans[j] = Scan(None, first_bad=None, has_number=False)
+            scans[j] = Scan.not_numbers(None, has_number=False)
             continue
-        values = column.to_numpy()
-        if not values.flags.writeable:
-            values = values.copy()
-        nan = np.isnan(values)
-        if int(nan.sum()) != column.null_count or np.isinf(values).any():
-            return None  # a NaN or infinity pyarrow read from text that is not missing
-        scans[j] = Scan(values)
+        pieces = []
+        for chunk in column.chunks:
+            piece = chunk.to_numpy(zero_copy_only=False)
+            if chunk.null_count != int(np.isnan(piece).sum()) or np.isinf(piece).any():
+                return None  # a NaN or infinity pyarrow read from text that is not missing
+            pieces.append(piece)
+        scans[j] = Scan(pieces, column.null_count)
     if scans and n_cols > 1:
-        full = [s.values for s in scans.values() if s.values is not None]
+        full = [s for s in scans.values() if s.values is not None and s.n_missing]
         if full:
-            empty_rows = np.flatnonzero(np.logical_and.reduce([np.isnan(v) for v in full]))
+            empty = np.logical_and.reduce([np.isnan(np.concatenate(s.values)) for s in full])
+            empty_rows = np.flatnonzero(empty)
             if empty_rows.size and _any_blank_line(data, body_start, body_end, empty_rows):
                 return None
     codes = {}

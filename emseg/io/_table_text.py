@@ -58,18 +58,33 @@ def is_number(text):
 class Scan:
     """What one column of a table holds.
 
-    ``values``: float64 (NaN where missing) when every non-missing cell is a number,
-    else None. ``first_bad``: the first row whose cell is neither a number nor missing
-    (None if none); ``has_number``: whether any cell is a number. A column with
-    ``values`` None and no number is text; with both, it mixes numbers and text.
+    ``values``: when every non-missing cell is a number, the float64 values (NaN where
+    missing) as a list of 1-D arrays, consecutive pieces of the column; else None.
+    ``n_missing``: how many cells are missing; ``first_inf``: the first row whose value
+    is infinite, or None. ``first_bad``: the first row whose cell is neither a number
+    nor missing (None if none); ``has_number``: whether any cell is a number. A column
+    with ``values`` None and no number is text; with both, it mixes numbers and text.
     """
 
-    __slots__ = ("values", "first_bad", "has_number")
+    __slots__ = ("values", "n_missing", "first_inf", "first_bad", "has_number")
 
-    def __init__(self, values, first_bad=None, has_number=True):
+    def __init__(self, values, n_missing=0, first_inf=None, first_bad=None, has_number=True):
         self.values = values
+        self.n_missing = n_missing
+        self.first_inf = first_inf
         self.first_bad = first_bad
         self.has_number = has_number
+
+    @classmethod
+    def numbers(cls, values):
+        """The scan of a numeric column from its values (one array)."""
+        inf = np.flatnonzero(np.isinf(values))
+        return cls([values], int(np.isnan(values).sum()), int(inf[0]) if inf.size else None)
+
+    @classmethod
+    def not_numbers(cls, first_bad, has_number):
+        """The scan of a column with a cell that is not a number."""
+        return cls(None, first_bad=first_bad, has_number=has_number)
 
 
 class Codes:
@@ -98,7 +113,7 @@ def scan_numbers(cells):
     except (ValueError, UnicodeEncodeError):
         plain = False
     if plain:
-        return Scan(np.array(values, dtype=np.float64))
+        return Scan.numbers(np.array(values, dtype=np.float64))
     values = np.empty(len(cells), dtype=np.float64)
     first_bad = None
     has_number = False
@@ -112,8 +127,8 @@ def scan_numbers(cells):
         elif first_bad is None:
             first_bad = row
     if first_bad is not None:
-        return Scan(None, first_bad, has_number)
-    return Scan(values)
+        return Scan.not_numbers(first_bad, has_number)
+    return Scan.numbers(values)
 
 
 def encode_texts(cells):

@@ -459,7 +459,7 @@ def _read_text(path, columns, sequence_col, categorical):
         scan = scans[col]
         name = header[col]
         if scan.values is not None:
-            if np.isnan(scan.values).all():
+            if scan.n_missing == n_rows:
                 raise EmsegError(
                     f"column {name!r} of {path} has no value (every cell is empty or NA); "
                     "leave it out with --columns"
@@ -479,15 +479,18 @@ def _read_text(path, columns, sequence_col, categorical):
         )
     X = np.empty((n_rows, len(keep)), dtype=np.float64)
     for j, col in enumerate(keep):
-        X[:, j] = scans[col].values
-    bad_inf = np.isinf(X)
-    if bad_inf.any():
-        row, j = np.argwhere(bad_inf)[0]
-        value = _cell_text(path, data, body_start, delimiter, int(row), keep[j])
-        raise EmsegError(
-            f"column {header[keep[j]]!r} of {path} has an infinite value {value!r} "
-            f"on line {int(row) + 2}; remove or clip it"
-        )
+        scan = scans[col]
+        if scan.first_inf is not None:
+            row = scan.first_inf
+            value = _cell_text(path, data, body_start, delimiter, row, col)
+            raise EmsegError(
+                f"column {header[col]!r} of {path} has an infinite value {value!r} "
+                f"on line {row + 2}; remove or clip it"
+            )
+        start = 0
+        for piece in scan.values:
+            X[start : start + piece.size, j] = piece
+            start += piece.size
 
     table = Table(
         path=path, X=X, columns=[header[i] for i in keep], header=header,
