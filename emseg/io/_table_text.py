@@ -272,3 +272,46 @@ def parse_body(path, data, body_start, body_end, delimiter, n_cols, numeric, tex
     scans = {j: scan_numbers(columns[j]) for j in numeric}
     codes = {j: encode_texts(columns[j]) for j in texts}
     return len(rows), scans, codes
+
+
+def not_numeric_message(path, name, value, row, default, n_cols, has_number):
+    """The one-line error for column ``name`` whose cell ``value`` on data row ``row`` is
+    not a number (``default``: the column was not asked for; ``has_number``: it holds
+    numbers too)."""
+    line = row + 2
+    if value.lower().lstrip("+-") in ("inf", "infinity"):
+        return (
+            f"column {name!r} of {path} has an infinite value {value!r} on line {line}; "
+            "remove or clip it"
+        )
+    if default or has_number:
+        hint = "fix that value, or leave the column out with --columns"
+    else:
+        hint = "choose numeric columns with --columns"
+    if has_number and not any(c.isdigit() for c in value):
+        hint += (" (the column holds numbers; a missing value is an empty cell or one "
+                 "of NA, NaN, null)")
+    elif has_number and ("_" in value or "," in value):
+        hint += " (write numbers without digit separators)"
+    if n_cols == 1 and any(c in value for c in " ;|,\t"):
+        hint += " (is the file separated by another delimiter?)"
+    return f"column {name!r} of {path} is not numeric (value {value!r} on line {line}); {hint}"
+
+
+def check_text_column(path, found, name, what):
+    """``found`` (:class:`Codes` of column ``name``), checked: no missing cell (every
+    row needs its ``what``), only UTF-8 text."""
+    if found.first_missing is not None:
+        raise EmsegError(
+            f"column {name!r} of {path} has no {what} on line {found.first_missing + 2} "
+            "(empty or NA); every row needs one"
+        )
+    for text in found.vocab:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EmsegError(
+                f"column {name!r} of {path} holds text that is not UTF-8; save the file "
+                "as UTF-8"
+            ) from None
+    return found

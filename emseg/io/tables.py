@@ -470,8 +470,8 @@ def _read_text(path, columns, sequence_col, categorical):
         else:
             row = scan.first_bad
             value = _cell_text(path, data, body_start, delimiter, row, col)
-            raise EmsegError(_not_numeric_message(path, name, value, row, default, n_cols,
-                                                  scan.has_number))
+            raise EmsegError(_table_text.not_numeric_message(
+                path, name, value, row, default, n_cols, scan.has_number))
     if default and not keep and categorical is None:
         raise EmsegError(
             f"{path} has no numeric column (columns {_list_names(header)}); "
@@ -498,13 +498,14 @@ def _read_text(path, columns, sequence_col, categorical):
         skipped=skipped,
     )
     if seq_i is not None:
-        found = _text_column(path, codes[seq_i], header[seq_i], "sequence id")
+        found = _table_text.check_text_column(path, codes[seq_i], header[seq_i],
+                                              "sequence id")
         change = np.flatnonzero(found.codes[1:] != found.codes[:-1]) + 1
         run_starts = np.concatenate([[0], change])
         ids = [found.vocab[c] for c in found.codes[run_starts].tolist()]
         _set_sequences(table, header[seq_i], ids, run_starts, lambda r: f"line {r + 2}")
     if cat_i is not None:
-        found = _text_column(path, codes[cat_i], header[cat_i], "symbol")
+        found = _table_text.check_text_column(path, codes[cat_i], header[cat_i], "symbol")
         symbols = found.vocab
         numbers = all_numbers(symbols)
         if numbers is not None:  # numeric symbols sort as numbers: 2 before 10
@@ -556,44 +557,6 @@ def _cell_text(path, data, body_start, delimiter, row, col):
     a, b, _ = field_spans(path, line, delimiter, row + 2)[col]
     text = line[a:b].decode("utf-8", errors="replace")
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _not_numeric_message(path, name, value, row, default, n_cols, has_number):
-    line = row + 2
-    if value.lower().lstrip("+-") in ("inf", "infinity"):
-        return (
-            f"column {name!r} of {path} has an infinite value {value!r} on line {line}; "
-            "remove or clip it"
-        )
-    if default or has_number:
-        hint = "fix that value, or leave the column out with --columns"
-    else:
-        hint = "choose numeric columns with --columns"
-    if has_number and not any(c.isdigit() for c in value):
-        hint += (" (the column holds numbers; a missing value is an empty cell or one "
-                 "of NA, NaN, null)")
-    elif has_number and ("_" in value or "," in value):
-        hint += " (write numbers without digit separators)"
-    if n_cols == 1 and any(c in value for c in " ;|,\t"):
-        hint += " (is the file separated by another delimiter?)"
-    return f"column {name!r} of {path} is not numeric (value {value!r} on line {line}); {hint}"
-
-
-def _text_column(path, found, name, what):
-    if found.first_missing is not None:
-        raise EmsegError(
-            f"column {name!r} of {path} has no {what} on line {found.first_missing + 2} "
-            "(empty or NA); every row needs one"
-        )
-    for text in found.vocab:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise EmsegError(
-                f"column {name!r} of {path} holds text that is not UTF-8; save the file "
-                "as UTF-8"
-            ) from None
-    return found
 
 
 def _set_sequences(table, name, ids, run_starts, where):
