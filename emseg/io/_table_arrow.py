@@ -6,9 +6,10 @@ not one it reads exactly as that reader does; the caller then reads it there. So
 pyarrow only makes reading faster and never changes a value, a column's kind or an
 error (the tests read the same tables both ways and compare). Handed back:
 
-- a body with a ``"`` anywhere (quoting rules differ: pyarrow does not allow spaces
-  before an opening quote, accepts text after a closing one, and joins a quoted
-  field's lines even when told not to) or a CR that does not end a line;
+- a body with a ``"`` that neither opens nor closes a field, or follows a space, or a
+  quoted field over several lines (quoting rules differ there: pyarrow does not allow
+  spaces before an opening quote, accepts text after a closing one, and joins a
+  quoted field's lines even when told not to), or a CR that does not end a line;
 - anything pyarrow refuses: a ragged row, a cell of a number column that is not a
   number (after spaces are stripped; pyarrow's number grammar is within ours, which a
   fuzz test checks), a non-numeric type it inferred;
@@ -52,7 +53,8 @@ def parse_body(data, body_start, body_end, delimiter, n_cols, numeric, texts, gu
     import pyarrow.csv as pa_csv
 
     body = memoryview(data)[body_start:body_end]
-    if data.find(b'"', body_start, body_end) >= 0:
+    quoted = data.find(b'"', body_start, body_end) >= 0
+    if quoted and not _plain_quotes(data, body_start, body_end, delimiter):
         return None
     if data.find(b"\r", body_start, body_end) >= 0 and (
         data.count(b"\r", body_start, body_end) != data.count(b"\r\n", body_start, body_end)
@@ -68,7 +70,7 @@ def parse_body(data, body_start, body_end, delimiter, n_cols, numeric, texts, gu
             pa.BufferReader(pa.py_buffer(body)),
             read_options=pa_csv.ReadOptions(column_names=names),
             parse_options=pa_csv.ParseOptions(
-                delimiter=delimiter, quote_char=False, escape_char=False,
+                delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
                 newlines_in_values=False, ignore_empty_lines=False,
             ),
             convert_options=pa_csv.ConvertOptions(
@@ -80,6 +82,8 @@ def parse_body(data, body_start, body_end, delimiter, n_cols, numeric, texts, gu
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     n_rows = table.num_rows
+    if quoted and n_rows != data.count(b"\n", body_start, body_end) + 1:
+        return None  # a quoted field over several lines
     scans = {}
     for j in numeric:
         column = table.column(names[j])
@@ -109,6 +113,24 @@ def parse_body(data, body_start, body_end, delimiter, n_cols, numeric, texts, gu
             return None
         codes[j] = found
     return n_rows, scans, codes
+
+
+def _plain_quotes(data, body_start, body_end, delimiter):
+    """Whether every ``"`` of the body either opens a field (right after a delimiter or
+    a line start) or closes one (right before a delimiter or a line end), and none
+    follows a space: then pyarrow and the csv module split the lines alike. Doubled
+    quotes inside a field, spaces around quotes, text after a closing quote are left
+    to the csv module."""
+    buf = np.frombuffer(data, dtype=np.uint8, count=body_end - body_start, offset=body_start)
+    at = np.flatnonzero(buf == 34)
+    before = buf[np.maximum(at - 1, 0)]
+    before[at == 0] = 10  # the body starts a line
+    after = buf[np.minimum(at + 1, buf.size - 1)]
+    after[at == buf.size - 1] = 10
+    delim = ord(delimiter)
+    opens = (before == delim) | (before == 10)
+    closes = (after == delim) | (after == 10) | (after == 13)
+    return bool(np.all(opens | closes) and not np.any(before == 32))
 
 
 def _looks_numeric_or_missing(column):

@@ -224,7 +224,16 @@ def test_pyarrow_reads_a_plain_table_itself(tmp_path, reader):
     reader.read(path, sequence_col="id")
     assert reader.used_arrow
     reader.read(write(tmp_path, "q.csv", _messy_table(rng, 300, quotes=True)))
-    assert not reader.used_arrow  # a quote: handed to the csv module
+    assert reader.used_arrow  # quotes that open and close fields
+    for odd in ['"a""b"', ' "a"', '"a" ', 'a"b']:
+        text = _messy_table(rng, 30, quotes=False).replace("n7,", f"{odd},")
+        t = reader.read(write(tmp_path, "o.csv", text), sequence_col="id")
+        assert not reader.used_arrow, odd  # handed to the csv module
+        assert t.columns == ["x", "y", "n", "z"]
+    text = _messy_table(rng, 30, quotes=False).replace("n7,", '"a\nb",')
+    with pytest.raises(EmsegError, match="line 9 of .* quoted field that is not closed"):
+        reader.read(write(tmp_path, "o.csv", text))
+    assert not reader.used_arrow
 
 
 def test_without_pyarrow_any_size_is_read(tmp_path, monkeypatch):
