@@ -69,7 +69,7 @@ __all__ = [
 #: a text table's body of this many bytes or more is read by pyarrow when it is
 #: installed (measured in benchmarks/README.md: below it the csv module is done before
 #: pyarrow is imported)
-LARGE_BYTES = 4 << 20
+LARGE_BYTES = 8 << 20
 _GUESS_BYTES = 1 << 16  # the top of a large file that says which columns are text
 
 
