@@ -477,20 +477,15 @@ def _read_text(path, columns, sequence_col, categorical):
             f"{path} has no numeric column (columns {_list_names(header)}); "
             "choose columns with --columns"
         )
-    X = np.empty((n_rows, len(keep)), dtype=np.float64)
-    for j, col in enumerate(keep):
-        scan = scans[col]
-        if scan.first_inf is not None:
-            row = scan.first_inf
+    for col in keep:
+        if scans[col].first_inf is not None:
+            row = scans[col].first_inf
             value = _cell_text(path, data, body_start, delimiter, row, col)
             raise EmsegError(
                 f"column {header[col]!r} of {path} has an infinite value {value!r} "
                 f"on line {row + 2}; remove or clip it"
             )
-        start = 0
-        for piece in scan.values:
-            X[start : start + piece.size, j] = piece
-            start += piece.size
+    X = _assemble(n_rows, [scans[col].values for col in keep])
 
     table = Table(
         path=path, X=X, columns=[header[i] for i in keep], header=header,
@@ -518,6 +513,24 @@ def _read_text(path, columns, sequence_col, categorical):
         table.codes = rank[found.codes]
         table.symbols = [symbols[i] for i in order]
     return table
+
+
+def _assemble(n_rows, columns):
+    """The C-ordered matrix of ``columns`` (each a list of consecutive pieces). Pieces
+    that line up across columns (pyarrow's blocks) are copied a block of rows at a
+    time, which keeps the rows being written in the cache."""
+    X = np.empty((n_rows, len(columns)), dtype=np.float64)
+    sizes = [[piece.size for piece in pieces] for pieces in columns]
+    if all(s == sizes[0] for s in sizes):
+        start = 0
+        for k, size in enumerate(sizes[0] if sizes else []):
+            for j, pieces in enumerate(columns):
+                X[start : start + size, j] = pieces[k]
+            start += size
+        return X
+    for j, pieces in enumerate(columns):  # pragma: no cover - pieces always line up
+        X[:, j] = np.concatenate(pieces)
+    return X
 
 
 def _parse(path, data, body_start, body_end, delimiter, n_cols, numeric, texts, default):
