@@ -56,9 +56,8 @@ def parse_body(data, body_start, body_end, delimiter, n_cols, numeric, texts, gu
     quoted = data.find(b'"', body_start, body_end) >= 0
     if quoted and not _plain_quotes(data, body_start, body_end, delimiter):
         return None
-    if data.find(b"\r", body_start, body_end) >= 0 and (
-        data.count(b"\r", body_start, body_end) != data.count(b"\r\n", body_start, body_end)
-    ):
+    if data.find(b"\r", body_start, body_end) >= 0 and not _cr_ends_lines(data, body_start,
+                                                                          body_end):
         return None
     names = [f"c{i}" for i in range(n_cols)]
     wanted = sorted(set(numeric) | set(texts))
@@ -82,7 +81,7 @@ def parse_body(data, body_start, body_end, delimiter, n_cols, numeric, texts, gu
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     n_rows = table.num_rows
-    if quoted and n_rows != data.count(b"\n", body_start, body_end) + 1:
+    if quoted and n_rows != _count_newlines(data, body_start, body_end) + 1:
         return None  # a quoted field over several lines
     scans = {}
     for j in numeric:
@@ -115,13 +114,29 @@ def parse_body(data, body_start, body_end, delimiter, n_cols, numeric, texts, gu
     return n_rows, scans, codes
 
 
+def _bytes(data, body_start, body_end):
+    """The body as a uint8 array (no copy; ``data`` is bytes or a memory map)."""
+    return np.frombuffer(data, dtype=np.uint8, count=body_end - body_start, offset=body_start)
+
+
+def _count_newlines(data, body_start, body_end):
+    return int(np.count_nonzero(_bytes(data, body_start, body_end) == 10))
+
+
+def _cr_ends_lines(data, body_start, body_end):
+    """Whether every CR of the body is followed by a LF."""
+    buf = _bytes(data, body_start, body_end)
+    cr = np.flatnonzero(buf == 13)
+    return bool(cr[-1] + 1 < buf.size and np.all(buf[cr + 1] == 10))
+
+
 def _plain_quotes(data, body_start, body_end, delimiter):
     """Whether every ``"`` of the body either opens a field (right after a delimiter or
     a line start) or closes one (right before a delimiter or a line end), and none
     follows a space: then pyarrow and the csv module split the lines alike. Doubled
     quotes inside a field, spaces around quotes, text after a closing quote are left
     to the csv module."""
-    buf = np.frombuffer(data, dtype=np.uint8, count=body_end - body_start, offset=body_start)
+    buf = _bytes(data, body_start, body_end)
     at = np.flatnonzero(buf == 34)
     before = buf[np.maximum(at - 1, 0)]
     before[at == 0] = 10  # the body starts a line
@@ -147,7 +162,7 @@ def _looks_numeric_or_missing(column):
 
 def _any_blank_line(data, body_start, body_end, rows):
     """Whether any of the body's lines ``rows`` (sorted) is blank."""
-    buf = np.frombuffer(data, dtype=np.uint8, count=body_end - body_start, offset=body_start)
+    buf = _bytes(data, body_start, body_end)
     newlines = np.flatnonzero(buf == 10)
     starts = np.concatenate([[0], newlines + 1])[rows]
     stops = np.concatenate([newlines, [buf.size]])[rows]

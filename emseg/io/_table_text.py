@@ -266,7 +266,7 @@ def parse_body(path, data, body_start, body_end, delimiter, n_cols, numeric, tex
     :class:`Scan` for each column position in ``numeric`` and :class:`Codes` for each
     in ``texts`` (dicts by position)."""
     text = data[body_start:body_end].decode("utf-8", "surrogateescape")
-    first_line = data.count(b"\n", 0, body_start) + 1
+    first_line = data[:body_start].count(b"\n") + 1
     rows = read_rows(path, text, delimiter, n_cols, first_line)
     columns = list(zip(*rows))
     scans = {j: scan_numbers(columns[j]) for j in numeric}

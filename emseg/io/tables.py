@@ -42,6 +42,7 @@ Writing
     re-exported here.
 """
 
+import mmap
 import os
 import time
 from dataclasses import dataclass, field
@@ -116,7 +117,7 @@ class Table:
     header: list
     feature_index: list
     delimiter: str | None
-    raw: object = field(repr=False)
+    _raw: object = field(repr=False)
     body_start: int = 0
     sequence_col: str | None = None
     sequence_ids: list | None = None
@@ -127,6 +128,16 @@ class Table:
     skipped: list = field(default_factory=list)
     read_seconds: float = 0.0
     _row_starts: np.ndarray | None = field(default=None, repr=False)
+    _stamp: tuple | None = field(default=None, repr=False)
+
+    @property
+    def raw(self):
+        """The whole file as read (see the class notes). A large text table is read
+        through a memory map and its bytes are loaded again on first use, after
+        checking that the file has not changed since (size and modification time)."""
+        if self._raw is None and self._stamp is not None:
+            self._raw = _read_again(self.path, self._stamp)
+        return self._raw
 
     @property
     def n_rows(self):
@@ -388,7 +399,7 @@ def _read_npy(path, columns, sequence_col, categorical):
             )
     table = Table(
         path=path, X=X, columns=[header[i] for i in features], header=header,
-        feature_index=list(features), delimiter=None, raw=original,
+        feature_index=list(features), delimiter=None, _raw=original,
     )
     if seq_i is not None:
         values = arr[:, seq_i].astype(np.float64)
@@ -424,8 +435,50 @@ def _number_text(v):
 # --- text ------------------------------------------------------------------------------
 
 
+def _stamp_of(path):
+    info = os.stat(path)
+    return (info.st_size, info.st_mtime_ns)
+
+
+def _read_again(path, stamp):
+    try:
+        same = _stamp_of(path) == stamp
+    except OSError:
+        same = False
+    data = _read_bytes(path) if same else None
+    if data is None or len(data) != stamp[0] or _stamp_of(path) != stamp:
+        raise EmsegError(f"{path} has changed since it was read; run the command again")
+    return data
+
+
 def _read_text(path, columns, sequence_col, categorical):
-    data = _read_bytes(path)
+    """A text table: read into memory, or for a large one that pyarrow will read,
+    through a memory map (pyarrow reads it in place; the bytes are loaded again only
+    if they are needed, by :attr:`Table.raw`)."""
+    if os.path.getsize(path) >= LARGE_BYTES:
+        from . import _table_arrow
+
+        if _table_arrow.available():
+            try:
+                with open(path, "rb") as f:
+                    stamp = _stamp_of(path)
+                    mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as exc:
+                raise EmsegError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+                                 ) from None
+            try:
+                table = _read_text_data(path, mapped, columns, sequence_col, categorical)
+            finally:
+                try:
+                    mapped.close()
+                except BufferError:  # pragma: no cover - a view still held by a traceback
+                    pass
+            table._raw, table._stamp = None, stamp
+            return table
+    return _read_text_data(path, _read_bytes(path), columns, sequence_col, categorical)
+
+
+def _read_text_data(path, data, columns, sequence_col, categorical):
     if b"\x00" in data:
         raise EmsegError(
             f"{path} is a binary file, not a text table; pass a CSV, TSV or .npy file"
@@ -489,7 +542,7 @@ def _read_text(path, columns, sequence_col, categorical):
 
     table = Table(
         path=path, X=X, columns=[header[i] for i in keep], header=header,
-        feature_index=list(keep), delimiter=delimiter, raw=data, body_start=body_start,
+        feature_index=list(keep), delimiter=delimiter, _raw=data, body_start=body_start,
         skipped=skipped,
     )
     if seq_i is not None:

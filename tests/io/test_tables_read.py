@@ -284,3 +284,20 @@ def test_pyarrow_numbers_are_within_the_grammar():
             continue
         assert text_mod.is_number(cell.strip(" ")), repr(cell)
         assert value == float(cell)
+
+
+def test_large_table_bytes_are_loaded_again_when_needed(tmp_path, reader):
+    """Through pyarrow the file is memory-mapped; ``raw`` (for gmm impute) is read
+    again on first use, and refused if the file changed in between."""
+    from emseg.io.tables import write_imputed
+
+    path = write(tmp_path, "t.csv", "a,b\n1,\n2,3\n4,5\n")
+    t = reader.read(path)
+    assert t.raw == path.read_bytes() and t.row_starts.tolist() == [4, 7, 11]
+    write_imputed(tmp_path / "o.csv", t, np.nan_to_num(t.X, nan=2.5))
+    assert (tmp_path / "o.csv").read_bytes() == b"a,b\n1,2.5\n2,3\n4,5\n"
+    t = reader.read(path)
+    path.write_bytes(b"a,b\n1,\n2,3\n4,6\n")
+    if reader.kind == "pyarrow":
+        with pytest.raises(EmsegError, match="has changed since it was read"):
+            write_imputed(tmp_path / "p.csv", t, np.nan_to_num(t.X, nan=2.5))
