@@ -479,7 +479,7 @@ def _read_text(path, columns, sequence_col, categorical):
 
 
 def _read_text_data(path, data, columns, sequence_col, categorical):
-    if b"\x00" in data:
+    if data.find(b"\x00") >= 0:
         raise EmsegError(
             f"{path} is a binary file, not a text table; pass a CSV, TSV or .npy file"
         )
