@@ -1,10 +1,11 @@
 """The body of a text table through the standard library's :mod:`csv` module.
 
 Private to the table reader (:func:`emseg.io.tables.read_table`). This is the reader of
-reference: every table can be read here, of any size (about 5 s per million rows of
-ten numbers, against well under a second through pyarrow, see
-:mod:`emseg.io._table_arrow`); the pyarrow path only ever gives the same result
-faster, and hands a table it has any doubt about back to this one.
+reference: every table can be read here, of any size (15-35 s per million rows of ten
+numbers on a busy 2-core machine, against about 2 s through pyarrow, see
+:mod:`emseg.io._table_arrow` and benchmarks/README.md); the pyarrow path only ever
+gives the same result faster, and hands a table it has any doubt about back to this
+one.
 
 What a cell is
     A record is one line (a quoted field may not span lines). Fields are separated by
