@@ -12,7 +12,7 @@ error (the tests read the same tables both ways and compare). Handed back:
   quoted field's lines even when told not to), or a CR that does not end a line;
 - anything pyarrow refuses: a ragged row, a cell of a number column that is not a
   number (after spaces are stripped; pyarrow's number grammar is within ours, which a
-  fuzz test checks), a non-numeric type it inferred;
+  fuzz test checks; columns are given their type, never inferred);
 - a number it reads that ours does not (``inf``, ``Infinity``, ``nAn``, an overflow to
   infinity): every value must be finite or one of our missing cells;
 - a row whose cells are all missing, if its line is blank (pyarrow reads a blank line
@@ -98,13 +98,12 @@ def parse_body(data, body_start, body_end, delimiter, n_cols, numeric, texts, gu
                 return None  # a NaN or infinity pyarrow read from text that is not missing
             pieces.append(piece)
         scans[j] = Scan(pieces, column.null_count)
-    if scans and n_cols > 1:
-        full = [s for s in scans.values() if s.values is not None and s.n_missing]
-        if full:
-            empty = np.logical_and.reduce([np.isnan(np.concatenate(s.values)) for s in full])
-            empty_rows = np.flatnonzero(empty)
-            if empty_rows.size and _any_blank_line(data, body_start, body_end, empty_rows):
-                return None
+    columns = [table.column(names[j]) for j in wanted]
+    if n_cols > 1 and all(c.null_count for c in columns):
+        empty_rows = np.flatnonzero(np.logical_and.reduce(
+            [c.is_null().to_numpy(zero_copy_only=False) for c in columns]))
+        if empty_rows.size and _any_blank_line(data, body_start, body_end, empty_rows):
+            return None
     codes = {}
     for j in texts:
         found = _codes(table.column(names[j]))

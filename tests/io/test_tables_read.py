@@ -164,6 +164,8 @@ def test_header_required(tmp_path, reader):
     [
         ("a,b\n1,2\n3\n", "line 3 of .* has 1 fields but the header has 2"),
         ("a,b\n1,2\n\n3,4\n", "line 3 of .* is empty but the header has 2 columns"),
+        ("a,b\nx,y\n\nz,w\n", "line 3 of .* is empty but the header has 2 columns"),
+        ("a,b\n1,\n,\n\n3,4\n", "line 4 of .* is empty but the header has 2 columns"),
         ('a,b\n1,"2\n3,4\n', "line 2 of .* has a quoted field that is not closed"),
         ('a,b\n1,2\n3,"4"x\n', "line 3 of .* has a quoted field"),
         ("a,b\n1,2\n3,4\r5,6\n", "line 3 of .* carriage return"),
