@@ -20,7 +20,7 @@ Reading
 Numeric columns
     A column is numeric when every one of its non-missing cells is a number. By default
     every numeric column is a feature; a column of text (no number in it) is left out;
-    a column that holds numbers and other text (``null``, ``?``, ``-``, ``1_000`` among
+    a column that holds numbers and other text (``?``, ``-``, ``1_000`` or a typo among
     numbers) is an error naming the first such cell, never silently dropped.
 
 Row numbering
@@ -219,14 +219,15 @@ def read_table(path, columns=None, *, sequence_col=None, categorical=None):
         for ``.tsv`` and ``.tab``, when the header holds it; otherwise the one of
         comma, tab, semicolon and bar that the header holds (the most frequent).
         Fields may be quoted with ``"`` (a quoted field may not span lines); spaces
-        around fields are ignored.
+        and tabs around fields are ignored.
     columns : list of str, optional
         The feature columns, in this order (an empty list: none, for a categorical
         column alone). Default: every numeric column except
         ``sequence_col``, ``categorical`` and columns with an empty name (such as the
         index column pandas writes); no column when ``categorical`` is given. A column
-        is numeric when its first non-missing cell is a number; a later cell that is
-        not a number is an error.
+        is numeric when every non-missing cell is a number; a column of text is left
+        out (named in ``Table.skipped``); a column holding numbers and other text is
+        an error naming the first such cell.
     sequence_col : str, optional
         The column of sequence ids (any text): see "Sequences" in the module notes.
     categorical : str, optional
@@ -237,8 +238,9 @@ def read_table(path, columns=None, *, sequence_col=None, categorical=None):
     EmsegError
         With one line naming the file and the problem: missing, empty, binary or not
         UTF-8; a header only, a header that looks like data, duplicated names; ragged
-        rows or unclosed quotes (with the line); a chosen column that is unknown, not
-        numeric (with the value and line), infinite or entirely missing; an unknown
+        rows, blank lines or unclosed quotes (with the line); a column that is
+        unknown, not numeric or mixes numbers with text (with the value and line),
+        infinite or entirely missing; an unknown
         sequence or categorical column, or a missing id or symbol.
     """
     start = time.perf_counter()
