@@ -1,182 +1,227 @@
-"""Time emseg.io.tables.read_table on a 1,000,000 x 10 CSV, against np.loadtxt and the csv module,
-and against the GaussianMixture fit it feeds.
+"""Tables through standard readers (issue 15): start-up of a small fit, and a 1M x 10 read
+against pandas.
 
-    python benchmarks/bench_table.py                    # both number formats, 5 repeats
-    python benchmarks/bench_table.py --format repr --repeats 7 --rows 200000
+    python benchmarks/bench_table.py                       # all three parts
+    python benchmarks/bench_table.py --part startup --repeats 21
+    python benchmarks/bench_table.py --part large --rows 200000
+    python benchmarks/bench_table.py --part threshold
 
-The table is drawn from a seeded 4-component, 10-feature full-covariance mixture and
-written to a temporary folder (deleted afterwards) in one or both formats:
+Parts (each prints medians and every run; fresh processes are run alternately, so a
+change in the machine's load falls on both sides):
 
-- ``repr``: Python's shortest round-trip text, 16-17 significant digits
-  (``0.3771906632801799``): what pandas and ``repr`` write; about 190 MB.
-- ``fixed6``: six decimals (``0.377191``), like ``np.savetxt(fmt="%.6f")``; about 95 MB.
-
-For each format the script times (median of ``--repeats``, runs listed):
-
-- ``read_table`` (emseg), after one warm-up read, reported on its own: for the first
-  format it includes numba's one-off start-up in the process and loading the compiled
-  parser from numba's cache (a cost the first compiled kernel of any emseg command
-  pays);
-- ``np.loadtxt(path, delimiter=",", skiprows=1)`` (numpy's C parser);
-- the csv module: ``csv.reader`` rows and ``float`` per cell (``--baseline-repeats``).
-
-It checks that all three give bit-identical arrays, then times
-``GaussianMixture(4, random_state=0).fit`` on the array (``--fit-repeats``), so the
-load time can be set against the fit time: the bar is that reading must not dominate.
+- ``startup``: ``emseg gmm fit small.csv -k 2 -q`` (150 rows, 2 columns) and
+  ``python -c "import numpy"``, each in a fresh process, ``--repeats`` times; prints
+  the ratio of the medians (the bar: under 4) and whether numba was loaded on that path
+  (it must not be).
+- ``large``: a ``--rows`` x 10 CSV (Python's shortest round-trip text, ``repr``, as
+  pandas writes) read by ``emseg.io.tables.read_table`` and by ``pandas.read_csv(...)
+  .to_numpy(float64)``: in this process (after one warm-up read each, medians of
+  ``--repeats``, alternating) and from fresh processes (interpreter start, imports and
+  read); prints both ratios (the bar: within 1.2x of pandas), the csv-module path of
+  ``read_table`` (``LARGE_BYTES`` raised, once) and whether all give the same bits.
+- ``threshold``: fresh-process ``read_table`` through the csv module and through
+  pyarrow on tables of growing size, to place ``LARGE_BYTES``.
 """
 
 import argparse
-import csv
 import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-import warnings
 
 import numpy as np
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-def make_data(rows, seed):
+
+def make_data(rows, seed, d=10):
+    """Rows of a seeded 4-component, ``d``-feature full-covariance mixture."""
     rng = np.random.default_rng(seed)
-    K, D = 4, 10
     weights = np.array([0.4, 0.3, 0.2, 0.1])
-    means = rng.normal(0.0, 3.0, size=(K, D))
+    means = rng.normal(0.0, 3.0, size=(4, d))
     counts = rng.multinomial(rows, weights)
     parts = []
-    for k in range(K):
-        A = rng.normal(size=(D, D))
-        cov = A @ A.T / D + 0.5 * np.eye(D)
-        parts.append(rng.multivariate_normal(means[k], cov, size=counts[k]))
+    for k in range(4):
+        A = rng.normal(size=(d, d))
+        parts.append(rng.multivariate_normal(means[k], A @ A.T / d + 0.5 * np.eye(d),
+                                             size=counts[k]))
     X = np.concatenate(parts)
     return np.ascontiguousarray(X[rng.permutation(rows)])
 
 
-def write_csv(path, X, fmt):
+def write_csv(path, X):
     header = ",".join(f"x{i}" for i in range(X.shape[1]))
     with open(path, "w", newline="\n") as f:
         f.write(header + "\n")
         for start in range(0, X.shape[0], 100_000):
-            block = X[start : start + 100_000]
-            if fmt == "repr":
-                lines = (",".join(map(repr, row)) for row in block.tolist())
-            else:
-                lines = (",".join(f"{v:.6f}" for v in row) for row in block.tolist())
-            f.write("\n".join(lines) + "\n")
+            block = X[start : start + 100_000].tolist()
+            f.write("\n".join(",".join(map(repr, row)) for row in block) + "\n")
 
 
-def csv_module(path):
-    def number(text):
-        text = text.strip()
-        return float(text) if text not in ("", "NA", "N/A", "NaN", "nan", "NAN") else np.nan
-
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        next(reader)
-        return np.array([[number(c) for c in row] for row in reader], dtype=np.float64)
+def env():
+    e = dict(os.environ)
+    e["PYTHONPATH"] = ROOT + os.pathsep + e.get("PYTHONPATH", "") if e.get("PYTHONPATH") else ROOT
+    return e
 
 
-def timed(func, repeats):
-    times, result = [], None
+def fresh(args):
+    """Wall time of one fresh process (seconds); raises if it fails."""
+    start = time.perf_counter()
+    subprocess.run(args, check=True, env=env(), stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def alternate(commands, repeats):
+    """Run each command of ``commands`` (name -> argv) once per round, ``repeats``
+    rounds; {name: [seconds...]}."""
+    times = {name: [] for name in commands}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = func()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times, result
+        for name, argv in commands.items():
+            times[name].append(fresh(argv))
+    return times
 
 
-def fmt_runs(times):
-    return ", ".join(f"{t:.2f}" for t in times)
+def runs(ts):
+    return ", ".join(f"{t:.2f}" for t in ts)
 
 
 def describe_machine():
-    import numba
+    print(f"machine: {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
+          f"python {platform.python_version()}, numpy {np.__version__}")
+    try:
+        import pandas
+        import pyarrow
 
-    import emseg
-
-    from _common import cpu_name
-
-    cpu = cpu_name()
-    print(f"machine: {os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}")
-    print(f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__} "
-          f"({numba.get_num_threads()} threads), emseg {emseg.__version__}")
+        print(f"pandas {pandas.__version__}, pyarrow {pyarrow.__version__}")
+    except ImportError as exc:
+        print(f"({exc})")
     print(f"started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
+def startup(folder, repeats):
+    print("\n=== start-up: emseg gmm fit on a 150-row CSV, fresh processes")
+    path = os.path.join(folder, "small.csv")
+    write_csv(path, make_data(150, 0, d=2))
+    py = sys.executable
+    commands = {
+        "import numpy": [py, "-c", "import numpy"],
+        "emseg gmm fit": [py, "-m", "emseg", "gmm", "fit", path, "-k", "2", "-q"],
+    }
+    fresh(commands["emseg gmm fit"])  # warm the file cache
+    times = alternate(commands, repeats)
+    for name, ts in times.items():
+        print(f"{name:16s} median {statistics.median(ts):.3f} s   runs {runs(ts)}")
+    ratio = statistics.median(times["emseg gmm fit"]) / statistics.median(times["import numpy"])
+    print(f"ratio gmm fit / import numpy: {ratio:.2f} (bar: under 4)")
+    probe = (
+        "import sys\nfrom emseg.cli.main import main\n"
+        f"sys.argv = ['emseg', 'gmm', 'fit', {path!r}, '-k', '2', '-q', '--labels', "
+        f"{os.path.join(folder, 'labels.csv')!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('numba', 'scipy', 'pyarrow', 'pandas') if m in sys.modules))\n"
+    )
+    loaded = subprocess.run([py, "-c", probe], env=env(), capture_output=True, text=True,
+                            check=True).stdout.strip()
+    print(f"loaded by 'gmm fit --labels' among numba, scipy, pyarrow, pandas: {loaded}")
+    return ratio
+
+
+def large(folder, rows, repeats, fresh_repeats):
+    import pandas as pd
+
+    import emseg.io.tables as tables
+
+    print(f"\n=== large: {rows:,} x 10 CSV (repr text)")
+    path = os.path.join(folder, "large.csv")
+    start = time.perf_counter()
+    write_csv(path, make_data(rows, 0))
+    print(f"{os.path.getsize(path) / 1e6:.0f} MB, written in {time.perf_counter() - start:.1f} s")
+
+    def emseg_read():
+        return tables.read_table(path).X
+
+    def pandas_read():
+        return pd.read_csv(path).to_numpy(dtype=np.float64)
+
+    ours, theirs = emseg_read(), pandas_read()  # warm-up (file cache, imports)
+    times = {"read_table": [], "pandas": []}
+    for _ in range(repeats):
+        for name, func in (("read_table", emseg_read), ("pandas", pandas_read)):
+            start = time.perf_counter()
+            func()
+            times[name].append(time.perf_counter() - start)
+    for name, ts in times.items():
+        print(f"in process  {name:11s} median {statistics.median(ts):.2f} s   runs {runs(ts)}")
+    in_ratio = statistics.median(times["read_table"]) / statistics.median(times["pandas"])
+    print(f"in process  ratio read_table / pandas: {in_ratio:.2f} (bar: 1.2 or less)")
+
+    py = sys.executable
+    commands = {
+        "read_table": [py, "-c", f"from emseg.io.tables import read_table; read_table({path!r})"],
+        "pandas": [py, "-c", f"import numpy, pandas; pandas.read_csv({path!r})"
+                   ".to_numpy(dtype=numpy.float64)"],
+    }
+    ftimes = alternate(commands, fresh_repeats)
+    for name, ts in ftimes.items():
+        print(f"fresh       {name:11s} median {statistics.median(ts):.2f} s   runs {runs(ts)}")
+    fresh_ratio = statistics.median(ftimes["read_table"]) / statistics.median(ftimes["pandas"])
+    print(f"fresh       ratio read_table / pandas: {fresh_ratio:.2f} (bar: 1.2 or less)")
+
+    saved = tables.LARGE_BYTES
+    tables.LARGE_BYTES = 1 << 62
+    try:
+        start = time.perf_counter()
+        reference = tables.read_table(path).X
+        print(f"csv-module path of read_table (no pyarrow): {time.perf_counter() - start:.2f} s")
+    finally:
+        tables.LARGE_BYTES = saved
+    same = np.array_equal(ours.view(np.uint64), reference.view(np.uint64))
+    same_pandas = np.array_equal(ours.view(np.uint64), theirs.view(np.uint64))
+    print(f"pyarrow path == csv-module path, bit for bit: {same}; == pandas: {same_pandas}")
+    return in_ratio, fresh_ratio
+
+
+def threshold(folder, repeats):
+    print("\n=== threshold: fresh-process read_table, csv module against pyarrow")
+    py = sys.executable
+    for rows in (2_000, 10_000, 25_000, 50_000, 100_000):
+        path = os.path.join(folder, f"t{rows}.csv")
+        write_csv(path, make_data(rows, 1))
+        code = ("import emseg.io.tables as t; t.LARGE_BYTES = {}; t.read_table({!r})")
+        ts = alternate({
+            "csv module": [py, "-c", code.format(1 << 62, path)],
+            "pyarrow": [py, "-c", code.format(0, path)],
+        }, repeats)
+        print(f"{rows:7d} rows, {os.path.getsize(path) / 1e6:5.1f} MB: csv module "
+              f"{statistics.median(ts['csv module']):.2f} s, pyarrow "
+              f"{statistics.median(ts['pyarrow']):.2f} s")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=["all", "startup", "large", "threshold"],
+                        default="all")
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--format", choices=["repr", "fixed6", "both"], default="both")
-    parser.add_argument("--repeats", type=int, default=5, help="read_table and np.loadtxt runs")
-    parser.add_argument("--baseline-repeats", type=int, default=1, help="csv-module runs")
-    parser.add_argument("--fit-repeats", type=int, default=1, help="GaussianMixture fits")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=5, help="in-process reads; "
+                        "start-up runs are 3x this")
+    parser.add_argument("--fresh-repeats", type=int, default=5)
     args = parser.parse_args(argv)
-    if min(args.rows, args.repeats, args.baseline_repeats, args.fit_repeats) < 1:
-        parser.error("--rows and the repeat counts must be >= 1")
-
-    from emseg.mixture.gaussian_mixture import GaussianMixture
-    from emseg.io.tables import read_table
-
+    sys.path.insert(0, ROOT)
     print("command: python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]))
     describe_machine()
-    X = make_data(args.rows, args.seed)
-    formats = ["repr", "fixed6"] if args.format == "both" else [args.format]
     folder = tempfile.mkdtemp(prefix="emseg_bench_table_")
-    fit_array = None
-    summary = []
     try:
-        for fmt in formats:
-            path = os.path.join(folder, f"table_{fmt}.csv")
-            start = time.perf_counter()
-            write_csv(path, X, fmt)
-            size = os.path.getsize(path) / 1e6
-            print(f"\n=== {fmt}: {args.rows:,} x {X.shape[1]} CSV, {size:.0f} MB "
-                  f"(written in {time.perf_counter() - start:.1f} s)")
-            start = time.perf_counter()
-            first = read_table(path)
-            note = ("numba's start-up and loading the compiled parser included" if fmt == formats[0]
-                    else "parser already loaded")
-            print(f"read_table, first read of this file: {time.perf_counter() - start:.2f} s ({note})")
-            rt, rt_runs, table = timed(lambda: read_table(path), args.repeats)
-            print(f"read_table (emseg)      median {rt:6.2f} s   runs {fmt_runs(rt_runs)}")
-            lt, lt_runs, loaded = timed(
-                lambda: np.loadtxt(path, delimiter=",", skiprows=1), args.repeats
-            )
-            print(f"np.loadtxt              median {lt:6.2f} s   runs {fmt_runs(lt_runs)}")
-            ct, ct_runs, parsed = timed(lambda: csv_module(path), args.baseline_repeats)
-            print(f"csv module + float      median {ct:6.2f} s   runs {fmt_runs(ct_runs)}")
-            same = all(
-                np.array_equal(a.view(np.uint64), table.X.view(np.uint64))
-                for a in (loaded, parsed, first.X)
-            )
-            print(f"identical arrays (bit for bit): {same}")
-            print(f"speed-up: {lt / rt:.1f}x over np.loadtxt, {ct / rt:.1f}x over the csv module")
-            summary.append((fmt, size, rt, lt, ct))
-            fit_array = table.X
-            del first, loaded, parsed
-        print(f"\n=== GaussianMixture(4, random_state=0).fit on the table ({args.rows:,} x 10)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            GaussianMixture(2, random_state=0, max_iter=2).fit(fit_array[:2000])  # warm-up
-        fits = []
-        for _ in range(args.fit_repeats):
-            gm = GaussianMixture(4, random_state=0)
-            start = time.perf_counter()
-            gm.fit(fit_array)
-            fits.append(time.perf_counter() - start)
-        fit = statistics.median(fits)
-        print(f"fit median {fit:.2f} s ({gm.n_iter_} iterations, converged {gm.converged_}, "
-              f"{fit / max(gm.n_iter_, 1):.2f} s per iteration incl. set-up), runs {fmt_runs(fits)}")
-        print("\n=== Summary (medians)")
-        print(f"{'format':8s}{'MB':>6s}{'read_table':>12s}{'np.loadtxt':>12s}{'csv module':>12s}"
-              f"{'fit':>8s}{'read / (read+fit)':>19s}")
-        for fmt, size, rt, lt, ct in summary:
-            print(f"{fmt:8s}{size:6.0f}{rt:11.2f}s{lt:11.2f}s{ct:11.2f}s{fit:7.2f}s"
-                  f"{100 * rt / (rt + fit):18.0f}%")
+        if args.part in ("all", "startup"):
+            startup(folder, 3 * args.repeats)
+        if args.part in ("all", "large"):
+            large(folder, args.rows, args.repeats, args.fresh_repeats)
+        if args.part in ("all", "threshold"):
+            threshold(folder, args.repeats)
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -13,11 +13,23 @@ def _table_work(flags):
                       out_of_memory="try fewer rows, columns or components")
 
 
+def _columns_line(columns, skipped=()):
+    """``2 columns: 'a', 'b' (text columns left out: 'name')``: the columns a command
+    used, always said (unless --quiet)."""
+    text = f"{len(columns)} column{'s' if len(columns) != 1 else ''}: " + (
+        ", ".join(repr(c) for c in columns) or "none")
+    if skipped:
+        text += f" (text columns left out: {', '.join(repr(c) for c in skipped)})"
+    return text
+
+
 @click.group()
 def gmm():
     """Gaussian mixtures on tables (CSV, TSV with a header row, or .npy).
 
-    Empty cells and NA are missing values, fitted by EM on the observed columns.
+    Empty cells, NA, NaN and null are missing values, fitted by EM on the observed
+    columns. By default every numeric column is used (a column holding numbers and
+    other text is an error); the columns used are always printed.
     """
 
 
@@ -41,9 +53,8 @@ def gmm_fit(flags, table, classes, covariance, max_iter, model_path, labels_path
                  random_state=seed, max_iter=max_iter or "auto",
                  tol="auto" if tol is None else tol, n_init=n_init or "auto",
                  model_path=model_path, labels_path=labels_path, overwrite=overwrite)
-    flags.say(f"{table}: {s['rows']} rows x {len(s['columns'])} columns "
-              f"({', '.join(s['columns'])}) read in {s['read_seconds']:.2f} s, "
-              f"{s['missing']} missing cells")
+    flags.say(f"{table}: {s['rows']} rows, {_columns_line(s['columns'], s['skipped'])}; "
+              f"read in {s['read_seconds']:.2f} s, {s['missing']} missing cells")
     flags.say(f"K={s['k']}: {s['iterations']} iterations in {s['fit_seconds']:.2f} s, "
               f"converged {s['converged']}, log-likelihood per row {s['log_likelihood']:.6g}, "
               f"BIC {s['bic']:.6g}")
@@ -68,10 +79,11 @@ def gmm_select(flags, table, k_max, covariances, max_iter, columns, seed, tol, n
     from ..workflows.tables import gmm_select as work
 
     with _table_work(flags):
-        rows, best, _ = work(table, k_max, columns=columns,
+        rows, best, t = work(table, k_max, columns=columns,
                              covariance_types=covariances or None, random_state=seed,
                              max_iter=max_iter or "auto", tol="auto" if tol is None else tol,
                              n_init=n_init or "auto")
+    flags.say(f"{table}: {t.n_rows} rows, {_columns_line(t.columns, t.skipped)}")
     click.echo(f"{'covariance':<10} {'K':>3} {'BIC':>16} {'AIC':>16} {'log-likelihood':>16}")
     for r in rows:
         click.echo(f"{r['covariance_type']:<10} {r['k']:>3} {r['bic']:>16.6g} "
@@ -93,6 +105,7 @@ def gmm_predict(flags, model_file, table, output, overwrite):
 
     with _table_work(flags):
         s = work(model_file, table, output, overwrite=overwrite)
+    flags.say(f"{table}: {s['rows']} rows, {_columns_line(s['columns'])} (the model's)")
     flags.say(f"{table}: {s['rows']} rows labelled into {output}; rows per class {s['counts']}")
 
 
@@ -119,6 +132,7 @@ def gmm_impute(flags, table, output, classes, model_path, covariance, max_iter, 
                  covariance_type=covariance, random_state=seed,
                  max_iter=max_iter or "auto", tol="auto" if tol is None else tol,
                  n_init=n_init or "auto", overwrite=overwrite)
+    flags.say(f"{table}: {s['rows']} rows, {_columns_line(s['columns'], s['skipped'])}")
     flags.say(f"{table}: {s['filled']} missing cells filled (K={s['k']}) into {output}")
 
 
@@ -141,7 +155,12 @@ def hmm():
 @click.pass_obj
 def hmm_fit(flags, table, states, sequence_col, categorical, covariance, n_iter, model_path,
             states_path, columns, seed, tol, n_init, overwrite):
-    """Fit a K-state HMM to TABLE by Baum-Welch."""
+    """Fit a K-state HMM to TABLE by Baum-Welch.
+
+    Name the columns to model with --columns; without it every numeric column is used
+    (with a warning naming them), and a column that increases on every row (a row
+    index, a time) is refused unless named.
+    """
     from ..workflows.tables import hmm_fit as work
 
     with _table_work(flags):
@@ -149,8 +168,8 @@ def hmm_fit(flags, table, states, sequence_col, categorical, covariance, n_iter,
                  categorical=categorical, covariance_type=covariance, random_state=seed,
                  n_iter=n_iter, tol=1e-4 if tol is None else tol, n_init=n_init or 1,
                  model_path=model_path, states_path=states_path, overwrite=overwrite)
-    flags.say(f"{table}: {s['rows']} rows in {s['sequences']} sequence(s) read in "
-              f"{s['read_seconds']:.2f} s")
+    flags.say(f"{table}: {s['rows']} rows in {s['sequences']} sequence(s), "
+              f"{_columns_line(s['columns'], s['skipped'])}; read in {s['read_seconds']:.2f} s")
     flags.say(f"K={s['k']}: {s['iterations']} iterations in {s['fit_seconds']:.2f} s, "
               f"converged {s['converged']}, log-likelihood {s['log_likelihood']:.8g}")
 
@@ -173,5 +192,6 @@ def hmm_decode(flags, model_file, table, output, algorithm, sequence_col, overwr
     with _table_work(flags):
         s = work(model_file, table, output, algorithm=algorithm, sequence_col=sequence_col,
                  overwrite=overwrite)
+    flags.say(f"{table}: {s['rows']} rows, {_columns_line(s['columns'])} (the model's)")
     flags.say(f"{table}: {s['rows']} rows in {s['sequences']} sequence(s) decoded "
               f"({algorithm}, log-probability {s['log_probability']:.8g}) into {output}")

@@ -4,13 +4,14 @@
 :func:`emseg.io.atomic.atomic_output`, so an error never leaves half a file, and refuse to
 replace an existing file unless ``overwrite=True``. Rows are numbered as in
 :mod:`emseg.io.tables` ("Row numbering"), which reads the tables and re-exports these
-writers. CSV lines are formatted by a compiled kernel, a block of rows at a time.
+writers. CSV lines are formatted a block of rows at a time: by Python for a small
+table (so writing the labels of a small fit loads no numba), by the compiled kernel of
+:mod:`emseg.io._table_format` for a large one; both give the same bytes.
 """
 
 import os
 
 import numpy as np
-from numba import njit
 
 from .._shared.errors import EmsegError
 from .atomic import writing
@@ -18,6 +19,7 @@ from .atomic import writing
 __all__ = ["check_imputed_target", "write_imputed", "write_labels", "write_states"]
 
 _WRITE_BLOCK = 65536  # rows formatted per block
+_PYTHON_ROWS = 20000  # up to this many rows, lines are formatted without numba
 
 
 def _check_rows(path, name, arr, n_rows, ndim):
@@ -135,11 +137,9 @@ def _write_rows(path, names, ints, floats, seq, overwrite):
         floats = np.empty((n, 0))
     floats = np.ascontiguousarray(floats, dtype=np.float64)
     if seq is None:
-        id_bytes, id_offsets, row_seq = np.empty(0, np.uint8), np.zeros(1, np.int64), None
+        encoded, row_seq = [], None
     else:
         encoded = [_csv_text(t).encode("utf-8") for t in seq[0]]
-        id_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-        id_offsets = np.concatenate([[0], np.cumsum([len(e) for e in encoded])]).astype(np.int64)
         row_seq = seq[1]
     header = ",".join(names) + "\n"
     with writing(path, overwrite) as tmp:
@@ -147,74 +147,45 @@ def _write_rows(path, names, ints, floats, seq, overwrite):
             f.write(header.encode())
             for start in range(0, n, _WRITE_BLOCK):
                 stop = min(n, start + _WRITE_BLOCK)
-                f.write(_format_block(start, stop, ints, floats, id_bytes, id_offsets, row_seq))
+                f.write(_format_block(start, stop, ints, floats, encoded, row_seq,
+                                      n <= _PYTHON_ROWS))
 
 
-def _format_block(start, stop, ints, floats, id_bytes, id_offsets, row_seq):
-    block_seq = np.empty(0, np.int64) if row_seq is None else row_seq[start:stop]
-    out = _format_lines(
-        start, np.ascontiguousarray(ints[start:stop]), floats[start:stop], block_seq,
-        id_bytes, id_offsets,
-    )
+def _format_block(start, stop, ints, floats, encoded, row_seq, python):
+    """The CSV lines of rows ``start:stop``: the row number, the sequence id (with
+    ``row_seq``), the integers, then the numbers with 6 decimals (|x| < 1e12, rounded
+    half away from zero from ``|x| * 1e6``)."""
+    block_seq = None if row_seq is None else row_seq[start:stop]
+    block_ints = np.ascontiguousarray(ints[start:stop])
+    if python:
+        return _format_python(start, block_ints, floats[start:stop], block_seq, encoded)
+    from ._table_format import format_lines
+
+    id_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    id_offsets = np.concatenate([[0], np.cumsum([len(e) for e in encoded])]).astype(np.int64)
+    out = format_lines(start, block_ints, floats[start:stop],
+                       np.empty(0, np.int64) if block_seq is None else block_seq,
+                       id_bytes, id_offsets)
     return out.tobytes()
 
 
-@njit(cache=True)
-def _format_lines(first_row, ints, floats, row_seq, id_bytes, id_offsets):
-    """CSV lines: the row number, the sequence id (when ``row_seq`` is not empty), the
-    integers, then the numbers with 6 decimals (|x| < 1e12)."""
-    n, a = ints.shape
-    b = floats.shape[1]
-    longest = 0
-    for s in range(id_offsets.shape[0] - 1):
-        longest = max(longest, id_offsets[s + 1] - id_offsets[s])
-    out = np.empty(n * ((a + b + 1) * 24 + longest + 2), dtype=np.uint8)
-    digits = np.empty(24, dtype=np.uint8)
-    p = 0
-    for i in range(n):
-        for j in range(a + b + 1):
-            if j > 0:
-                out[p] = 44
-                p += 1
-            if j == 0:
-                scaled = np.int64(first_row + i)
-                decimals = 0
-            elif j <= a:
-                scaled = ints[i, j - 1]
-                decimals = 0
-            else:
-                x = floats[i, j - 1 - a]
-                scaled = np.int64(np.floor(abs(x) * 1e6 + 0.5))
-                if x < 0 and scaled != 0:
-                    scaled = -scaled
-                decimals = 6
-            if scaled < 0:
-                out[p] = 45
-                p += 1
-                scaled = -scaled
-            nd = 0
-            while True:
-                digits[nd] = 48 + scaled % 10
-                scaled //= 10
-                nd += 1
-                if scaled == 0 and nd > decimals:
-                    break
-            for t in range(nd - 1, -1, -1):
-                out[p] = digits[t]
-                p += 1
-                if t == decimals and decimals > 0:
-                    out[p] = 46
-                    p += 1
-            if j == 0 and row_seq.shape[0] > 0:
-                out[p] = 44
-                p += 1
-                s = row_seq[i]
-                for t in range(id_offsets[s], id_offsets[s + 1]):
-                    out[p] = id_bytes[t]
-                    p += 1
-        out[p] = 10
-        p += 1
-    return out[:p]
+def _format_python(first_row, ints, floats, row_seq, encoded):
+    """:func:`emseg.io._table_format.format_lines` in Python, for a few rows."""
+    scaled = np.floor(np.abs(floats) * 1e6 + 0.5).astype(np.int64)
+    sign = np.where((floats < 0) & (scaled != 0), "-", "")
+    whole, frac = np.divmod(scaled, 1_000_000)
+    texts = [[f"{s}{w}.{f:06d}" for s, w, f in zip(*cells)]
+             for cells in zip(sign.tolist(), whole.tolist(), frac.tolist())]
+    ids = [e.decode("utf-8") for e in encoded]
+    lines = []
+    for i, (row_ints, row_floats) in enumerate(zip(ints.tolist(), texts)):
+        cells = [str(first_row + i)]
+        if row_seq is not None:
+            cells.append(ids[row_seq[i]])
+        cells += [str(v) for v in row_ints]
+        cells += row_floats
+        lines.append(",".join(cells) + "\n")
+    return "".join(lines).encode("utf-8")
 
 
 def check_imputed_target(path, table):

@@ -6,15 +6,23 @@ nothing and never prints.
 
 Reading
     :func:`read_table` reads a text table with a header row (CSV, TSV, or semicolon- or
-    bar-separated) or a ``.npy`` array into a :class:`Table`. Empty cells and ``NA``,
-    ``N/A``, ``NaN``, ``nan``, ``NAN`` are missing values (NaN in ``Table.X``). Text is
-    parsed by a compiled, multi-threaded scanner with an exact number parser (the
-    fast path is exact where it applies; other numbers go through the C library's
-    correctly rounded ``strtod``), so values equal Python's ``float`` of the text and
-    a 1,000,000 x 10 table reads in well under a second (``benchmarks/bench_table.py``).
-    The header line is read by ``_table_header``, the body by ``_text_numbers`` (both
-    private modules of this reader); this module checks what they found and says what
-    is wrong in one line.
+    bar-separated) or a ``.npy`` array into a :class:`Table`. Missing cells are the
+    empty cell and pandas' default missing markers (``NA``, ``N/A``, ``NaN``, ``nan``,
+    ``null``, ``NULL``, ``None``, ``#N/A``, ...: :data:`MISSING_TOKENS`); they are NaN
+    in ``Table.X``. What a cell, a number and a missing cell are is written down in
+    :mod:`emseg.io._table_text`. Text is read by the standard library's ``csv`` module
+    (``_table_text``, the reader of reference, any size) or, for a file of
+    :data:`LARGE_BYTES` or more when pyarrow is installed (the ``tables`` extra), by
+    pyarrow's CSV reader (``_table_arrow``), which hands back any table it would not
+    read exactly as the reference does. Values equal Python's ``float`` of the text.
+    This module checks what they found and says what is wrong in one line; the
+    :class:`Table` it returns is defined in ``_table_data``.
+
+Numeric columns
+    A column is numeric when every one of its non-missing cells is a number. By default
+    every numeric column is a feature; a column of text (no number in it) is left out;
+    a column that holds numbers and other text (``?``, ``-``, ``1_000`` or a typo among
+    numbers) is an error naming the first such cell, never silently dropped.
 
 Row numbering
     Data rows are numbered from 0: row 0 is the first line after the header, so row
@@ -35,31 +43,21 @@ Writing
     re-exported here.
 """
 
+import mmap
 import os
 import time
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from .._shared.errors import EmsegError
-from ._table_header import DELIMITER_NAMES, all_numbers, read_header
-from ._text_numbers import (
-    MISSING_BYTES,
-    MISSING_TOKENS,
-    NONE,
-    cell_text,
-    chunks,
-    field_matrix,
-    field_spans,
-    line_bytes,
-    parse_body,
-    python_numbers,
-    use_strtod,
-)
+from . import _table_text
+from ._table_header import all_numbers, read_header
+from ._table_data import Table, line, line_starts, read_bytes, stamp_of
+from ._table_text import MISSING_TOKENS, field_spans
 from .atomic import reason
 from .table_writers import check_imputed_target, write_imputed, write_labels, write_states
 
 __all__ = [
+    "LARGE_BYTES",
     "MISSING_TOKENS",
     "Table",
     "check_imputed_target",
@@ -69,95 +67,11 @@ __all__ = [
     "write_states",
 ]
 
-
-@dataclass(eq=False)
-class Table:
-    """A table as read from a file.
-
-    Attributes
-    ----------
-    path : str
-        The file read.
-    X : ndarray of float64, (n_rows, n_features), C-contiguous
-        The feature columns; NaN marks a missing value. ``n_features`` is 0 when only
-        a categorical column was asked for.
-    columns : list of str
-        The names of the feature columns, in the order of ``X``.
-    header : list of str
-        Every column name of the file, in file order (``"0"``, ``"1"``, ... for .npy).
-    feature_index : list of int
-        The position of each feature column in ``header``.
-    delimiter : str or None
-        The text delimiter (``","``, ``"\\t"``, ``";"``, ``"|"``); None for .npy.
-    sequence_col, sequence_ids, lengths
-        With ``sequence_col``: the id of each sequence in file order (text) and the
-        number of rows in each (int64, summing to ``n_rows``); otherwise None.
-    categorical, codes, symbols
-        With ``categorical``: the code of each row (int64, index into ``symbols``) and
-        the sorted vocabulary (numerically when every symbol is a number, otherwise
-        by text); otherwise None.
-    raw : bytes or ndarray
-        The whole file as read (bytes of a text file, the array of a .npy file), so
-        :func:`write_imputed` can rewrite it with only the missing cells changed.
-    row_starts : ndarray of int64 or None
-        For text: the byte offset in ``raw`` where each data row's line starts.
-    read_seconds : float
-        Wall time :func:`read_table` took, for reporting load time apart from fitting.
-    """
-
-    path: str
-    X: np.ndarray
-    columns: list
-    header: list
-    feature_index: list
-    delimiter: str | None
-    raw: object = field(repr=False)
-    row_starts: np.ndarray | None = field(default=None, repr=False)
-    sequence_col: str | None = None
-    sequence_ids: list | None = None
-    lengths: np.ndarray | None = None
-    categorical: str | None = None
-    codes: np.ndarray | None = None
-    symbols: list | None = None
-    read_seconds: float = 0.0
-
-    @property
-    def n_rows(self):
-        return self.X.shape[0]
-
-    @property
-    def is_text(self):
-        return self.delimiter is not None
-
-    def line_number(self, row):
-        """The 1-based line of the file that holds data row ``row``; None for .npy."""
-        return int(row) + 2 if self.is_text else None
-
-    def describe_row(self, row):
-        """Where data row ``row`` is, for messages: ``"line 7"`` or ``"row index 5"``."""
-        return f"line {int(row) + 2}" if self.is_text else f"row index {int(row)}"
-
-    def row_text(self, row):
-        """The text of data row ``row`` as in the file, without its line ending."""
-        if not self.is_text:
-            raise EmsegError(f"{self.path} is a .npy array; it has no text rows")
-        if not 0 <= row < self.n_rows:
-            raise EmsegError(f"row {row} is outside 0..{self.n_rows - 1}")
-        return line_bytes(self.raw, self.row_starts, int(row)).decode("utf-8", errors="replace")
-
-    def feature_spans(self, rows):
-        """Where the feature cells of data rows ``rows`` (int array) are in ``raw``:
-        int64 (len(rows), n_features, 2), the byte offsets (start, end) of each cell's
-        content (without quotes or surrounding spaces), features in ``columns`` order.
-        For text tables only (:func:`emseg.io.tables.write_imputed` rewrites these)."""
-        if not self.is_text:
-            raise EmsegError(f"{self.path} is a .npy array; it has no text cells")
-        want = np.full(len(self.header), -1, dtype=np.int64)
-        want[self.feature_index] = np.arange(len(self.feature_index))
-        spans = np.empty((len(rows), len(self.feature_index), 2), dtype=np.int64)
-        buf = np.frombuffer(self.raw, dtype=np.uint8)
-        field_spans(buf, self.row_starts[rows], ord(self.delimiter), want, spans)
-        return spans
+#: a text table's body of this many bytes or more is read by pyarrow when it is
+#: installed (measured in benchmarks/README.md: below it the csv module is done before
+#: pyarrow is imported)
+LARGE_BYTES = 8 << 20
+_GUESS_BYTES = 1 << 16  # the top of a large file that says which columns are text
 
 
 # =========================================================================== reading
@@ -175,14 +89,15 @@ def read_table(path, columns=None, *, sequence_col=None, categorical=None):
         for ``.tsv`` and ``.tab``, when the header holds it; otherwise the one of
         comma, tab, semicolon and bar that the header holds (the most frequent).
         Fields may be quoted with ``"`` (a quoted field may not span lines); spaces
-        around fields are ignored.
+        and tabs around fields are ignored.
     columns : list of str, optional
         The feature columns, in this order (an empty list: none, for a categorical
         column alone). Default: every numeric column except
         ``sequence_col``, ``categorical`` and columns with an empty name (such as the
         index column pandas writes); no column when ``categorical`` is given. A column
-        is numeric when its first non-missing cell is a number; a later cell that is
-        not a number is an error.
+        is numeric when every non-missing cell is a number; a column of text is left
+        out (named in ``Table.skipped``); a column holding numbers and other text is
+        an error naming the first such cell.
     sequence_col : str, optional
         The column of sequence ids (any text): see "Sequences" in the module notes.
     categorical : str, optional
@@ -193,8 +108,9 @@ def read_table(path, columns=None, *, sequence_col=None, categorical=None):
     EmsegError
         With one line naming the file and the problem: missing, empty, binary or not
         UTF-8; a header only, a header that looks like data, duplicated names; ragged
-        rows or unclosed quotes (with the line); a chosen column that is unknown, not
-        numeric (with the value and line), infinite or entirely missing; an unknown
+        rows, blank lines or unclosed quotes (with the line); a column that is
+        unknown, not numeric or mixes numbers with text (with the value and line),
+        infinite or entirely missing; an unknown
         sequence or categorical column, or a missing id or symbol.
     """
     start = time.perf_counter()
@@ -247,14 +163,6 @@ def _check_input_file(path):
         raise EmsegError(f"{path} is a folder, not a table; pass a CSV, TSV or .npy file")
     if os.path.getsize(path) == 0:
         raise EmsegError(f"{path} is empty (0 bytes); a table needs a header row and data")
-
-
-def _read_bytes(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise EmsegError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _list_names(names, limit=12):
@@ -355,7 +263,7 @@ def _read_npy(path, columns, sequence_col, categorical):
             )
     table = Table(
         path=path, X=X, columns=[header[i] for i in features], header=header,
-        feature_index=list(features), delimiter=None, raw=original,
+        feature_index=list(features), delimiter=None, _raw=original,
     )
     if seq_i is not None:
         values = arr[:, seq_i].astype(np.float64)
@@ -392,8 +300,34 @@ def _number_text(v):
 
 
 def _read_text(path, columns, sequence_col, categorical):
-    data = _read_bytes(path)
-    if b"\x00" in data:
+    """A text table: read into memory, or for a large one that pyarrow will read,
+    through a memory map (pyarrow reads it in place; the bytes are loaded again only
+    if they are needed, by :attr:`Table.raw`)."""
+    if os.path.getsize(path) >= LARGE_BYTES:
+        from . import _table_arrow
+
+        if _table_arrow.available():
+            try:
+                with open(path, "rb") as f:
+                    stamp = stamp_of(path)
+                    mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as exc:
+                raise EmsegError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+                                 ) from None
+            try:
+                table = _read_text_data(path, mapped, columns, sequence_col, categorical)
+            finally:
+                try:
+                    mapped.close()
+                except BufferError:  # pragma: no cover - a view still held by a traceback
+                    pass
+            table._raw, table._stamp = None, stamp
+            return table
+    return _read_text_data(path, read_bytes(path), columns, sequence_col, categorical)
+
+
+def _read_text_data(path, data, columns, sequence_col, categorical):
+    if data.find(b"\x00") >= 0:
         raise EmsegError(
             f"{path} is a binary file, not a text table; pass a CSV, TSV or .npy file"
         )
@@ -417,158 +351,126 @@ def _read_text(path, columns, sequence_col, categorical):
                 raise EmsegError(
                     f"{path} has no column to use as a feature besides the sequence column"
                 )
+    texts = [i for i in (seq_i, cat_i) if i is not None]
+    n_rows, scans, codes = _parse(path, data, body_start, body_end, delimiter, n_cols,
+                                  features, texts, default)
 
-    colmap = np.full(n_cols, -1, dtype=np.int64)
-    colmap[features] = np.arange(len(features))
-    spancol = np.full(n_cols, -1, dtype=np.int64)
-    specials = [i for i in (seq_i, cat_i) if i is not None]
-    spancol[specials] = np.arange(len(specials))
-
-    bounds, row0 = chunks(data, body_start, body_end)
-    n_rows = int(row0[-1])
-    buf = np.frombuffer(data, dtype=np.uint8)
-    X = np.empty((n_rows, len(features)), dtype=np.float64)
-    spans = np.empty((n_rows, len(specials), 2), dtype=np.int64)
-    row_starts = np.empty(n_rows, dtype=np.int64)
-    n_chunks = len(bounds) - 1
-    first_num = np.full((n_chunks, n_cols), NONE, dtype=np.int64)
-    first_bad = np.full((n_chunks, n_cols), NONE, dtype=np.int64)
-    problems = np.full((n_chunks, 3), NONE, dtype=np.int64)  # ragged row, fields, quote row
-    fallback = np.zeros(n_rows, dtype=np.uint8)
-    parse_body(
-        buf, np.asarray(bounds, dtype=np.int64), row0, ord(delimiter), n_cols, colmap,
-        spancol, X, spans, row_starts, first_num, first_bad, problems, fallback,
-        use_strtod(),
-    )
-    _check_structure(path, data, delimiter, n_cols, row_starts, problems)
-    if fallback.any():
-        python_numbers(buf, delimiter, row_starts, fallback, colmap, X)
-
-    # classify the chosen columns: numeric, text, mixed, or empty
-    num = first_num.min(axis=0)
-    bad = first_bad.min(axis=0)
-    keep = []
-    for j, col in enumerate(features):
+    keep, skipped = [], []
+    for col in features:
+        scan = scans[col]
         name = header[col]
-        if bad[col] == NONE and num[col] != NONE:
-            keep.append(j)
-            continue
-        if bad[col] == NONE:
-            raise EmsegError(
-                f"column {name!r} of {path} has no value (every cell is empty or NA); "
-                "leave it out with --columns"
-            )
-        is_text = num[col] == NONE or bad[col] < num[col]
-        if default and is_text:
-            continue  # a text column: not a feature unless asked for
-        row = int(bad[col])
-        value = cell_text(buf, delimiter, row_starts, row, col)
-        raise EmsegError(_not_numeric_message(path, name, value, row, default, len(header)))
+        if scan.values is not None:
+            if scan.n_missing == n_rows:
+                raise EmsegError(
+                    f"column {name!r} of {path} has no value (every cell is empty or NA); "
+                    "leave it out with --columns"
+                )
+            keep.append(col)
+        elif default and not scan.has_number:
+            skipped.append(name)  # a column of text: not a feature unless asked for
+        else:
+            row = scan.first_bad
+            value = _cell_text(path, data, body_start, delimiter, row, col)
+            raise EmsegError(_table_text.not_numeric_message(
+                path, name, value, row, default, n_cols, scan.has_number))
     if default and not keep and categorical is None:
         raise EmsegError(
             f"{path} has no numeric column (columns {_list_names(header)}); "
             "choose columns with --columns"
         )
-    if len(keep) < len(features):
-        X = np.ascontiguousarray(X[:, keep])
-        features = [features[j] for j in keep]
-    bad_inf = np.isinf(X)
-    if bad_inf.any():
-        row, j = np.argwhere(bad_inf)[0]
-        value = cell_text(buf, delimiter, row_starts, int(row), features[j])
-        raise EmsegError(
-            f"column {header[features[j]]!r} of {path} has an infinite value {value!r} "
-            f"on line {int(row) + 2}; remove or clip it"
-        )
+    for col in keep:
+        if scans[col].first_inf is not None:
+            row = scans[col].first_inf
+            value = _cell_text(path, data, body_start, delimiter, row, col)
+            raise EmsegError(
+                f"column {header[col]!r} of {path} has an infinite value {value!r} "
+                f"on line {row + 2}; remove or clip it"
+            )
+    X = _assemble(n_rows, [scans[col].values for col in keep])
 
     table = Table(
-        path=path, X=X, columns=[header[i] for i in features], header=header,
-        feature_index=list(features), delimiter=delimiter, raw=data, row_starts=row_starts,
+        path=path, X=X, columns=[header[i] for i in keep], header=header,
+        feature_index=list(keep), delimiter=delimiter, _raw=data, body_start=body_start,
+        skipped=skipped,
     )
     if seq_i is not None:
-        texts = field_matrix(buf, spans[:, spancol[seq_i]])
-        _no_missing_text(path, texts, header[seq_i], "sequence id")
-        change = np.flatnonzero(texts[1:] != texts[:-1]) + 1
+        found = _table_text.check_text_column(path, codes[seq_i], header[seq_i],
+                                              "sequence id")
+        change = np.flatnonzero(found.codes[1:] != found.codes[:-1]) + 1
         run_starts = np.concatenate([[0], change])
-        ids = [_decode(path, t, header[seq_i]) for t in texts[run_starts]]
+        ids = [found.vocab[c] for c in found.codes[run_starts].tolist()]
         _set_sequences(table, header[seq_i], ids, run_starts, lambda r: f"line {r + 2}")
     if cat_i is not None:
-        texts = field_matrix(buf, spans[:, spancol[cat_i]])
-        _no_missing_text(path, texts, header[cat_i], "symbol")
-        vocab, codes = np.unique(texts, return_inverse=True)
-        symbols = [_decode(path, t, header[cat_i]) for t in vocab]
-        codes = codes.ravel().astype(np.int64)
+        found = _table_text.check_text_column(path, codes[cat_i], header[cat_i], "symbol")
+        symbols = found.vocab
         numbers = all_numbers(symbols)
         if numbers is not None:  # numeric symbols sort as numbers: 2 before 10
             order = np.argsort(numbers, kind="stable")
-            rank = np.empty_like(order)
-            rank[order] = np.arange(order.size)
-            codes = rank[codes]
-            symbols = [symbols[i] for i in order]
+        else:
+            order = np.array(sorted(range(len(symbols)), key=symbols.__getitem__), dtype=np.int64)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
         table.categorical = header[cat_i]
-        table.codes = codes
-        table.symbols = symbols
+        table.codes = rank[found.codes]
+        table.symbols = [symbols[i] for i in order]
     return table
 
 
-def _check_structure(path, data, delimiter, n_cols, row_starts, problems):
-    ragged = problems[:, 0]
-    quote = problems[:, 2]
-    first_ragged = int(ragged.min())
-    first_quote = int(quote.min())
-    if first_quote != NONE and first_quote <= first_ragged:
-        raise EmsegError(
-            f"line {first_quote + 2} of {path} has a quoted field that is not closed on "
-            "that line (or text after a closing quote); fields may not span lines"
-        )
-    if first_ragged != NONE:
-        n_fields = int(problems[np.argmin(ragged), 1])
-        line = first_ragged + 2
-        text = line_bytes(data, row_starts, first_ragged)
-        if not text.strip():
-            raise EmsegError(
-                f"line {line} of {path} is empty but the header has {n_cols} columns; "
-                "remove blank lines"
-            )
-        raise EmsegError(
-            f"line {line} of {path} has {n_fields} fields but the header has {n_cols} "
-            f"({DELIMITER_NAMES[delimiter]}-separated); fix that row"
-        )
+def _assemble(n_rows, columns):
+    """The C-ordered matrix of ``columns`` (each a list of consecutive pieces). Pieces
+    that line up across columns (pyarrow's blocks) are copied a block of rows at a
+    time, which keeps the rows being written in the cache."""
+    X = np.empty((n_rows, len(columns)), dtype=np.float64)
+    sizes = [[piece.size for piece in pieces] for pieces in columns]
+    if all(s == sizes[0] for s in sizes):
+        start = 0
+        for k, size in enumerate(sizes[0] if sizes else []):
+            for j, pieces in enumerate(columns):
+                X[start : start + size, j] = pieces[k]
+            start += size
+        return X
+    for j, pieces in enumerate(columns):  # pragma: no cover - pieces always line up
+        X[:, j] = np.concatenate(pieces)
+    return X
 
 
-def _not_numeric_message(path, name, value, row, default, n_cols):
-    line = row + 2
-    if value.lower().lstrip("+-") in ("inf", "infinity"):
-        return (
-            f"column {name!r} of {path} has an infinite value {value!r} on line {line}; "
-            "remove or clip it"
-        )
-    if default:
-        hint = "fix that value, or leave the column out with --columns"
-    else:
-        hint = "choose numeric columns with --columns"
-    if n_cols == 1 and any(c in value for c in " ;|,\t"):
-        hint += " (is the file separated by another delimiter?)"
-    return f"column {name!r} of {path} is not numeric (value {value!r} on line {line}); {hint}"
+def _parse(path, data, body_start, body_end, delimiter, n_cols, numeric, texts, default):
+    """``(n_rows, scans, codes)`` of the body: by pyarrow for a large body when it is
+    installed and reads this table exactly, else by the csv module."""
+    if body_end - body_start >= LARGE_BYTES:
+        from . import _table_arrow
+
+        if _table_arrow.available():
+            try:
+                guess = _guess_text(path, data, body_start, body_end, delimiter, n_cols,
+                                    numeric) if default else set()
+            except EmsegError:
+                guess = None  # the reader of reference says what is wrong
+            if guess is not None:
+                found = _table_arrow.parse_body(data, body_start, body_end, delimiter,
+                                                n_cols, numeric, texts, guess)
+                if found is not None:
+                    return found
+    return _table_text.parse_body(path, data, body_start, body_end, delimiter, n_cols,
+                                  numeric, texts)
 
 
-def _no_missing_text(path, texts, name, what):
-    missing = np.isin(texts, np.array(MISSING_BYTES, dtype=texts.dtype))
-    if missing.any():
-        row = int(np.argmax(missing))
-        raise EmsegError(
-            f"column {name!r} of {path} has no {what} on line {row + 2} (empty or NA); "
-            f"every row needs one"
-        )
+def _guess_text(path, data, body_start, body_end, delimiter, n_cols, numeric):
+    """The columns among ``numeric`` with a cell that is not a number near the top."""
+    stop = data.find(b"\n", body_start + _GUESS_BYTES, body_end)
+    stop = body_end if stop < 0 else stop
+    _, scans, _ = _table_text.parse_body(path, data, body_start, stop, delimiter, n_cols,
+                                         numeric, [])
+    return {j for j, scan in scans.items() if scan.values is None}
 
 
-def _decode(path, raw, name):
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise EmsegError(
-            f"column {name!r} of {path} holds text that is not UTF-8; save the file as UTF-8"
-        ) from None
+def _cell_text(path, data, body_start, delimiter, row, col):
+    """The text of one cell (for messages), decoded leniently."""
+    starts = line_starts(data, body_start, row + 1)
+    text_line = line(data, starts, row)
+    a, b, _ = field_spans(path, text_line, delimiter, row + 2)[col]
+    text = text_line[a:b].decode("utf-8", errors="replace")
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _set_sequences(table, name, ids, run_starts, where):

@@ -8,6 +8,7 @@ can take those columns from another table and refuse one that lacks them.
 """
 
 import time
+import warnings
 
 import numpy as np
 
@@ -131,8 +132,8 @@ def gmm_fit(table_path, k, *, columns=None, covariance_type="full", random_state
         proba = gm.predict_proba(t.X)
         tab.write_labels(labels_path, proba.argmax(1), proba, overwrite=overwrite)
     return {
-        "rows": t.n_rows, "columns": t.columns, "missing": int(np.isnan(t.X).sum()),
-        "k": k, "iterations": gm.n_iter_, "converged": bool(gm.converged_),
+        "rows": t.n_rows, "columns": t.columns, "skipped": t.skipped,
+        "missing": int(np.isnan(t.X).sum()), "k": k, "iterations": gm.n_iter_, "converged": bool(gm.converged_),
         "log_likelihood": float(gm.lower_bound_), "bic": float(gm.bic(t.X)),
         "read_seconds": t.read_seconds, "fit_seconds": fit_seconds, "model": gm,
     }
@@ -166,7 +167,7 @@ def gmm_predict(model_path, table_path, labels_path, *, overwrite=False):
     t = _read_columns(table_path, columns, model_path)
     proba = gm.predict_proba(t.X)
     tab.write_labels(labels_path, proba.argmax(1), proba, overwrite=overwrite)
-    return {"rows": t.n_rows, "k": gm.n_components_,
+    return {"rows": t.n_rows, "k": gm.n_components_, "columns": t.columns,
             "counts": np.bincount(proba.argmax(1), minlength=gm.n_components_).tolist()}
 
 
@@ -194,7 +195,8 @@ def gmm_impute(table_path, output_path, *, k=None, model_path=None, columns=None
                              max_iter=max_iter, tol=tol, n_init=n_init).fit(t.X)
     missing = int(np.isnan(t.X).sum())
     tab.write_imputed(output_path, t, gm.impute(t.X), overwrite=overwrite)
-    return {"rows": t.n_rows, "filled": missing, "k": gm.n_components_}
+    return {"rows": t.n_rows, "filled": missing, "k": gm.n_components_,
+            "columns": t.columns, "skipped": t.skipped}
 
 
 # --- hidden Markov models -------------------------------------------------------------------
@@ -210,6 +212,8 @@ def hmm_fit(table_path, k, *, columns=None, sequence_col=None, categorical=None,
     t = tab.read_table(table_path, columns, sequence_col=sequence_col, categorical=categorical)
     if categorical is None:
         _need_features(t)
+        if columns is None:
+            _check_default_hmm_columns(t)
         _no_missing_for_hmm(t)
         X = t.X
         # covars_prior=0: the command's maximum-likelihood M-step (the library's
@@ -231,6 +235,7 @@ def hmm_fit(table_path, k, *, columns=None, sequence_col=None, categorical=None,
         _write_decode(states_path, model, X, t, "viterbi", overwrite)
     return {
         "rows": t.n_rows, "sequences": 1 if t.lengths is None else len(t.lengths),
+        "columns": t.columns if categorical is None else [categorical], "skipped": t.skipped,
         "k": k, "iterations": model.n_iter_, "converged": bool(model.converged_),
         "log_likelihood": float(model.score(X, t.lengths)),
         "read_seconds": t.read_seconds, "fit_seconds": fit_seconds, "model": model,
@@ -262,6 +267,7 @@ def hmm_decode(model_path, table_path, states_path, *, algorithm="viterbi",
         X = t.X
     log_prob = _write_decode(states_path, model, X, t, algorithm, overwrite)
     return {"rows": t.n_rows, "sequences": 1 if t.lengths is None else len(t.lengths),
+            "columns": info["columns"] if info["categorical"] is None else [info["categorical"]],
             "log_probability": log_prob, "algorithm": algorithm}
 
 
@@ -289,6 +295,32 @@ def _check_targets(paths, overwrite):
 def _need_features(t):
     if t.X.shape[1] == 0:
         raise EmsegError(f"{t.path} has no numeric column to fit; choose some with --columns")
+
+
+def _check_default_hmm_columns(t):
+    """Without ``--columns`` an HMM is fitted to every numeric column: say which, and
+    refuse a column that increases on every row of every sequence (a row index or a
+    time stamp, which an HMM would model as an observation)."""
+    names = ", ".join(repr(c) for c in t.columns)
+    for j, name in enumerate(t.columns):
+        values = t.X[:, j]
+        steps = np.diff(values)
+        if t.lengths is not None:  # within sequences only
+            steps = np.delete(steps, np.cumsum(t.lengths)[:-1] - 1)
+        if steps.size >= 2 and np.all(steps > 0):
+            others = [c for c in t.columns if c != name]
+            suggestion = f" (e.g. --columns {','.join(others)})" if others else ""
+            raise EmsegError(
+                f"column {name!r} of {t.path} increases on every row, like a row index or "
+                f"a time stamp; an HMM would model it as an observation. Name the columns "
+                f"to fit with --columns{suggestion}, or name {name!r} there to use it"
+            )
+    skipped = f"; text columns left out: {', '.join(repr(c) for c in t.skipped)}" \
+        if t.skipped else ""
+    warnings.warn(
+        f"no --columns given: fitting every numeric column of {t.path}: {names}{skipped}",
+        UserWarning, stacklevel=3,
+    )
 
 
 def _no_missing_for_hmm(t):

@@ -1,5 +1,5 @@
-"""Tests for emseg.io.tables (with its parts _table_header, _text_numbers, table_writers):
-reading CSV/TSV/.npy tables, writing results, model selection."""
+"""Tests for emseg.io.tables (with its parts _table_header, _table_text, _table_arrow,
+table_writers): reading CSV/TSV/.npy tables, writing results."""
 
 import csv
 import os
@@ -9,7 +9,6 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-import emseg.io._text_numbers as text_numbers_mod
 import emseg.io.table_writers as writers_mod
 import emseg.io.tables as table_mod
 from emseg import EmsegError
@@ -32,10 +31,19 @@ def bits(a):
     return np.asarray(a, dtype=np.float64).view(np.uint64)
 
 
+@pytest.fixture(params=["csv", "pyarrow"])
+def both_paths(request, monkeypatch):
+    """Run the test through the csv module, then through pyarrow (every file large)."""
+    if request.param == "pyarrow":
+        pytest.importorskip("pyarrow")
+        monkeypatch.setattr(table_mod, "LARGE_BYTES", 0)
+    return request.param
+
+
 # --------------------------------------------------------------------------- reading
 
 
-def test_reads_csv(tmp_path):
+def test_reads_csv(tmp_path, both_paths):
     path = write(tmp_path, "t.csv", "a,b,c\n1,2.5,-3e2\n4,5,6\n")
     t = read_table(path)
     assert t.columns == ["a", "b", "c"] and t.header == ["a", "b", "c"]
@@ -49,7 +57,7 @@ def test_reads_csv(tmp_path):
     np.testing.assert_array_equal(t.row_starts, [6, 17])
 
 
-def test_missing_values(tmp_path):
+def test_missing_values(tmp_path, both_paths):
     text = "a,b\n1,\n NA ,2\nN/A,NaN\nnan,NAN\n,3\n4, 5 \n"
     t = read_table(write(tmp_path, "t.csv", text))
     expected = [[1, np.nan], [np.nan, 2], [np.nan, np.nan], [np.nan, np.nan], [np.nan, 3], [4, 5]]
@@ -77,17 +85,17 @@ def test_values_equal_python_float(tmp_path, monkeypatch):
     path = write(tmp_path, "v.csv", "a,b,c\n" + "\n".join(lines) + "\n")
     expected = np.array([float(v) for v in values]).reshape(-1, 3)
     np.testing.assert_array_equal(bits(read_table(path).X), bits(expected))
-    monkeypatch.setattr(table_mod, "use_strtod", lambda: False)  # e.g. a decimal-comma locale
+    monkeypatch.setattr(table_mod, "LARGE_BYTES", 0)  # through pyarrow: the same bits
     np.testing.assert_array_equal(bits(read_table(path).X), bits(expected))
 
 
-def test_many_chunks_match_one(tmp_path, monkeypatch):
+def test_problem_far_into_the_file(tmp_path, monkeypatch):
     gen = np.random.default_rng(0)
     X = gen.normal(size=(3000, 4))
     X[gen.random(X.shape) < 0.1] = np.nan
     lines = ["w,x,y,z"] + [",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in X]
     path = write(tmp_path, "t.csv", "\n".join(lines) + "\n")
-    monkeypatch.setattr(text_numbers_mod, "_CHUNK_BYTES", 997)
+    monkeypatch.setattr(table_mod, "LARGE_BYTES", 997)
     t = read_table(path)
     np.testing.assert_array_equal(bits(t.X), bits(X))
     # a problem far into the file is reported on its own line
@@ -97,7 +105,7 @@ def test_many_chunks_match_one(tmp_path, monkeypatch):
         read_table(path)
 
 
-def test_tsv_and_sniffed_delimiters(tmp_path):
+def test_tsv_and_sniffed_delimiters(tmp_path, both_paths):
     t = read_table(write(tmp_path, "t.tsv", "a\tb\n1\t2\n\t3\n"))
     assert t.delimiter == "\t"
     np.testing.assert_array_equal(t.X, [[1, 2], [np.nan, 3]])
@@ -111,7 +119,7 @@ def test_tsv_and_sniffed_delimiters(tmp_path):
     np.testing.assert_array_equal(t.X, [[1], [np.nan], [2]])
 
 
-def test_quotes_crlf_bom_and_trailing_blank_lines(tmp_path):
+def test_quotes_crlf_bom_and_trailing_blank_lines(tmp_path, both_paths):
     text = '\ufeff"a","b, c",name\r\n"1",2,"x,""y"""\r\n3 , "4" ,z\r\n\r\n\r\n'
     t = read_table(write(tmp_path, "t.csv", text))
     assert t.header == ["a", "b, c", "name"]
@@ -119,7 +127,7 @@ def test_quotes_crlf_bom_and_trailing_blank_lines(tmp_path):
     np.testing.assert_array_equal(t.X, [[1, 2], [3, 4]])
 
 
-def test_column_choice(tmp_path):
+def test_column_choice(tmp_path, both_paths):
     text = ",id,a,kind,b\n0,s,1,x,2\n1,s,3,y,4\n"  # pandas index column has no name
     path = write(tmp_path, "t.csv", text)
     t = read_table(path)
@@ -176,7 +184,7 @@ def test_npy_corrupt(tmp_path):
         read_table(path)
 
 
-def test_sequences(tmp_path):
+def test_sequences(tmp_path, both_paths):
     text = "id,x\nb,1\nb,2\nb,3\na,4\nc,5\nc,6\n"
     t = read_table(write(tmp_path, "t.csv", text), sequence_col="id")
     assert t.columns == ["x"] and t.sequence_col == "id"
@@ -184,7 +192,7 @@ def test_sequences(tmp_path):
     assert t.lengths.dtype == np.int64 and t.lengths.tolist() == [3, 1, 2]
 
 
-def test_sequences_must_be_contiguous(tmp_path):
+def test_sequences_must_be_contiguous(tmp_path, both_paths):
     path = write(tmp_path, "t.csv", "id,x\na,1\na,2\nb,3\na,4\n")
     with pytest.raises(
         EmsegError, match=r"sequence 'a' of column 'id' .* starts on line 2 and again on line 5.*sort"
@@ -192,13 +200,13 @@ def test_sequences_must_be_contiguous(tmp_path):
         read_table(path, sequence_col="id")
 
 
-def test_sequence_id_missing(tmp_path):
+def test_sequence_id_missing(tmp_path, both_paths):
     path = write(tmp_path, "t.csv", "id,x\na,1\n,2\n")
     with pytest.raises(EmsegError, match="column 'id' .* has no sequence id on line 3"):
         read_table(path, sequence_col="id")
 
 
-def test_categorical(tmp_path):
+def test_categorical(tmp_path, both_paths):
     text = "seq,sym,v\n1,b,0.5\n1,a,1\n2,c,2\n2,a,3\n"
     path = write(tmp_path, "t.csv", text)
     t = read_table(path, sequence_col="seq", categorical="sym")
@@ -245,7 +253,7 @@ def test_categorical(tmp_path):
         ("a\r1\r2\r", {}, "carriage returns"),
     ],
 )
-def test_bad_text_tables(tmp_path, text, kwargs, match):
+def test_bad_text_tables(tmp_path, both_paths, text, kwargs, match):
     with pytest.raises(EmsegError, match=match):
         read_table(write(tmp_path, "t.csv", text), **kwargs)
 
@@ -310,6 +318,25 @@ def test_write_labels_many_blocks(tmp_path, monkeypatch):
     np.testing.assert_allclose(np.array([r[2:] for r in rows], float), proba, atol=5e-7)
 
 
+@pytest.mark.slow
+def test_python_and_compiled_formatting_write_the_same_bytes(tmp_path, monkeypatch):
+    """Small results are formatted in Python (no numba), large ones by the kernel."""
+    rng = np.random.default_rng(3)
+    post = rng.dirichlet(np.ones(3), 300)
+    post[:5] = [[0.5, 0.5, 0], [0.0000005, 0.9999995, 0], [1, 0, 0], [1e-9, 1 - 1e-9, 0],
+                [0.1234565, 0.8765435, 0]]
+    states = post.argmax(1)
+    ids, lengths = ["a,1", 'q"x', "z"], [100, 150, 50]
+    monkeypatch.setattr(writers_mod, "_WRITE_BLOCK", 64)
+    for rows in (10**9, 0):
+        monkeypatch.setattr(writers_mod, "_PYTHON_ROWS", rows)
+        write_states(tmp_path / f"s{rows}.csv", states, post, sequence_ids=ids, lengths=lengths)
+        write_labels(tmp_path / f"l{rows}.csv", states - 1, post)
+    for name in ("s", "l"):
+        assert (tmp_path / f"{name}0.csv").read_bytes() == (tmp_path / f"{name}{10**9}.csv").read_bytes()
+    assert read_csv(tmp_path / "s0.csv")[2][:3] == ["1", "a,1", "1"]
+
+
 def test_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.setattr(writers_mod, "_WRITE_BLOCK", 4)
     calls = []
@@ -346,7 +373,7 @@ def test_write_states(tmp_path):
         write_states(tmp_path / "x.csv", [0, 2, 0], post)
 
 
-def test_write_imputed_changes_only_missing_cells(tmp_path):
+def test_write_imputed_changes_only_missing_cells(tmp_path, both_paths):
     text = (
         'id;note;a;b\r\n'
         's1;"keep ; this";1.50;NA\r\n'
@@ -376,7 +403,7 @@ def test_write_imputed_changes_only_missing_cells(tmp_path):
     assert (tmp_path / "same.txt").read_bytes() == expected.encode()
 
 
-def test_write_imputed_with_a_fitted_mixture(tmp_path):
+def test_write_imputed_with_a_fitted_mixture(tmp_path, both_paths):
     gen = np.random.default_rng(5)
     X = np.concatenate([gen.normal(0, 1, (100, 2)), gen.normal(8, 1, (100, 2))])
     X[gen.random(X.shape) < 0.1] = np.nan

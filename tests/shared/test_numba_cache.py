@@ -20,8 +20,7 @@ KNOWN = {
     "emseg.hmm._kernels",
     "emseg.image._mrf_kernels",
     "emseg.image._render_kernels",
-    "emseg.io._text_numbers",
-    "emseg.io.table_writers",
+    "emseg.io._table_format",
 }
 
 TINY = '''"""A kernel module for the test."""

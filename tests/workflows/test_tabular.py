@@ -205,3 +205,79 @@ def test_gmm_impute_npy_to_npy(table, tmp_path):
     assert result.exit_code == 0, result.output
     out = np.load(tmp_path / "out.NPY")
     assert out.shape == X.shape and np.isfinite(out).all()
+
+
+# --------------------------------------------------------------------------- columns used
+
+
+def _sequence_table(tmp_path, with_time=True, n=200):
+    rng = np.random.default_rng(2)
+    z = (np.arange(n) // 25) % 2
+    x = rng.normal(size=n) + 5 * z
+    y = rng.normal(size=n) - 3 * z
+    head = "t,x,y,label" if with_time else "x,y,label"
+    rows = [(f"{i * 0.5!r}," if with_time else "") + f"{float(a)!r},{float(b)!r},c{i % 3}"
+            for i, (a, b) in enumerate(zip(x, y))]
+    path = tmp_path / "seq.csv"
+    path.write_text(head + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_every_command_prints_the_columns_it_used(table, tmp_path):
+    path, _ = table
+    result = run("gmm", "fit", path, "-k", 2, "--model", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    assert "3 columns: 'id', 'a', 'b' (text columns left out: 'name')" in result.output
+    result = run("gmm", "predict", tmp_path / "m.json", path, "-o", tmp_path / "p.csv")
+    assert "3 columns: 'id', 'a', 'b' (the model's)" in result.output
+    result = run("gmm", "impute", path, "-k", 2, "--columns", "a,b", "-o", tmp_path / "f.csv")
+    assert "2 columns: 'a', 'b'" in result.output
+    lines = path.read_text().splitlines()
+    (tmp_path / "c.csv").write_text("\n".join(x for x in lines if ",," not in x) + "\n")
+    result = run("gmm", "select", tmp_path / "c.csv", "--columns", "a,b", "--k-max", 2)
+    assert "2 columns: 'a', 'b'" in result.output
+    assert "columns" not in run("gmm", "fit", path, "-k", 2, "-q").output
+
+
+def test_hmm_fit_refuses_an_index_like_column_unless_named(tmp_path):
+    path = _sequence_table(tmp_path)
+    result = run("hmm", "fit", path, "-k", 2)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert ("column 't' of" in lines[0] and "increases on every row" in lines[0]
+            and "--columns x,y" in lines[0])
+    result = run("hmm", "fit", path, "-k", 2, "--columns", "t,x,y", "--model", tmp_path / "h.json")
+    assert result.exit_code == 0, result.output
+    assert "3 columns: 't', 'x', 'y'" in result.output and "warning" not in result.output
+    result = run("hmm", "decode", tmp_path / "h.json", path, "-o", tmp_path / "s.csv")
+    assert "3 columns: 't', 'x', 'y' (the model's)" in result.output
+
+
+def test_hmm_fit_without_columns_warns_which_it_used(tmp_path):
+    path = _sequence_table(tmp_path, with_time=False)
+    result = run("hmm", "fit", path, "-k", 2)
+    assert result.exit_code == 0, result.output
+    assert ("warning: no --columns given: fitting every numeric column of" in result.output
+            and "'x', 'y'; text columns left out: 'label'" in result.output)
+    from emseg.workflows.tables import hmm_fit
+
+    with pytest.warns(UserWarning, match="fitting every numeric column"):
+        hmm_fit(path, 2)
+
+
+def test_hmm_index_check_is_per_sequence(tmp_path):
+    """A time that starts again in each sequence still increases on every row of
+    each: refused; a column that only increases across the whole table is not one."""
+    from emseg import EmsegError
+    from emseg.workflows.tables import hmm_fit
+
+    rng = np.random.default_rng(0)
+    rows = [f"s{i // 50},{i % 50},{float(rng.normal())!r}" for i in range(200)]
+    path = tmp_path / "t.csv"
+    path.write_text("seq,time,v\n" + "\n".join(rows) + "\n")
+    with pytest.raises(EmsegError, match="column 'time' .* increases on every row"):
+        hmm_fit(path, 2, sequence_col="seq")
+    s = hmm_fit(path, 2, sequence_col="seq", columns=["v"])
+    assert s["columns"] == ["v"]
+
