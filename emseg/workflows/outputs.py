@@ -38,6 +38,7 @@ _OUTPUT_SUFFIXES = (  # every name run.output_paths gives, but the report
     "_posteriors.tif",
     "_pve.nii.gz",
     "_objects.csv",
+    "_report.html",
 )
 _OWN_SUFFIXES = _OUTPUT_SUFFIXES + ("_report.json",)
 _TEMP = re.compile(r"\.[0-9a-f]{8}\.tmp$")

@@ -37,6 +37,7 @@ class RunOptions:
     mrf: str = "meanfield"
     neighbourhood: int | None = None
     channels: bool = False  # several files (or a 4-D NIfTI) as co-registered channels
+    html: bool = False  # also write <stem>_report.html (emseg.workflows.html)
 
     def __post_init__(self):
         if self.tol is None:  # the CLI's "not given"
@@ -57,13 +58,14 @@ def file_stem(path):
     return Path(path).stem if not Path(path).is_dir() else name
 
 
-def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, objects=False):
+def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, objects=False,
+                 html=False):
     """The files :func:`segment_file` writes for input ``path`` into folder ``out``.
 
     Labels are a PNG for an image, a multi-page TIFF for a stack, and NIfTI for a
     NIfTI input (with its affine); posteriors a multi-page float32 TIFF, or for NIfTI
     one 4-D file of per-class maps (FSL FAST's ``pve`` maps, one volume per class);
-    objects a CSV table.
+    objects a CSV table; the HTML report one page.
     """
     stem = file_stem(path)
     out = Path(out)
@@ -78,6 +80,8 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, objec
         targets["posteriors"] = out / (f"{stem}_pve.nii.gz" if nifti else f"{stem}_posteriors.tif")
     if objects:
         targets["objects"] = out / f"{stem}_objects.csv"
+    if html:
+        targets["html"] = out / f"{stem}_report.html"
     return targets
 
 
@@ -114,7 +118,7 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
     written = []  # the files this call has written so far
     try:
         wrote = _write_outputs(source, seg, options, overwrite, written)
-        report = _write_report(source, seg, options, model, overwrite, start, wrote)
+        report = _write_report(source, seg, options, model, overwrite, start, wrote, written)
     except BaseException:
         # failed or interrupted (Ctrl-C, SIGTERM) before the report: an incomplete set
         # of outputs would be refused by a rerun; remove what this call wrote
@@ -154,7 +158,8 @@ def _read(path, out, options, overwrite):
         image = io.read_image(path, max_pixels=options.max_pixels,
                               allow_channels=options.channels)
     targets = output_paths(path, out, posteriors=options.posteriors, stack=image.is_stack,
-                           nifti=image.nifti is not None, objects=options.objects)
+                           nifti=image.nifti is not None, objects=options.objects,
+                           html=options.html)
     io.check_writable(list(targets.values()), overwrite)
     mask = image.valid
     if options.mask_path is not None:
@@ -227,7 +232,8 @@ def _write_outputs(source, seg, options, overwrite, written):
                   overwrite=True)
     written.append(journal)
     _write_all(writes, overwrite, written)
-    return _Written(render_seconds, time.perf_counter() - clock, colors, objects)
+    return _Written(render_seconds, time.perf_counter() - clock, colors, objects,
+                    (overlay, segments))
 
 
 def _writes(source, seg, options, overlay, segments, label_values):
@@ -266,13 +272,25 @@ class _Written:
     write_seconds: float
     colors: object  # each class's display colour, (k, 3) uint8
     objects: dict | None = None  # the per-object table (measure_objects), if asked
+    pictures: tuple = ()  # (overlay, segments) as written, for the HTML report
 
 
-def _write_report(source, seg, options, model, overwrite, start, wrote):
-    """Step 4 of :func:`segment_file`: write the report, last; return it."""
+def _write_report(source, seg, options, model, overwrite, start, wrote, written):
+    """Step 4 of :func:`segment_file`: the HTML page if asked, then the report, last;
+    return it."""
     from .. import io
 
     report = _report(source, seg, options, model, wrote, start)
+    if options.html:
+        from .html import write_image_report
+
+        clock = time.perf_counter()
+        target = source.targets["html"]
+        write_image_report(target, report, source.image, seg.labels, *wrote.pictures,
+                           overwrite=overwrite)
+        written.append(target)
+        report["timings_seconds"]["html"] = time.perf_counter() - clock
+        report["timings_seconds"]["total"] = time.perf_counter() - start
     io.write_json(source.targets["report"], report, overwrite=overwrite)
     return report
 
