@@ -280,9 +280,11 @@ def _write_report(source, seg, options, model, overwrite, start, wrote, written)
     return it."""
     from .. import io
 
+    from .html import overlay_thumbnail, write_image_report
+
     report = _report(source, seg, options, model, wrote, start)
+    report["overlay_thumbnail"] = overlay_thumbnail(wrote.pictures[0])  # for index.html
     if options.html:
-        from .html import write_image_report
 
         clock = time.perf_counter()
         target = source.targets["html"]
