@@ -182,8 +182,10 @@ def write_image_report(path, report, image, labels, overlay, segments, *, overwr
     source = report.get("input")
     if source and Path(source).suffix.lower() in _BROWSER_IMAGES and not image.is_stack:
         full["input"] = relative_href(source, folder)
-    pictures = {
-        "input": picture_uri(input_picture(image, valid)),
+    shown = input_picture(image, valid)
+    uri, _ = picture_uri(shown)
+    pictures = {  # the input picture is shrunk as it is made: compare with the image
+        "input": (uri, shown.shape[1] < image.spatial_shape[-1]),
         "overlay": picture_uri(overlay),
         "segments": picture_uri(segments, sharp=True),
     }
