@@ -24,7 +24,7 @@ from .features import FeatureSpec, luminance, value_features
 
 __all__ = ["Panel", "marginal_variances", "mixture_histograms"]
 
-_CURVE_POINTS = 400
+_CURVE_POINTS = 240
 _MAX_LEVEL_BINS = 256  # integer images with this many levels or fewer: one bin per level
 _BINS = 128
 
@@ -60,13 +60,14 @@ def marginal_variances(covariances, covariance_type, k, n_features):
     return np.repeat(cov.reshape(k, 1), n_features, axis=1)  # spherical
 
 
-def mixture_histograms(values, valid, features, weights, means, covariances,
-                       covariance_type, *, max_samples=1 << 20):
+def mixture_histograms(values, labels, features, weights, means, covariances,
+                       covariance_type, *, max_samples=1 << 17):
     """The histograms of an image's features with the fitted mixture over them.
 
     ``values``: the pixel values with a trailing channel axis (spatial shape + (C,),
-    as :func:`~emseg.image.features.split_channels` gives); ``valid``: True where a
-    pixel was segmented (labels > 0), or None for all. ``features``: the
+    as :func:`~emseg.image.features.split_channels` gives); ``labels``: the
+    segmentation's labels (pixels labelled 0, outside the mask, are left out), or None
+    for all pixels. ``features``: the
     :class:`~emseg.image.features.FeatureSpec` or its dict (a report's
     ``features``); the mixture's ``weights``, ``means``, ``covariances`` and
     ``covariance_type`` as fitted (a report's ``model``). Returns a list of
@@ -77,7 +78,7 @@ def mixture_histograms(values, valid, features, weights, means, covariances,
     means = np.asarray(means, dtype=np.float64)
     k, d = means.shape
     variances = marginal_variances(covariances, covariance_type, k, d)
-    sample = _sample(values, valid, max_samples)
+    sample = _sample(values, labels, max_samples)
     integer = np.issubdtype(np.asarray(values).dtype, np.integer)
     space = spec.color_space
     panels = []
@@ -115,15 +116,17 @@ def _spec(features):
     return FeatureSpec(**plain)
 
 
-def _sample(values, valid, max_samples):
-    """``(M, C)`` float64 values of the valid pixels, every ``step``-th pixel so that
-    at most about ``max_samples`` are read."""
+def _sample(values, labels, max_samples):
+    """``(M, C)`` float64 values of the labelled pixels: every ``step``-th pixel of
+    every ``step``-th row, so that at most about ``max_samples`` are read (a regular
+    grid: reading every row would touch all of a large image's memory)."""
     v = np.asarray(values)
-    flat = v.reshape(-1, v.shape[-1])
-    step = max(1, -(-flat.shape[0] // max_samples))
-    rows = flat[::step]
-    if valid is not None:
-        rows = rows[np.asarray(valid).reshape(-1)[::step]]
+    grid = v.reshape(-1, v.shape[-2], v.shape[-1]) if v.ndim > 2 else v.reshape(1, -1, v.shape[-1])
+    step = max(1, int(np.ceil(np.sqrt(grid.shape[0] * grid.shape[1] / max_samples))))
+    rows = grid[::step, ::step].reshape(-1, v.shape[-1])
+    if labels is not None:
+        lab = np.asarray(labels).reshape(grid.shape[:2])
+        rows = rows[lab[::step, ::step].reshape(-1) > 0]
     rows = rows.astype(np.float64)
     return rows[np.isfinite(rows).all(axis=1)]
 
@@ -135,12 +138,14 @@ def _panel(name, unit, data, integer, weights, means, variances):
     else:
         low, high = float(means.min()), float(means.max())
     if integer and high - low + 1 <= _MAX_LEVEL_BINS:
-        edges = np.arange(low - 0.5, high + 1.0)
+        low, high = low - 0.5, high + 0.5  # one bin per level
+        bins = int(round(high - low))
     else:
         if high <= low:
             low, high = low - 0.5, high + 0.5
-        edges = np.linspace(low, high, _BINS + 1)
-    density, _ = np.histogram(data, bins=edges, density=data.size > 0)
+        bins = _BINS
+    # equal bins given by number and range: numpy's fast path (edges given sort the data)
+    density, edges = np.histogram(data, bins=bins, range=(low, high), density=data.size > 0)
     x = np.linspace(edges[0], edges[-1], _CURVE_POINTS)
     sd = np.sqrt(np.maximum(variances, 1e-300))
     z = (x[None, :] - means[:, None]) / sd[:, None]

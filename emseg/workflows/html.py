@@ -105,20 +105,15 @@ def picture_uri(picture, max_width=THUMB_WIDTH, *, sharp=False):
     area averaging, as JPEG (quality 90)."""
     import cv2
 
-    pic = np.asarray(picture)
-    h, w = pic.shape[:2]
-    resized = w > max_width
-    if w > 2 * max_width and not sharp:  # every step-th pixel first: area averaging of
-        step = w // (2 * max_width)  # a 12-megapixel picture alone takes 40-90 ms
-        pic = pic[::step, ::step]
-    pic = np.ascontiguousarray(pic)
-    if resized:
-        h, w = pic.shape[:2]
-        size = (max_width, max(1, round(h * max_width / w)))
-        pic = cv2.resize(pic, size, interpolation=cv2.INTER_NEAREST if sharp else cv2.INTER_AREA)
+    picture = np.asarray(picture)
+    resized = picture.shape[1] > max_width
+    pic = _halfway(picture, max_width * (1 if sharp else 2), cv2, nearest=sharp)
+    if pic.shape[1] > max_width:
+        size = (max_width, max(1, round(pic.shape[0] * max_width / pic.shape[1])))
+        pic = cv2.resize(pic, size, interpolation=cv2.INTER_AREA)
     bgr = cv2.cvtColor(pic, cv2.COLOR_RGB2BGR)
     if sharp:
-        ok, data = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        ok, data = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         kind = "png"
     else:
         ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -126,7 +121,7 @@ def picture_uri(picture, max_width=THUMB_WIDTH, *, sharp=False):
     return f"data:image/{kind};base64," + base64.b64encode(data.tobytes()).decode("ascii"), resized
 
 
-def input_picture(image, valid, max_width=THUMB_WIDTH):
+def input_picture(image, labels, max_width=THUMB_WIDTH):
     """What the input looks like, at most about ``max_width`` pixels wide: an ``(H, W,
     3)`` uint8 picture of an image (its first channel for co-registered channels), or
     the montage of nine slices of a volume (as the overlay shows)."""
@@ -142,20 +137,34 @@ def input_picture(image, valid, max_width=THUMB_WIDTH):
     slices = render.representative_slices(pixels.shape[0])
     shown = []
     for s in slices:
-        v = None if valid is None else valid[s]
-        shown.append(render.to_display(pixels[s], valid=v if v is not None and v.any() else None))
+        v = labels[s] > 0
+        shown.append(render.to_display(pixels[s], valid=v if v.any() else None))
     return render.montage(shown)
+
+
+def _halfway(picture, width, cv2, nearest=False):
+    """``picture`` brought down to about ``width`` pixels wide cheaply: by nearest
+    neighbour, or bilinearly, whose cost follows the output's size (area averaging a
+    12-megapixel picture to 800 pixels takes 40-90 ms; to twice the target's width
+    bilinearly, then by area, a few)."""
+    h, w = picture.shape[:2]
+    if w <= width:
+        return np.ascontiguousarray(picture)
+    pic = picture if picture.flags.c_contiguous else np.ascontiguousarray(picture)
+    size = (width, max(1, round(h * width / w)))
+    return cv2.resize(pic, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
 
 
 def _shrunk(pixels, max_width, cv2):
     """``pixels`` (H, W) or (H, W, 3) resized by area averaging to ``max_width`` wide
     (float64 computed in float32, which is what a display needs)."""
-    h, w = pixels.shape[:2]
-    if w <= max_width:
+    if pixels.shape[1] <= max_width:
         return pixels
     p = pixels
     if p.dtype not in (np.uint8, np.uint16, np.float32):
         p = p.astype(np.float32)
+    p = _halfway(p, 2 * max_width, cv2)
+    h, w = p.shape[:2]
     size = (max_width, max(1, round(h * max_width / w)))
     return cv2.resize(np.ascontiguousarray(p), size, interpolation=cv2.INTER_AREA)
 
@@ -174,7 +183,6 @@ def write_image_report(path, report, image, labels, overlay, segments, *, overwr
     from ..io.atomic import open_temp, writing
 
     folder = Path(path).parent
-    valid = labels > 0
     full = {}
     for name in ("overlay", "segments"):
         target = report.get("outputs", {}).get(name)
@@ -182,7 +190,7 @@ def write_image_report(path, report, image, labels, overlay, segments, *, overwr
     source = report.get("input")
     if source and Path(source).suffix.lower() in _BROWSER_IMAGES and not image.is_stack:
         full["input"] = relative_href(source, folder)
-    shown = input_picture(image, valid)
+    shown = input_picture(image, labels)
     uri, _ = picture_uri(shown)
     pictures = {  # the input picture is shrunk as it is made: compare with the image
         "input": (uri, shown.shape[1] < image.spatial_shape[-1]),
@@ -193,20 +201,19 @@ def write_image_report(path, report, image, labels, overlay, segments, *, overwr
                                   image.channels)
     if image.is_color and values.shape[-1] > 3:
         values = values[..., :3]
-    text = image_report_page(report, pictures, full, values, valid if not valid.all() else None,
-                             bias_field=bias_field)
+    text = image_report_page(report, pictures, full, values, labels, bias_field=bias_field)
     with writing(path, overwrite=overwrite) as tmp:
         with open_temp(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
 
-def image_report_page(report, pictures, full_size, values, valid, *, bias_field=None):
+def image_report_page(report, pictures, full_size, values, labels, *, bias_field=None):
     """The HTML text of one image's report.
 
     ``pictures``: ``name -> (data URI, resized)`` for ``input``, ``overlay`` and
     ``segments`` (:func:`picture_uri`); ``full_size``: ``name -> href`` of the
-    full-size file to open when a shrunk picture is clicked. ``values`` and ``valid``:
-    the pixel values and the segmented pixels, for the histograms
+    full-size file to open when a shrunk picture is clicked. ``values`` and ``labels``:
+    the pixel values and the labels (0: not segmented), for the histograms
     (:func:`emseg.image.histograms.mixture_histograms`).
 
     ``bias_field``: an (H, W) array of the intensity bias estimated by ``--bias``
@@ -217,7 +224,7 @@ def image_report_page(report, pictures, full_size, values, valid, *, bias_field=
     from .html_sections import class_table, fit_plots, histogram_panels, run_tables, summary_line
 
     name = Path(str(report.get("input", "image"))).name
-    panels, hist_svgs = histogram_panels(report, values, valid)
+    panels, hist_svgs = histogram_panels(report, values, labels)
     body = [
         '<div id="lightbox"><img alt="full size"></div>',
         f"<header><h1>{_esc(name)}</h1><p class=\"summary\">{summary_line(report)}</p></header>",

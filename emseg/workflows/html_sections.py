@@ -68,14 +68,14 @@ def summary_line(report):
     return _esc(" \u00b7 ".join(parts))
 
 
-def histogram_panels(report, values, valid):
+def histogram_panels(report, values, labels):
     """``(panels, svgs)``: the :class:`~emseg.image.histograms.Panel` of each feature
     and its plot (ids ``histogram-0``, ``histogram-1``...)."""
     from ..image.histograms import mixture_histograms
     from ..image.plots import histogram_chart
 
     model = report["model"]
-    panels = mixture_histograms(values, valid, report["features"], model["weights"],
+    panels = mixture_histograms(values, labels, report["features"], model["weights"],
                                 model["means"], model["covariances"], model["covariance_type"])
     colours = [_rgb(c["overlay_color"]) for c in report["classes"]]
     svgs = []
