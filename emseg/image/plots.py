@@ -2,11 +2,12 @@
 
 Pure functions from arrays to strings (nothing is written, nothing imported beyond
 numpy), for the HTML report (:mod:`emseg.workflows.html`). Hand-written SVG rather
-than matplotlib's SVG backend: measured on this project's plots (a 256-bin histogram
-with four component densities and their sum; a 40-point likelihood curve), matplotlib
-takes 60-120 ms per plot once imported, plus about 0.4 s to import, and its files are
-10-20 times larger (every glyph a path); these functions take well under a millisecond
-and need no extra dependency (``benchmarks/bench_html.py`` measures both).
+than matplotlib's SVG backend: on this project's plots (a 256-bin histogram with four
+component densities and their sum; a 40-point likelihood curve) matplotlib 3.11 took a
+median 237 ms per plot once imported and 2.4 s in a fresh process (import and the first
+two plots), with SVG files 2-10 times larger (every glyph a path); these functions took
+2.6 ms per plot, and need no extra dependency (``benchmarks/bench_html.py``, on a
+2-core machine under a load of about 10; ``--html`` must add less than 0.3 s).
 
 Every plot is an inline ``<svg>`` (for an HTML page: no ``xmlns``) with a ``viewBox`` (it scales to its container), an ``id``
 and the class ``plot``; curves carry the class ``curve``, histogram bars ``bars``.
