@@ -61,13 +61,13 @@ def _text(value):
 class _Frame:
     """The axes of one plot: data ranges mapped to SVG coordinates."""
 
-    def __init__(self, x_range, y_range, width, height, n_legend, log_y=False):
+    def __init__(self, x_range, y_range, width, height, n_legend, log_y=False, x_pad=0.0):
         self.width, self.height = width, height
         legend_rows = -(-n_legend // self.per_row(width)) if n_legend else 0
         self.bottom_pad = _MARGIN["bottom"] + legend_rows * _LEGEND_ROW
         self.x0, self.x1 = _MARGIN["left"], width - _MARGIN["right"]
         self.y0, self.y1 = height - self.bottom_pad, _MARGIN["top"]
-        self.xlo, self.xhi = _padded(*x_range, pad=0.0)
+        self.xlo, self.xhi = _padded(*x_range, pad=x_pad)
         self.ylo, self.yhi = _padded(*y_range, pad=0.04)
         self.log_y = log_y
 
@@ -167,7 +167,9 @@ def line_chart(series, *, title, x_label, y_label, element_id, width=_WIDTH,
     finite_y = np.concatenate([y[np.isfinite(y)] for y in ys] or [np.zeros(0)])
     x_range = (finite_x.min(), finite_x.max()) if finite_x.size else (0, 1)
     y_range = (finite_y.min(), finite_y.max()) if finite_y.size else (0, 1)
-    frame = _Frame(x_range, y_range, width, height, len(series) if len(series) > 1 else 0)
+    dots = any(s.get("markers") or s.get("mark") is not None for s in series)
+    frame = _Frame(x_range, y_range, width, height, len(series) if len(series) > 1 else 0,
+                   x_pad=0.04 if dots else 0.0)  # room for the dots at the ends
     x_ticks = None
     if integer_x:
         x_ticks = [t for t in nice_ticks(frame.xlo, frame.xhi, 6) if float(t).is_integer()]

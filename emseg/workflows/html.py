@@ -234,13 +234,11 @@ def image_report_page(report, pictures, full_size, values, labels, *, bias_field
                 extra=_legend(report)),
         _figure("segments", "Segments: each class in its mean colour", pictures, full_size),
         "</section>",
-        '<h2>Does the mixture fit? Histogram and fitted components</h2>',
-        f'<section class="grid" id="histograms">{"".join(hist_svgs)}</section>',
-        '<p class="note">Grey bars: the segmented pixels (a density: bar areas sum to 1). '
-        "Coloured curves: each class's Gaussian times its weight, in the overlay's colours; "
-        "black dashed: their sum, the fitted mixture.</p>",
-        "<h2>Fit</h2>",
-        f'<section class="grid" id="fit-plots">{"".join(fit_plots(report))}</section>',
+        "<h2>Does the mixture fit? The histogram with the fitted components, and the fit</h2>",
+        f'<section class="grid" id="plots">{"".join(hist_svgs + fit_plots(report))}</section>',
+        '<p class="note">Histograms: grey bars are the segmented pixels (a density: bar areas '
+        "sum to 1); coloured curves each class's Gaussian times its weight, in the overlay's "
+        "colours; black dashed their sum, the fitted mixture.</p>",
         _bias_section(report, bias_field),
         "<h2>Classes</h2>",
         class_table(report, panels),

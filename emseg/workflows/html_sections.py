@@ -95,10 +95,12 @@ def histogram_panels(report, values, labels):
 
 def fit_plots(report):
     """The fit's plots, as SVG texts: log-likelihood per iteration (``likelihood``),
-    each restart's final value (``restarts``), BIC and ICL against K (``bic``), the
+    each restart's value after its short run (``restarts``), BIC and ICL against K
+    (``bic``; dots: the fits whose classes stand apart, which ``-k auto`` chooses among), the
     MRF's log-likelihood and changed labels per iteration (``mrf-history``,
     ``mrf-changed``)."""
     from ..image.plots import line_chart
+    from ..mixture.selection import MIN_SEPARATION
 
     svgs = []
     history = _array(report.get("log_likelihood_history"))
@@ -116,7 +118,7 @@ def fit_plots(report):
         svgs.append(line_chart(
             [{"x": np.arange(1, restarts.size + 1), "y": restarts, "label": "restart",
               "color": _LINE_COLOURS[1], "markers": True, "mark": int(np.nanargmax(restarts))}],
-            title="Final log-likelihood of each restart (ringed: kept)", x_label="restart",
+            title="Each restart after its short run (ringed: run on)", x_label="restart",
             y_label="mean log-likelihood", element_id="restarts", integer_x=True))
     table = report.get("bic_table") or []
     if table:
@@ -124,6 +126,11 @@ def fit_plots(report):
         chosen = ks.index(report["k"]) if report.get("k") in ks else None
         series = [{"x": ks, "y": [row["bic"] for row in table], "label": "BIC",
                    "color": _LINE_COLOURS[0], "mark": chosen}]
+        apart = [row for row in table
+                 if (row.get("min_separation") or 0) >= MIN_SEPARATION]
+        if apart:  # the fits -k auto may choose (classes stand apart)
+            series.append({"x": [row["k"] for row in apart], "y": [row["bic"] for row in apart],
+                           "label": "apart", "color": _LINE_COLOURS[0], "markers": True})
         if all("icl" in row for row in table):
             series.append({"x": ks, "y": [row["icl"] for row in table], "label": "ICL",
                            "color": _LINE_COLOURS[2], "dash": "5 3"})
