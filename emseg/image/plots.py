@@ -11,7 +11,8 @@ two plots), with SVG files 2-10 times larger (every glyph a path); these functio
 
 Every plot is an inline ``<svg>`` (for an HTML page: no ``xmlns``) with a ``viewBox`` (it scales to its container), an ``id``
 and the class ``plot``; curves carry the class ``curve``, histogram bars ``bars``.
-Text is escaped; numbers are printed with 4 significant digits.
+Text is escaped; tick labels have 4 significant digits, more where ticks would
+read alike.
 """
 
 import html
@@ -48,10 +49,13 @@ def nice_ticks(low, high, count=5):
     return ticks
 
 
-def _fmt(value):
-    """A number in at most 4 significant digits, without trailing noise."""
-    text = f"{value:.4g}"
-    return text.replace("e+0", "e").replace("e-0", "e-")
+def _tick_labels(ticks):
+    """Tick labels with as many significant digits as it takes to tell them apart."""
+    for digits in range(4, 13):
+        labels = [f"{t:.{digits}g}".replace("e+0", "e").replace("e-0", "e-") for t in ticks]
+        if len(set(labels)) == len(labels):
+            return labels
+    return labels
 
 
 def _text(value):
@@ -89,19 +93,20 @@ class _Frame:
             f'<text x="{self.width / 2:.0f}" y="16" text-anchor="middle" '
             f'font-size="13" font-weight="600">{_text(title)}</text>'
         ]
-        for t in nice_ticks(self.ylo, self.yhi, 4):
+        y_ticks = nice_ticks(self.ylo, self.yhi, 4)
+        for t, label in zip(y_ticks, _tick_labels(y_ticks)):
             y = float(self.y(t))
             parts.append(f'<line x1="{self.x0}" x2="{self.x1}" y1="{y:.1f}" y2="{y:.1f}" '
                          'stroke="#e3e3e3"/>')
             parts.append(f'<text x="{self.x0 - 5}" y="{y + 4:.1f}" text-anchor="end" '
-                         f'font-size="11">{_fmt(t)}</text>')
+                         f'font-size="11">{label}</text>')
         ticks = nice_ticks(self.xlo, self.xhi, 6) if x_ticks is None else x_ticks
-        for t in ticks:
+        for t, label in zip(ticks, _tick_labels(ticks)):
             x = float(self.x(t))
             parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{self.y0}" y2="{self.y0 + 4}" '
                          'stroke="#555"/>')
             parts.append(f'<text x="{x:.1f}" y="{self.y0 + 16}" text-anchor="middle" '
-                         f'font-size="11">{_fmt(t)}</text>')
+                         f'font-size="11">{label}</text>')
         parts.append(f'<rect x="{self.x0}" y="{self.y1}" width="{self.x1 - self.x0}" '
                      f'height="{self.y0 - self.y1}" fill="none" stroke="#555"/>')
         parts.append(f'<text x="{(self.x0 + self.x1) / 2:.0f}" y="{self.y0 + 32}" '

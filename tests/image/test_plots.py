@@ -81,3 +81,11 @@ def test_histogram_spike_is_clipped_not_flattening_the_rest():
     y = float(curve.get("points").split()[0].split(",")[1])
     bottom = float(frame.get("y")) + height
     assert bottom - y > 0.3 * height  # the curve stands well up in the plot
+
+
+def test_tick_labels_tell_close_values_apart():
+    svg = line_chart([{"x": [1, 2, 3], "y": [6.88862, 6.88871, 6.88874], "label": "a",
+                       "color": "red"}], title="t", x_label="x", y_label="y", element_id="l")
+    labels = [e.text for e in _parse(svg).iter() if e.tag.endswith("text")
+              and e.get("text-anchor") == "end"]
+    assert len(labels) >= 3 and len(set(labels)) == len(labels)
