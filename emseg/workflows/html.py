@@ -203,7 +203,8 @@ def write_image_report(path, report, image, labels, overlay, segments, *, overwr
         values = values[..., :3]
     text = image_report_page(report, pictures, full, values, labels, bias_field=bias_field)
     with writing(path, overwrite=overwrite) as tmp:
-        with open_temp(tmp, "w", encoding="utf-8") as f:
+        # a file name's bytes that are not UTF-8 show as \udcXX escapes
+        with open_temp(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(text)
 
 

@@ -79,7 +79,8 @@ def write_batch_index(path, items, rows):
 
     text = batch_index_page(items, rows, Path(path).parent)
     with writing(path, overwrite=True) as tmp:
-        with open_temp(tmp, "w", encoding="utf-8") as f:
+        # a file name's bytes that are not UTF-8 show as \udcXX escapes
+        with open_temp(tmp, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(text)
 
 

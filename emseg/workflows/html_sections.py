@@ -39,7 +39,8 @@ def relative_href(target, folder):
         rel = os.path.relpath(os.path.abspath(target), os.path.abspath(folder))
     except ValueError:
         return None
-    return urllib.parse.quote(Path(rel).as_posix())
+    # the name's own bytes, percent-encoded (a name that is not UTF-8 too)
+    return urllib.parse.quote(os.fsencode(Path(rel).as_posix()))
 
 
 def summary_line(report):

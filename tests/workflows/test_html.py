@@ -286,3 +286,14 @@ def test_batch_index_renders_and_sorts_in_chromium(tmp_path):
     assert body.index("broken.png") > body.index("img2.png")  # no value: last
     pixels, console = _screenshot(tmp_path, index, "1366,700")
     assert console == [] and pixels.std() > 20
+
+
+def test_file_name_that_is_not_utf8(tmp_path):
+    import os
+
+    name = os.fsdecode(b"caf\xe9.png")
+    path = save_png(tmp_path / name, three_bands())
+    report = segment_file(path, tmp_path, RunOptions(classes=3, html=True))
+    text = Path(report["outputs"]["html"]).read_text(encoding="utf-8")  # valid UTF-8
+    assert 'href="caf%E9_overlay.png"' in text  # the name's own bytes
+    assert "caf\\udce9.png" in text  # shown escaped
