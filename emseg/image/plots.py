@@ -117,16 +117,19 @@ class _Frame:
         return parts
 
     def legend(self, entries):
-        """``(label, colour, dash)`` entries in rows under the x-axis label."""
+        """``(label, colour, dash, dots)`` entries in rows under the x-axis label."""
         parts = ['<g class="legend">']
         per_row = self.per_row(self.width)
-        for i, (label, colour, dash) in enumerate(entries):
+        for i, (label, colour, dash, dots) in enumerate(entries):
             row, col = divmod(i, per_row)
             x = self.x0 + col * _LEGEND_ENTRY
             y = self.y0 + 50 + row * _LEGEND_ROW
             dashed = f' stroke-dasharray="{dash}"' if dash else ""
-            parts.append(f'<line x1="{x}" x2="{x + 18}" y1="{y - 4}" y2="{y - 4}" '
-                         f'stroke="{colour}" stroke-width="2.5"{dashed}/>')
+            if dots:
+                parts.append(f'<circle cx="{x + 9}" cy="{y - 4}" r="3.2" fill="{colour}"/>')
+            else:
+                parts.append(f'<line x1="{x}" x2="{x + 18}" y1="{y - 4}" y2="{y - 4}" '
+                             f'stroke="{colour}" stroke-width="2.5"{dashed}/>')
             parts.append(f'<text x="{x + 22}" y="{y}" font-size="11">{_text(label)}</text>')
         parts.append("</g>")
         return parts
@@ -197,7 +200,8 @@ def line_chart(series, *, title, x_label, y_label, element_id, width=_WIDTH,
                         f'cy="{float(frame.y(y[mark])):.1f}" r="7" fill="none" '
                         f'stroke="{colour}" stroke-width="2"/>')
     if len(series) > 1:
-        body += frame.legend([(s["label"], s["color"], s.get("dash")) for s in series])
+        body += frame.legend([(s["label"], s["color"], s.get("dash"), s.get("markers"))
+                              for s in series])
     return _svg(element_id, width, height, body, title)
 
 
@@ -235,7 +239,7 @@ def histogram_chart(edges, density, curves, *, title, x_label, element_id,
         body.append(f'<polyline class="curve" fill="none" stroke="{_text(c["color"])}" '
                     f'stroke-width="{c.get("width", 1.8)}" stroke-linejoin="round"{dash} '
                     f'points="{_points(frame, c["x"], c["y"])}"/>')
-    body += frame.legend([(c["label"], c["color"], c.get("dash")) for c in curves])
+    body += frame.legend([(c["label"], c["color"], c.get("dash"), False) for c in curves])
     return _svg(element_id, width, height, body, title)
 
 
