@@ -6,7 +6,7 @@ page is self-contained: pictures are embedded as data URIs, plots are inline SVG
 (:mod:`emseg.image.plots`), style and the few lines of script are inline; it fetches
 nothing. Large pictures are embedded as thumbnails at most ``THUMB_WIDTH`` pixels wide
 (a click opens the full-size file written beside the page); small ones whole (a click
-shows them at their own size).
+shows them magnified by the largest whole factor that fits the window, pixels sharp).
 
 Sections: the input, the overlay with its legend (colour, label, mean value, fraction)
 and the segments picture; per feature, the histogram with each fitted component's
@@ -51,7 +51,8 @@ vertical-align:middle;border-radius:2px}
 .note{color:#666;font-size:12px}
 .kv td:first-child{color:#555}
 #lightbox{display:none;position:fixed;inset:0;background:rgba(0,0,0,.85);overflow:auto;
-z-index:9;cursor:zoom-out}#lightbox img{display:block;margin:auto;max-width:none}
+z-index:9;cursor:zoom-out}#lightbox img{display:block;margin:auto;max-width:none;
+image-rendering:pixelated}
 @media (max-width:900px){.pictures{grid-template-columns:1fr}}
 """
 
@@ -59,7 +60,9 @@ _ZOOM_JS = """
 (function(){var box=document.getElementById('lightbox');if(!box)return;
 var big=box.querySelector('img');
 document.querySelectorAll('img.zoom').forEach(function(img){
-img.addEventListener('click',function(){big.src=img.src;box.style.display='block';});});
+img.addEventListener('click',function(){big.src=img.src;
+var k=Math.max(1,Math.floor(0.95*window.innerWidth/img.naturalWidth));
+big.style.width=(k*img.naturalWidth)+'px';box.style.display='block';});});
 box.addEventListener('click',function(){box.style.display='none';big.removeAttribute('src');});
 })();
 """
