@@ -15,7 +15,8 @@ colour  ``emseg.segment(photo, 4)`` (Lab features, full covariance) against
 grey    the photo in grey, ``emseg.segment(grey, 3)``. Bar: < 0.5 s.
 run     ``emseg run photo.png -k 4`` in a fresh process, start to finish (Python
         start-up, imports, reading, fitting, rendering, writing every output).
-        Bar: < 3 s.
+        Bar: < 3 s. Then the same with and without ``--html``, taking turns: the
+        time --html adds (the report's ``html`` timing). Bar: < 0.3 s.
 
 scikit-learn is slow here (minutes per fit): with ``--sklearn-iters N`` it runs N EM
 iterations only, and its full time is estimated as its set-up plus its per-iteration
@@ -175,10 +176,35 @@ def part_run(args, photo):
                   f"bar < 3 s: {'met' if median < 3 else 'NOT met'}")
             print("  inside the process (last run): " + ", ".join(
                 f"{k} {v:.2f} s" for k, v in report["timings_seconds"].items()))
+        html_adds(args, os.path.join(tmp, "photo.png"), tmp)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import emseg.workflows.run, emseg.image.segmentation, "
                     "emseg.image.render, emseg.io.images, emseg._shared.kernels"], check=True)
     print(f"  Python start-up and emseg's imports alone: {time.perf_counter() - start:.2f} s")
+
+
+def html_adds(args, path, tmp):
+    """``emseg run photo.png -k 4`` with and without ``--html``, taking turns: the
+    difference of the medians, and the report's own time for writing the page."""
+    walls = {False: [], True: []}
+    inside = []
+    for i in range(args.repeats + 1):
+        for html in (False, True):
+            out = os.path.join(tmp, f"html{html}{i}")
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "emseg", "run", path, "-k", "4", "-o", out,
+                            "-q"] + (["--html"] if html else []), check=True)
+            if i:  # the first pair warms the caches
+                walls[html].append(time.perf_counter() - start)
+            if html and i:
+                report = json.load(open(os.path.join(out, "photo_report.json")))
+                inside.append(report["timings_seconds"]["html"])
+    plain, with_html = statistics.median(walls[False]), statistics.median(walls[True])
+    page = statistics.median(inside)
+    print(f"time --html adds: {page:.3f} s writing the page (median of {len(inside)}, in the "
+          f"process; bar < 0.3 s: {'met' if page < 0.3 else 'NOT met'}); whole runs "
+          f"{plain:.2f} s without, {with_html:.2f} s with (medians, difference "
+          f"{with_html - plain:+.2f} s: on a busy machine, noisier than the page's time)")
 
 
 def main():

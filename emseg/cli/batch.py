@@ -39,15 +39,17 @@ def _finish_batch(flags, result):
 @opt.max_samples
 @opt.posteriors
 @opt.objects
+@opt.html
 @opt.output_options
 @click.pass_obj
 def batch(flags, folders, recursive, pattern, jobs, scheduler, max_pixels, shared_model,
-          max_samples, posteriors, objects, min_size, output_dir, overwrite, **model):
+          max_samples, posteriors, objects, min_size, html, output_dir, overwrite, **model):
     """Segment every image in FOLDERS (or image files) into OUTPUT_DIR.
 
     Outputs mirror the sub-folders of each input folder; OUTPUT_DIR/summary.csv lists
     every input with its status (ok, failed, skipped), error, K, iterations,
-    log-likelihood and seconds. A bad image never stops the batch; the exit code is 1
+    log-likelihood and seconds; OUTPUT_DIR/index.html shows them as a page (with
+    --html, each image also gets its own report page, linked from it). A bad image never stops the batch; the exit code is 1
     if any failed. A rerun skips the images whose outputs are complete.
     """
     if shared_model and model["beta"] != 0:
@@ -58,7 +60,7 @@ def batch(flags, folders, recursive, pattern, jobs, scheduler, max_pixels, share
     with sigterm_as_interrupt(), translated(flags):
         result = _batch(
             folders, Path(output_dir), dict(posteriors=posteriors, objects=objects, min_size=min_size,
-                             max_pixels=max_pixels, **model),
+                             html=html, max_pixels=max_pixels, **model),
             ProgressView(flags),
             recursive=recursive, pattern=pattern, jobs=jobs, shared_model=shared_model,
             overwrite=overwrite, scheduler=scheduler, max_samples=max_samples,
@@ -140,10 +142,11 @@ def fit(flags, inputs, model_path, recursive, pattern, jobs, scheduler, max_pixe
 @opt.batch_options
 @opt.posteriors
 @opt.objects
+@opt.html
 @opt.output_options
 @click.pass_obj
 def apply(flags, model_file, inputs, recursive, pattern, jobs, scheduler, max_pixels,
-          posteriors, objects, min_size, output_dir, overwrite):
+          posteriors, objects, min_size, html, output_dir, overwrite):
     """Label each of INPUTS (images or folders) with the model in MODEL_FILE.
 
     Nothing is refitted: label 2 means the same in every image. Outputs as for
@@ -157,7 +160,7 @@ def apply(flags, model_file, inputs, recursive, pattern, jobs, scheduler, max_pi
         fitted = load_model(model_file)
     out = Path(output_dir)
     options = RunOptions(posteriors=posteriors, objects=objects, min_size=min_size,
-                         max_pixels=max_pixels)
+                         html=html, max_pixels=max_pixels)
     view = ProgressView(flags)
     try:
         with sigterm_as_interrupt(), translated(flags):

@@ -241,6 +241,13 @@ objects = _stack(
 )
 """Per-object measurements."""
 
+html = click.option(
+    "--html", is_flag=True,
+    help="Also write <stem>_report.html: one self-contained page to check the fit at a "
+    "glance (pictures with a legend, histogram with the fitted mixture, likelihood, "
+    "classes, options).",
+)
+
 max_pixels = click.option(
     "--max-pixels", type=click.IntRange(1), default=None,
     help="Allow images with more pixels than Pillow's decompression-bomb limit.",

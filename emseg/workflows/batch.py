@@ -59,6 +59,8 @@ Shared model
     labels; it refuses one fitted with other options, or on other inputs (the model
     records their paths, sizes and modification times).
 
+``OUT/index.html`` shows the same rows as a page (:mod:`~emseg.workflows.html_index`),
+with a thumbnail of each overlay and links to the images' HTML reports (``--html``).
 ``OUT/summary.csv`` has one row per input: path, status (ok / failed / skipped),
 error, K, iterations, log_likelihood, seconds. A path or error that a spreadsheet would
 take for a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or CR) gets a leading
@@ -79,6 +81,7 @@ from pathlib import Path
 from .._shared.errors import EmsegError
 from .inputs import Input, find_inputs
 from .outputs import (
+    INDEX_NAME,
     MODEL_NAME,
     SUMMARY_NAME,
     lock_output,
@@ -227,8 +230,11 @@ def run_batch(
 
 def _run_locked(items, out, options, jobs, shared_model, model, overwrite, scheduler,
                 max_samples, progress):
+    from .html_index import check_index
+
     rows = [Row(str(item.path)) for item in items]
     summary_path = out / SUMMARY_NAME
+    check_index(out / INDEX_NAME, overwrite)
     model_path = out / MODEL_NAME if shared_model else None
     if shared_model:
         model = _previous_model(model_path, options, overwrite, max_samples, items)
@@ -253,9 +259,10 @@ def _run_locked(items, out, options, jobs, shared_model, model, overwrite, sched
             row.status, row.error = "failed", "interrupted: the batch stopped first"
             if scheduler is None:  # local workers are all stopped by now
                 remove_stale_temps(item.out_dir, item.path, temps)
-        _write_summary_quietly(summary_path, rows)
+        _write_summary_quietly(summary_path, rows, items)
         raise
     write_summary(summary_path, rows)
+    write_index(out / INDEX_NAME, items, rows)
     return BatchResult(rows, summary_path, model_path)
 
 
@@ -294,10 +301,18 @@ def write_summary(path, rows):
                 writer.writerow(row.as_csv())
 
 
-def _write_summary_quietly(path, rows):
+def write_index(path, items, rows):
+    """Write the batch's ``index.html`` at ``path`` (see :mod:`emseg.workflows.html_index`)."""
+    from .html_index import write_batch_index
+
+    write_batch_index(path, items, rows)
+
+
+def _write_summary_quietly(path, rows, items):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_summary(path, rows)
+        write_index(path.parent / INDEX_NAME, items, rows)
     except Exception:  # the batch is already failing; its own error matters more
         pass
 

@@ -26,6 +26,7 @@ from .._shared.errors import EmsegError
 from .run import file_stem, input_stamp, journal_path
 
 SUMMARY_NAME = "summary.csv"
+INDEX_NAME = "index.html"
 MODEL_NAME = "model.json"
 LOCK_NAME = ".emseg-batch.lock"
 # names emseg writes for an input <stem>; never taken as inputs from the output folder
@@ -43,6 +44,7 @@ _OUTPUT_SUFFIXES = (  # every name run.output_paths gives, but the report
     "_bias.nii.gz",
     "_restored.tif",
     "_restored.nii.gz",
+    "_report.html",
 )
 _OWN_SUFFIXES = _OUTPUT_SUFFIXES + ("_report.json",)
 _TEMP = re.compile(r"\.[0-9a-f]{8}\.tmp$")
@@ -55,7 +57,7 @@ def _real(path):
 class OwnOutputs:
     """Tells the files emseg wrote into the output folder of a listing (``walker``),
     so they are not taken as inputs when the output folder is, or is inside, an input
-    folder: ``summary.csv`` and ``model.json`` at its top, and files named as the
+    folder: ``summary.csv``, ``index.html`` and ``model.json`` at its top, and files named as the
     outputs of an input ``<stem>`` (``<stem>_labels.png``, ``<stem>_report.json``...)
     when that input is in the same folder, or when the folder's
     ``<stem>_report.json`` (or the journal of an interrupted run) lists them. A file
@@ -81,7 +83,7 @@ class OwnOutputs:
         if real.parent != self.out_real and self.out_real not in real.parents:
             return False
         name = path.name
-        if real.parent == self.out_real and name in (SUMMARY_NAME, MODEL_NAME):
+        if real.parent == self.out_real and name in (SUMMARY_NAME, MODEL_NAME, INDEX_NAME):
             return True
         for suffix in _OWN_SUFFIXES:
             if not name.endswith(suffix):

@@ -39,6 +39,7 @@ class RunOptions:
     channels: bool = False  # several files (or a 4-D NIfTI) as co-registered channels
     bias: bool = False  # estimate a bias field inside EM; write it and the restored image
     bias_fwhm: float | None = None  # its smoothness in mm (None: the library's default)
+    html: bool = False  # also write <stem>_report.html (emseg.workflows.html)
 
     def __post_init__(self):
         if self.tol is None:  # the CLI's "not given"
@@ -60,7 +61,7 @@ def file_stem(path):
 
 
 def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, objects=False,
-                 bias=False):
+                 bias=False, html=False):
     """The files :func:`segment_file` writes for input ``path`` into folder ``out``.
 
     Labels are a PNG for an image, a multi-page TIFF for a stack, and with ``nifti``
@@ -69,8 +70,8 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, objec
     posteriors a multi-page float32 TIFF, or with ``nifti`` one 4-D file of per-class
     maps (FSL FAST's ``pve`` maps, one volume per class); objects a CSV table. With
     ``bias``, the bias field and the restored image (the input divided by it): NIfTI
-    with ``nifti``, else float32 TIFF (one page per slice and channel).
-    :func:`output_writer` writes each image in its format.
+    with ``nifti``, else float32 TIFF (one page per slice and channel). With ``html``,
+    the HTML report, one page. :func:`output_writer` writes each image in its format.
     """
     stem = file_stem(path)
     out = Path(out)
@@ -90,6 +91,8 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, objec
     if bias:
         for name in ("bias", "restored"):
             targets[name] = out / f"{stem}_{name}.{'nii.gz' if nifti else 'tif'}"
+    if html:
+        targets["html"] = out / f"{stem}_report.html"
     return targets
 
 
@@ -126,7 +129,7 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
     written = []  # the files this call has written so far
     try:
         wrote = _write_outputs(source, seg, options, overwrite, written)
-        report = _write_report(source, seg, options, model, overwrite, start, wrote)
+        report = _write_report(source, seg, options, model, overwrite, start, wrote, written)
     except BaseException:
         # failed or interrupted (Ctrl-C, SIGTERM) before the report: an incomplete set
         # of outputs would be refused by a rerun; remove what this call wrote
@@ -167,7 +170,7 @@ def _read(path, out, options, overwrite):
                               allow_channels=options.channels)
     targets = output_paths(path, out, posteriors=options.posteriors, stack=image.is_stack,
                            nifti=image.affine is not None, objects=options.objects,
-                           bias=options.bias)
+                           bias=options.bias, html=options.html)
     io.check_writable(list(targets.values()), overwrite)
     mask = image.valid
     if options.mask_path is not None:
@@ -242,7 +245,8 @@ def _write_outputs(source, seg, options, overwrite, written):
                   overwrite=True)
     written.append(journal)
     _write_all(writes, overwrite, written)
-    return _Written(render_seconds, time.perf_counter() - clock, colors, objects)
+    return _Written(render_seconds, time.perf_counter() - clock, colors, objects,
+                    (overlay, segments))
 
 
 def _writes(source, seg, options, overlay, segments, label_values):
@@ -301,13 +305,29 @@ class _Written:
     write_seconds: float
     colors: object  # each class's display colour, (k, 3) uint8
     objects: dict | None = None  # the per-object table (measure_objects), if asked
+    pictures: tuple = ()  # (overlay, segments) as written, for the HTML report
 
 
-def _write_report(source, seg, options, model, overwrite, start, wrote):
-    """Step 4 of :func:`segment_file`: write the report, last; return it."""
+def _write_report(source, seg, options, model, overwrite, start, wrote, written):
+    """Step 4 of :func:`segment_file`: the HTML page if asked, then the report, last;
+    return it."""
     from .. import io
 
+    from .html import overlay_thumbnail, write_image_report
+
     report = _report(source, seg, options, model, wrote, start)
+    report["overlay_thumbnail"] = overlay_thumbnail(wrote.pictures[0])  # for index.html
+    if options.html:
+        clock = time.perf_counter()
+        target = source.targets["html"]
+        field = getattr(seg, "bias", None)
+        if field is not None and source.image.has_channel_axis:
+            field = np.asarray(field).mean(axis=-1)  # one picture: the channels' mean
+        write_image_report(target, report, source.image, seg.labels, *wrote.pictures,
+                           overwrite=overwrite, bias_field=field)
+        written.append(target)
+        report["timings_seconds"]["html"] = time.perf_counter() - clock
+        report["timings_seconds"]["total"] = time.perf_counter() - start
     io.write_json(source.targets["report"], report, overwrite=overwrite)
     return report
 

@@ -577,7 +577,7 @@ def test_a_second_batch_on_the_same_output_folder_is_refused(tmp_path):
     theirs.unlink()
     assert run_batch([root], out, RunOptions(classes=3), jobs=1).count("ok") == 1
     assert sorted(p.name for p in out.iterdir()) == sorted(  # the lock file is removed
-        ["summary.csv"] + [f"a{suffix}" for suffix in OUTPUT_NAMES])
+        ["summary.csv", "index.html"] + [f"a{suffix}" for suffix in OUTPUT_NAMES])
 
 
 def test_lock_is_taken_again_when_its_holder_removed_the_file(tmp_path, monkeypatch):
