@@ -135,13 +135,13 @@ def partial_volumes(image, segmentation, *, mask=None, channel_axis="auto"):
     if flat.shape[0] == 0:
         return out
     cls = np.where(inside, cls, -1)
-    nodes, lookup = _nodes(flat, spec)
+    nodes, index = _nodes(flat, spec)
     n_features = nodes.shape[1]
     gm = seg.model
     pairs = _pairs(cls, k, n_features)
     codes, interior = _neighbourhoods(cls, inside, pairs, k)
-    start = _pure_start(nodes, lookup, cls[inside], interior, gm, n_features, len(pairs))
-    out[inside] = _fractions(nodes, lookup, codes, pairs, *start)
+    start = _pure_start(nodes, index, cls[inside], interior, gm, n_features, len(pairs))
+    out[inside] = _fractions(nodes, index, codes, pairs, *start)
     return out
 
 
@@ -154,25 +154,20 @@ def _classes(labels):
 
 
 def _nodes(flat, spec):
-    """``(nodes, (index0, index1, weight))``: the feature vectors at which the
-    likelihoods are tabulated, and for each voxel the two nodes it lies between and the
-    weight of the second (0 where a voxel's value is a node)."""
+    """``(nodes, index)``: the feature vectors at which the likelihoods are tabulated,
+    and each voxel's node: its own value, or for a float grey image the nearest of
+    :data:`_NODES` equally spaced ones (at most 1/8190 of the range away)."""
     if flat.shape[1] == 1 and flat.dtype not in (np.uint8, np.uint16):
-        x = value_features(flat, spec)
-        if x.shape[1] == 1:
-            x = x[:, 0]
-            low, high = float(x.min()), float(x.max())
-            if high > low:
-                step = (high - low) / (_NODES - 1)
-                t = (x - low) / step
-                i0 = np.minimum(t.astype(np.int64), _NODES - 2)
-                weight = (t - i0).astype(np.float32)
-                nodes = low + step * np.arange(_NODES, dtype=np.float64)
-                return nodes[:, None], (i0, i0 + 1, weight)
+        x = value_features(flat, spec)[:, 0]
+        low, high = float(x.min()), float(x.max())
+        if high > low:
+            step = (high - low) / (_NODES - 1)
+            x -= low
+            x *= 1 / step
+            index = np.rint(x, out=x).astype(np.int64)
+            return (low + step * np.arange(_NODES, dtype=np.float64))[:, None], index
     unique, _, inverse = distinct_values(flat)
-    nodes = value_features(unique, spec)
-    inverse = np.asarray(inverse, dtype=np.int64)
-    return nodes, (inverse, inverse, None)
+    return value_features(unique, spec), np.asarray(inverse, dtype=np.int64)
 
 
 def _pairs(cls, k, n_features):
@@ -252,24 +247,34 @@ def _log_gaussians(x, means, U, log_norm):
 def _neighbourhoods(cls, inside, pairs, k):
     """``(codes, interior)`` per voxel inside. ``codes``: a bit per pair, set where both
     of its classes occur in the voxel's 3x3 (3x3x3) neighbourhood, and above them the
-    neighbourhood's most frequent label (the context whose class weights :func:`_fit`
-    fits). ``interior``: True where only the voxel's own class occurs."""
-    from scipy import ndimage
-
-    share = np.empty((k, int(inside.sum())), dtype=np.float32)
+    neighbourhood's most frequent label (the context whose class weights
+    :func:`_fit_weights` fits). ``interior``: True where only the voxel's own class
+    occurs."""
+    count = np.empty((k, int(inside.sum())), dtype=np.uint8)
     for c in range(k):
-        near = ndimage.uniform_filter((cls == c).astype(np.float32), size=3, mode="constant")
-        share[c] = near[inside]
-    present = share > 1e-3  # the filter's sums carry rounding: at least one voxel is 0.037
-    codes = np.zeros(share.shape[1], dtype=np.int64)
+        count[c] = _box_sum((cls == c).view(np.uint8))[inside]
+    present = count > 0
+    codes = np.zeros(count.shape[1], dtype=np.int64)
     for bit, (a, b) in enumerate(pairs):
         codes |= (present[a] & present[b]).astype(np.int64) << bit
-    codes |= share.argmax(axis=0).astype(np.int64) << len(pairs)
+    codes |= count.argmax(axis=0).astype(np.int64) << len(pairs)
     interior = present.sum(axis=0, dtype=np.int8) == 1
     return codes, interior
 
 
-def _pure_start(nodes, lookup, labels, interior, gm, n_features, n_pairs):
+def _box_sum(a):
+    """Sum of uint8 ``a`` over each element's 3x3 (3x3x3) box, zero beyond the edges
+    (at most 27: no overflow)."""
+    out = a.copy()
+    for axis in range(a.ndim):
+        src = out.copy()
+        lead = (slice(None),) * axis
+        out[lead + (slice(1, None),)] += src[lead + (slice(None, -1),)]
+        out[lead + (slice(None, -1),)] += src[lead + (slice(1, None),)]
+    return out
+
+
+def _pure_start(nodes, index, labels, interior, gm, n_features, n_pairs):
     """``(means, covs, weights)``: the pure classes' Gaussians and the weights of the
     pure and mixed classes to start EM from. Each class's mean and covariance are those
     of the voxels whose whole neighbourhood has its label (the mixture's own, for a
@@ -278,15 +283,8 @@ def _pure_start(nodes, lookup, labels, interior, gm, n_features, n_pairs):
     means = np.array(gm.means_, dtype=np.float64)[:, :n_features]
     covs = np.array(full_covariances(gm), dtype=np.float64)[:, :n_features, :n_features]
     floor = float(np.max(getattr(gm, "reg_covar_", 0.0)))
-    i0, i1, weight = lookup
     for c in range(k):
-        mine = interior & (labels == c)
-        if weight is None:
-            h = np.bincount(i0[mine], minlength=nodes.shape[0]).astype(np.float64)
-        else:
-            w = weight[mine]
-            h = (np.bincount(i0[mine], weights=1.0 - w, minlength=nodes.shape[0])
-                 + np.bincount(i1[mine], weights=w, minlength=nodes.shape[0]))
+        h = np.bincount(index[interior & (labels == c)], minlength=nodes.shape[0])
         if h.sum() >= 4 * (n_features + 1):
             means[c], covs[c] = _moments(nodes, h, floor)
     mixed = 0.1 if n_pairs else 0.0
@@ -306,57 +304,39 @@ def _moments(x, h, floor):
     return mean, cov
 
 
-def _fractions(nodes, lookup, codes, pairs, means, covs, weights):
-    """Each voxel's fractions (N, K) float32: the pure classes and the weights of the
-    pure and mixed classes fitted by EM on the voxels grouped by (neighbourhood code,
-    node), then the posterior mean of the fractions per group, gathered (and
-    interpolated) per voxel."""
+def _fractions(nodes, index, codes, pairs, means, covs, weights):
+    """Each voxel's fractions (N, K) float32: the weights of the pure and mixed classes
+    fitted by EM per neighbourhood pattern on the voxels grouped by (pattern, node),
+    then the posterior mean of the fractions per group, gathered per voxel."""
     k, P = means.shape[0], len(pairs)
-    i0, i1, weight = lookup
     n_nodes = nodes.shape[0]
     patterns, pattern_of = _distinct_codes(codes)
     bits = (patterns[:, None] >> np.arange(P)) & 1  # the higher bits: the context
     allowed = np.hstack([np.ones((len(patterns), k), bool), bits.astype(bool)])
-    # the groups: (pattern, node) cells holding voxels, with their (fractional) counts
-    key0 = pattern_of * n_nodes + i0
+    # the groups: (pattern, node) cells holding voxels, and their counts
+    key = pattern_of * n_nodes + index
     size = len(patterns) * n_nodes
-    dense = size * (k + P) <= (1 << 25)  # a table of every cell: no sort of the voxels
-    if dense:
-        key1 = pattern_of * n_nodes + i1
-        if weight is None:
-            counts = np.bincount(key0, minlength=size).astype(np.float64)
-        else:
-            counts = (np.bincount(key0, weights=1.0 - weight, minlength=size)
-                      + np.bincount(key1, weights=weight, minlength=size))
+    if size <= 4 * key.size:  # a table of every cell: no sort of the voxels
+        counts = np.bincount(key, minlength=size)
         cells = np.flatnonzero(counts)
-        counts = counts[cells]
-    elif weight is None:
-        cells, cell_of = np.unique(key0, return_inverse=True)
-        cell_of = cell_of.ravel()
-        counts = np.bincount(cell_of).astype(np.float64)
-    else:  # not reached: a grey image has few mixes, and so few patterns
-        raise EmsegError(f"{len(patterns)} neighbourhood patterns of {P} mixes are too "
-                         "many for the partial-volume tables; use fewer classes")
+        cell_of = None
+    else:
+        cells, cell_of = np.unique(key, return_inverse=True)
+        counts = np.bincount(cell_of.ravel())
+    counts = counts[counts > 0].astype(np.float64)
     cell_pattern, cell_node = np.divmod(cells, n_nodes)
-    used, node_of = np.unique(cell_node, return_inverse=True)  # ascending
+    used, node_of = np.unique(cell_node, return_inverse=True)
     loglik, alpha = mixel_tables(nodes[used], means, covs, pairs)
     node_of = node_of.ravel()
     logl = np.where(allowed[cell_pattern], loglik[node_of], -np.inf)
     log_weights = _fit_weights(logl, cell_pattern, counts,
                                np.tile(np.log(weights), (len(patterns), 1)))
-    if dense:  # every (pattern, node): some voxels only interpolate towards a node
-        if used.size < n_nodes:
-            loglik, alpha = mixel_tables(nodes, means, covs, pairs)
-        cell_pattern, node_of = np.divmod(np.arange(size), n_nodes)
-        logl = np.where(allowed[cell_pattern], loglik[node_of], -np.inf)
     table = _cell_fractions(logl + log_weights[cell_pattern], alpha[node_of], pairs, k)
-    if not dense:
-        return table[cell_of]
-    out = table[key0]
-    if weight is not None:
-        out *= (1 - weight)[:, None]
-        out += table[key1] * weight[:, None]
-    return out
+    if cell_of is not None:
+        return table[cell_of.ravel()]
+    position = np.zeros(size, dtype=np.int64)
+    position[cells] = np.arange(cells.size)
+    return table[position[key]]
 
 
 def _fit_weights(logl, cell_pattern, counts, log_weights):
