@@ -23,18 +23,21 @@ STOPPED = ("the outputs of the image being segmented were removed; those of the 
 )
 @click.option("--mask", "mask_path", type=click.Path(), help="Mask image: non-zero = inside.")
 @opt.posteriors
+@opt.pve
 @opt.max_pixels
 @opt.output_options
 @click.pass_obj
-def run(flags, images, channels, mask_path, posteriors, max_pixels, output_dir, overwrite,
-        **model):
+def run(flags, images, channels, mask_path, posteriors, pve, max_pixels, output_dir,
+        overwrite, **model):
     """Segment each IMAGE and write labels, overlay, segments and a report.
 
     For photo.png the outputs are photo_labels.png (the class of each pixel, 0 =
     darkest; 255 outside the mask), photo_overlay.png, photo_segments.png and
     photo_report.json, in OUTPUT_DIR. A TIFF stack gets photo_labels.tif; a NIfTI
-    volume t1.nii.gz gets t1_labels.nii.gz (and with --posteriors t1_pve.nii.gz, one
-    volume per class) with its affine. A folder of DICOM slices is read as one volume.
+    volume t1.nii.gz gets t1_labels.nii.gz (and with --posteriors t1_posteriors.nii.gz,
+    with --pve t1_pve.nii.gz: one volume per class) with its affine; other inputs get
+    float32 TIFF stacks (photo_posteriors.tif, photo_pve.tif). A folder of DICOM slices
+    is read as one volume.
     """
     seen = {}
     failed = 0
@@ -44,7 +47,7 @@ def run(flags, images, channels, mask_path, posteriors, max_pixels, output_dir, 
         out = Path(output_dir)
         with translated(flags, cannot=f"create output folder {out}"):
             out.mkdir(parents=True, exist_ok=True)
-        options = RunOptions(mask_path=mask_path, posteriors=posteriors,
+        options = RunOptions(mask_path=mask_path, posteriors=posteriors, pve=pve,
                              max_pixels=max_pixels, channels=channels, **model)
         inputs = [tuple(images)] if channels and len(images) > 1 else images
         for path in inputs:

@@ -14,5 +14,6 @@ __getattr__, __dir__ = lazy_exports(
         "load_model": "model",
         "hmrf_em": "mrf",
         "FeatureSpec": "features",
+        "partial_volumes": "pve",
     },
 )

@@ -79,12 +79,12 @@ _MAX_PAIRS = 16
 _EM_MAX_ITER = 100
 _EM_TOL = 1e-6
 # Mixel variance: "linear" (alpha S_a + (1 - alpha) S_b) or "squares". Measured on the
-# benchmark's phantoms at noise 0.1 of the class spacing, RMSE of the fractions: 2-D
-# linear 0.0536, squares 0.0540; 3-D 0.0569 / 0.0576 (at noise 0.25 no difference).
+# benchmark's phantoms, RMSE of the fractions, linear / squares: 2-D noise 0.1 0.0462 /
+# 0.0465, noise 0.25 0.112 / 0.115; 3-D 0.0506 / 0.0509 and 0.108 / 0.111.
 _VARIANCE = "linear"
 # "mean" (posterior mean of the fractions) or "map" (FAST: the most probable pure or
-# mixed class, with its posterior-mean alpha). Same phantoms, noise 0.1: mean 0.0536,
-# map 0.0603 (3-D 0.0569 / 0.0641); noise 0.25: 0.153 / 0.187 (3-D 0.158 / 0.196).
+# mixed class, with its posterior-mean alpha). Same phantoms, mean / map: 2-D 0.0462 /
+# 0.0504 and 0.112 / 0.132; 3-D 0.0506 / 0.0557 and 0.108 / 0.125.
 _ESTIMATE = "mean"
 
 

@@ -36,6 +36,8 @@ _OUTPUT_SUFFIXES = (  # every name run.output_paths gives, but the report
     "_overlay.png",
     "_segments.png",
     "_posteriors.tif",
+    "_posteriors.nii.gz",
+    "_pve.tif",
     "_pve.nii.gz",
 )
 _OWN_SUFFIXES = _OUTPUT_SUFFIXES + ("_report.json",)

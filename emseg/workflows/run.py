@@ -30,6 +30,7 @@ class RunOptions:
     tol: object = "auto"  # a number, or "auto" (see GaussianMixture)
     mask_path: str | None = None
     posteriors: bool = False
+    pve: bool = False  # partial-volume fractions (emseg.image.pve)
     max_pixels: int | None = None
     beta: object = 0.0  # Potts prior strength, or "auto"; 0: no MRF
     mrf: str = "meanfield"
@@ -55,12 +56,13 @@ def file_stem(path):
     return Path(path).stem if not Path(path).is_dir() else name
 
 
-def output_paths(path, out, *, posteriors=False, stack=False, nifti=False):
+def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, pve=False):
     """The files :func:`segment_file` writes for input ``path`` into folder ``out``.
 
     Labels are a PNG for an image, a multi-page TIFF for a stack, and NIfTI for a
-    NIfTI input (with its affine); posteriors a multi-page float32 TIFF, or for NIfTI
-    one 4-D file of per-class maps (FSL FAST's ``pve`` maps, one volume per class).
+    NIfTI input (with its affine); posteriors and partial volumes (``pve``) a
+    multi-page float32 TIFF, or for NIfTI one 4-D file of per-class maps (one volume
+    per class, as FSL FAST's ``prob`` and ``pve`` maps).
     """
     stem = file_stem(path)
     out = Path(out)
@@ -72,7 +74,9 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False):
         "report": out / f"{stem}_report.json",
     }
     if posteriors:
-        targets["posteriors"] = out / (f"{stem}_pve.nii.gz" if nifti else f"{stem}_posteriors.tif")
+        targets["posteriors"] = out / f"{stem}_posteriors.{'nii.gz' if nifti else 'tif'}"
+    if pve:
+        targets["pve"] = out / f"{stem}_pve.{'nii.gz' if nifti else 'tif'}"
     return targets
 
 
@@ -91,8 +95,9 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
 
     Writes ``<stem>_labels.png`` (a multi-page ``_labels.tif`` for a stack),
     ``_overlay.png``, ``_segments.png``, ``_report.json`` and, when asked,
-    ``_posteriors.tif``. Every output is checked writable before any work starts, and
-    each is written to a temporary file then renamed; the report is written last, so
+    ``_posteriors.tif`` and ``_pve.tif`` (NIfTI for a NIfTI input). Every output is
+    checked writable before any work starts, and each is written to a temporary file
+    then renamed; the report is written last, so
     its presence means the outputs it lists are complete. While the outputs are being
     written, :func:`journal_path` lists them. Returns the report (a dict).
     Raises :class:`~emseg.EmsegError` for bad input.
@@ -149,7 +154,7 @@ def _read(path, out, options, overwrite):
         image = io.read_image(path, max_pixels=options.max_pixels,
                               allow_channels=options.channels)
     targets = output_paths(path, out, posteriors=options.posteriors, stack=image.is_stack,
-                           nifti=image.nifti is not None)
+                           nifti=image.nifti is not None, pve=options.pve)
     io.check_writable(list(targets.values()), overwrite)
     mask = image.valid
     if options.mask_path is not None:
@@ -235,6 +240,15 @@ def _writes(source, seg, options, overlay, segments, label_values):
             writes.append((write_nifti, targets["posteriors"], pages, {"like": image.nifti}))
         else:
             writes.append((io.write_tiff_stack, targets["posteriors"], pages, {}))
+    if options.pve:
+        from ..image.pve import partial_volumes
+
+        pages = render.posterior_pages(partial_volumes(
+            image.pixels, seg, channel_axis=-1 if image.has_channel_axis else None))
+        if image.nifti is not None:
+            writes.append((write_nifti, targets["pve"], pages, {"like": image.nifti}))
+        else:
+            writes.append((io.write_tiff_stack, targets["pve"], pages, {}))
     return writes
 
 
