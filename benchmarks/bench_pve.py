@@ -1,6 +1,6 @@
 """Partial-volume estimates (issue 12): accuracy against known fractions, and time.
 
-    python benchmarks/bench_pve.py            # 2-D 256^2 and 3-D 64^3, two noise levels, + 160^3 timing
+    python benchmarks/bench_pve.py          # 2-D 256^2, 3-D 64^3, two noise levels; 160^3 timed
     python benchmarks/bench_pve.py --quick    # 2-D 128^2 and 3-D 32^3, no large volume
 
 Phantom: a smooth random field at 4x the working resolution, cut at its 33rd and 66th
@@ -96,9 +96,9 @@ def main():
         seg = emseg.segment(image, 3)
         seg_seconds = time.perf_counter() - start
         seconds, pve = median_time(lambda: emseg.partial_volumes(image, seg))
-        print(f"\n160^3 ({image.size} voxels, float32, noise 0.1): segment {seg_seconds:.2f} s, "
-              f"partial_volumes {seconds:.2f} s (median of 3); RMSE posteriors "
-              f"{rmse(seg.posteriors, truth):.4f}, PVE {rmse(pve, truth):.4f}")
+        print(f"\n160^3 ({image.size} voxels, float32, noise 0.1): segment "
+              f"{seg_seconds:.2f} s, partial_volumes {seconds:.2f} s (median of 3); "
+              f"RMSE posteriors {rmse(seg.posteriors, truth):.4f}, PVE {rmse(pve, truth):.4f}")
         u8 = np.clip(np.rint(image), 0, 255).astype(np.uint8)
         seg = emseg.segment(u8, 3)
         seconds, pve = median_time(lambda: emseg.partial_volumes(u8, seg))

@@ -29,10 +29,10 @@ How it is computed, from the fitted classes of a :class:`~emseg.Segmentation`:
   frequent label. That context is a learned spatial prior (a voxel among class-2 labels
   is more likely pure 2), with no strength to tune.
 - **The fractions.** For each mix, the marginal likelihood over ``alpha`` and the
-  posterior mean of ``alpha`` are computed on 32 midpoints of (0, 1); a voxel's
-  fractions are their expectation over the pure and mixed classes given its value and
-  its neighbourhood: the posterior mean (MMSE) of the fraction vector. They sum to 1 by
-  construction.
+  posterior mean of ``alpha`` are computed on midpoints of (0, 1) (32, or more when
+  the classes are narrow against their distance); a voxel's fractions are their
+  expectation over the pure and mixed classes given its value and its neighbourhood:
+  the posterior mean (MMSE) of the fraction vector. They sum to 1 by construction.
 - **Speed.** The likelihoods depend on the value alone, so they are computed once per
   node: every distinct value of an 8/16-bit grey image, 4096 equally spaced values of
   a float grey image (each voxel interpolated linearly between its two nodes), every
@@ -72,7 +72,7 @@ from .features import distinct_values, split_channels, value_features
 _OUTSIDE = -1
 _FIRST_CLASS = 0
 
-_ALPHA_STEPS = 32  # midpoints of (0, 1) on which each mix is integrated
+_ALPHA_STEPS = 32  # at least this many midpoints of (0, 1) to integrate a mix on
 _NODES = 4096  # equally spaced values of a float grey image
 _MIN_PAIR_SHARE = 0.01  # several features: a pair must make 1 % of the label boundaries
 _MAX_PAIRS = 16
@@ -189,40 +189,50 @@ def _pairs(cls, k, n_features):
     return sorted((i // k, i % k) for i in chosen)
 
 
-def mixel_tables(nodes, means, covs, pairs, *, steps=_ALPHA_STEPS):
+def mixel_tables(nodes, means, covs, pairs, *, steps=None):
     """The mixel model's likelihoods at ``nodes`` (M, D) feature vectors.
 
     Returns ``(loglik, alpha)``: ``loglik`` (M, K + P), the log-density of each node
     under each pure class (``means`` (K, D), ``covs`` (K, D, D)) then each mix of
     ``pairs`` (P pairs ``(a, b)``; the density integrated over a uniform ``alpha`` on
     ``steps`` midpoints of (0, 1)); ``alpha`` (M, P), the posterior mean of class
-    ``a``'s share given the mix.
+    ``a``'s share given the mix. ``steps`` None: per pair, enough that a step moves the
+    mean by at most a third of the narrower class's standard deviation (32 to 512).
     """
     K, P = means.shape[0], len(pairs)
     M, D = nodes.shape
-    grid = (np.arange(steps) + 0.5) / steps
     loglik = np.empty((M, K + P))
     alpha = np.empty((M, P))
-    chunk = max(1, (1 << 22) // (steps * D * D))  # rows per block of temporaries
     pure = _gaussians(means, covs)
-    t = grid[:, None, None]
-    mixes = [
-        _gaussians(grid[:, None] * means[a] + (1 - grid[:, None]) * means[b],
-                   t * covs[a] + (1 - t) * covs[b] if _VARIANCE == "linear"
-                   else t * t * covs[a] + (1 - t) ** 2 * covs[b])
-        for a, b in pairs
-    ]
+    mixes = []
+    for a, b in pairs:
+        n = steps or _alpha_steps(means[a] - means[b], covs[a], covs[b])
+        grid = (np.arange(n) + 0.5) / n
+        t = grid[:, None, None]
+        cov = (t * covs[a] + (1 - t) * covs[b] if _VARIANCE == "linear"
+               else t * t * covs[a] + (1 - t) ** 2 * covs[b])
+        centre = grid[:, None] * means[a] + (1 - grid[:, None]) * means[b]
+        mixes.append((grid, _gaussians(centre, cov)))
+    most = max([len(g) for g, _ in mixes], default=1)
+    chunk = max(1, (1 << 22) // (most * D * D))  # rows per block of temporaries
     for start in range(0, M, chunk):
         x = nodes[start:start + chunk]
         loglik[start:start + chunk, :K] = _log_gaussians(x, *pure)
-        for p, mix in enumerate(mixes):
+        for p, (grid, mix) in enumerate(mixes):
             logp = _log_gaussians(x, *mix)  # (rows, steps)
             top = logp.max(axis=1, keepdims=True)
             w = np.exp(logp - top)
             total = w.sum(axis=1)
-            loglik[start:start + chunk, K + p] = top[:, 0] + np.log(total / steps)
+            loglik[start:start + chunk, K + p] = top[:, 0] + np.log(total / len(grid))
             alpha[start:start + chunk, p] = np.einsum("ms,s->m", w, grid) / total
     return loglik, alpha
+
+
+def _alpha_steps(delta, cov_a, cov_b):
+    """Midpoints for a mix whose means differ by ``delta``: the distance in units of the
+    narrower class's spread along it, times 3, within 32..512."""
+    spread = min(float(delta @ np.linalg.solve(c, delta)) for c in (cov_a, cov_b))
+    return int(np.clip(np.ceil(3 * np.sqrt(max(spread, 0.0))), _ALPHA_STEPS, 512))
 
 
 def _gaussians(means, covs):
@@ -282,10 +292,12 @@ def _pure_start(nodes, index, labels, interior, gm, n_features, n_pairs):
     k = gm.n_components_
     means = np.array(gm.means_, dtype=np.float64)[:, :n_features]
     covs = np.array(full_covariances(gm), dtype=np.float64)[:, :n_features, :n_features]
-    floor = float(np.max(getattr(gm, "reg_covar_", 0.0)))
     for c in range(k):
         h = np.bincount(index[interior & (labels == c)], minlength=nodes.shape[0])
         if h.sum() >= 4 * (n_features + 1):
+            # a floor relative to the mixture's spread: a noise-free image has none
+            floor = max(float(np.max(getattr(gm, "reg_covar_", 0.0))),
+                        1e-6 * float(np.trace(covs[c])) / n_features)
             means[c], covs[c] = _moments(nodes, h, floor)
     mixed = 0.1 if n_pairs else 0.0
     weights = np.concatenate([np.asarray(gm.weights_, dtype=np.float64) * (1 - mixed),
@@ -345,8 +357,8 @@ def _fit_weights(logl, cell_pattern, counts, log_weights):
     pattern does not allow a class). Returns the log weights, (patterns, K + P)."""
     n_patterns = log_weights.shape[0]
     total = counts.sum()
-    per_pattern = np.maximum(np.bincount(cell_pattern, weights=counts, minlength=n_patterns),
-                             1e-300)
+    per_pattern = np.bincount(cell_pattern, weights=counts, minlength=n_patterns)
+    per_pattern = np.maximum(per_pattern, 1e-300)
     top = logl.max(axis=1, keepdims=True)
     lik = np.exp(logl - top)  # the classes are fixed: computed once
     weights = np.exp(log_weights)
@@ -357,8 +369,8 @@ def _fit_weights(logl, cell_pattern, counts, log_weights):
         post /= norm[:, None]
         mean_ll = float(np.einsum("c,c->", counts, top[:, 0] + np.log(norm))) / total
         post *= counts[:, None]
-        share = np.stack([np.bincount(cell_pattern, weights=post[:, h], minlength=n_patterns)
-                          for h in range(post.shape[1])], axis=1)
+        share = np.stack([np.bincount(cell_pattern, weights=col, minlength=n_patterns)
+                          for col in post.T], axis=1)
         weights = np.maximum(share / per_pattern[:, None], 1e-12)
         weights /= weights.sum(axis=1, keepdims=True)
         if abs(mean_ll - previous) < _EM_TOL * max(1.0, abs(mean_ll)):

@@ -128,7 +128,8 @@ def test_colour_and_channels():
     pve = partial_volumes(both, seg)
     np.testing.assert_allclose(pve.sum(axis=-1), 1, atol=1e-5)
     assert rmse(pve, truth) < 0.8 * rmse(seg.posteriors, truth)
-    rgb = np.clip(np.stack([image, image * 0.8, 255 - image], axis=-1), 0, 255).astype(np.uint8)
+    rgb = np.stack([image, image * 0.8, 255 - image], axis=-1)
+    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
     seg = emseg.segment(rgb, 3, color_space="rgb")
     pve = partial_volumes(rgb, seg)
     assert pve.shape == (96, 96, 3)
@@ -151,6 +152,23 @@ def test_mixel_tables_integrate_the_mix():
     np.testing.assert_allclose(np.exp(loglik[:, :2]), norm.pdf(x, [0, 10], 1), rtol=1e-12)
     assert np.exp(loglik[1, 2]) == pytest.approx(0.1, rel=1e-3)
     assert alpha[0, 0] > 0.9 and alpha[1, 0] == pytest.approx(0.5) and alpha[2, 0] < 0.1
+
+
+def test_noise_free_one_class_and_spatial_features():
+    # no noise: the interior voxels hold one value each (a covariance of 0 without a
+    # floor); the mixed voxels' values lie between, and their fractions are read off
+    image, truth = phantom((64, 64), 0.0, seed=8)
+    seg = emseg.segment(image, 3)
+    pve = partial_volumes(image, seg)
+    assert np.isfinite(pve).all()
+    assert rmse(pve, truth) < 0.5 * rmse(seg.posteriors, truth)
+    one = partial_volumes(image, emseg.segment(image, 1))
+    np.testing.assert_array_equal(one, 1)
+    # pixel coordinates among the features: the value columns are used
+    noisy, truth = phantom((64, 64), 0.1, seed=9)
+    seg = emseg.segment(noisy, 3, spatial=0.5)
+    pve = partial_volumes(noisy, seg)
+    np.testing.assert_allclose(pve.sum(axis=-1), 1, atol=1e-5)
 
 
 def test_errors():
@@ -199,7 +217,8 @@ def test_cli_nifti(tmp_path):
 
     image, truth = phantom((24, 20, 16), 0.1, seed=7)
     affine = np.diag([0.9, 0.9, 3.0, 1.0])
-    nib.save(nib.Nifti1Image(np.transpose(image, (2, 1, 0)), affine), tmp_path / "t1.nii.gz")
+    volume = nib.Nifti1Image(np.transpose(image, (2, 1, 0)), affine)
+    nib.save(volume, tmp_path / "t1.nii.gz")
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["run", str(tmp_path / "t1.nii.gz"), "-k", "3",
                                        "--pve", "--posteriors", "-o", str(out)])
