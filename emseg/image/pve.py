@@ -35,8 +35,9 @@ How it is computed, from the fitted classes of a :class:`~emseg.Segmentation`:
   the posterior mean (MMSE) of the fraction vector. They sum to 1 by construction.
 - **Speed.** The likelihoods depend on the value alone, so they are computed once per
   node: every distinct value of an 8/16-bit grey image, 4096 equally spaced values of
-  a float grey image (each voxel interpolated linearly between its two nodes), every
-  distinct colour of a multi-feature image. EM runs on the voxels grouped by (pattern,
+  a float grey image (each voxel at the nearest), every distinct colour of a
+  multi-feature image (up to 65536 of them; beyond, the occupied bins of a grid of
+  steps 1/8 of the narrowest class's standard deviation). EM runs on the voxels grouped by (pattern,
   node); the voxels only gather from the final table.
 
 Choices against the literature, and the measurements that chose them
@@ -74,6 +75,7 @@ _FIRST_CLASS = 0
 
 _ALPHA_STEPS = 32  # at least this many midpoints of (0, 1) to integrate a mix on
 _NODES = 4096  # equally spaced values of a float grey image
+_MAX_NODES = 1 << 16  # several features: more distinct values than this are binned
 _MIN_PAIR_SHARE = 0.01  # several features: a pair must make 1 % of the label boundaries
 _MAX_PAIRS = 16
 _EM_MAX_ITER = 100
@@ -135,9 +137,10 @@ def partial_volumes(image, segmentation, *, mask=None, channel_axis="auto"):
     if flat.shape[0] == 0:
         return out
     cls = np.where(inside, cls, -1)
-    nodes, index = _nodes(flat, spec)
-    n_features = nodes.shape[1]
     gm = seg.model
+    spread = np.sqrt(np.diagonal(full_covariances(gm), axis1=1, axis2=2).min(axis=0))
+    nodes, index = _nodes(flat, spec, spread)
+    n_features = nodes.shape[1]
     pairs = _pairs(cls, k, n_features)
     codes, interior = _neighbourhoods(cls, inside, pairs, k)
     start = _pure_start(nodes, index, cls[inside], interior, gm, n_features, len(pairs))
@@ -153,10 +156,14 @@ def _classes(labels):
     return np.where(inside, labels - _FIRST_CLASS, -1).astype(np.int32), inside
 
 
-def _nodes(flat, spec):
+def _nodes(flat, spec, spread):
     """``(nodes, index)``: the feature vectors at which the likelihoods are tabulated,
-    and each voxel's node: its own value, or for a float grey image the nearest of
-    :data:`_NODES` equally spaced ones (at most 1/8190 of the range away)."""
+    and each voxel's node. 8/16-bit grey: every distinct value. Float grey: the nearest
+    of :data:`_NODES` equally spaced values (at most 1/8190 of the range away). Several
+    features: every distinct value when there are at most :data:`_MAX_NODES`, else the
+    occupied bins of a grid whose step is 1/8 of the narrowest class's standard
+    deviation ``spread`` along each feature, each bin's node the mean of its voxels."""
+    integer = flat.dtype.kind in "ui"
     if flat.shape[1] == 1 and flat.dtype not in (np.uint8, np.uint16):
         x = value_features(flat, spec)[:, 0]
         low, high = float(x.min()), float(x.max())
@@ -166,8 +173,38 @@ def _nodes(flat, spec):
             x *= 1 / step
             index = np.rint(x, out=x).astype(np.int64)
             return (low + step * np.arange(_NODES, dtype=np.float64))[:, None], index
-    unique, _, inverse = distinct_values(flat)
-    return value_features(unique, spec), np.asarray(inverse, dtype=np.int64)
+    if integer or flat.shape[1] == 1:
+        unique, _, inverse = distinct_values(flat)
+        nodes = value_features(unique, spec)
+        if nodes.shape[1] == 1 or nodes.shape[0] <= _MAX_NODES:
+            return nodes, np.asarray(inverse, dtype=np.int64)
+    x = value_features(flat, spec)
+    D = x.shape[1]
+    low, span = x.min(axis=0), np.ptp(x, axis=0)
+    step = np.maximum(spread[:D] / 8, span / _NODES)
+    step[step == 0] = 1.0
+    levels = np.floor(span / step).astype(np.int64) + 1
+    code = np.zeros(x.shape[0], dtype=np.int64)
+    for d in range(D):
+        q = np.floor((x[:, d] - low[d]) / step[d]).astype(np.int64)
+        code = code * levels[d] + np.minimum(q, levels[d] - 1)
+    index, count = _compact(code, int(np.prod(levels, dtype=np.float64)))
+    nodes = np.stack([np.bincount(index, weights=x[:, d], minlength=count.size) / count
+                      for d in range(D)], axis=1)
+    return nodes, index
+
+
+def _compact(code, n_codes):
+    """``(index, count)``: each element's rank among the distinct values of the
+    non-negative ``code`` (below ``n_codes``), and how many elements each holds."""
+    if n_codes <= (1 << 24):  # a table: no sort
+        count = np.bincount(code, minlength=n_codes)
+        present = np.flatnonzero(count)
+        rank = np.zeros(n_codes, dtype=np.int64)
+        rank[present] = np.arange(present.size)
+        return rank[code], count[present]
+    _, index, count = np.unique(code, return_inverse=True, return_counts=True)
+    return index.ravel(), count
 
 
 def _pairs(cls, k, n_features):
@@ -176,8 +213,9 @@ def _pairs(cls, k, n_features):
         return [(a, a + 1) for a in range(k - 1)]
     contacts = np.zeros(k * k, dtype=np.int64)
     for axis in range(cls.ndim):
-        lo = np.take(cls, np.arange(cls.shape[axis] - 1), axis=axis).ravel()
-        hi = np.take(cls, np.arange(1, cls.shape[axis]), axis=axis).ravel()
+        lead = (slice(None),) * axis
+        lo = cls[lead + (slice(None, -1),)].ravel()
+        hi = cls[lead + (slice(1, None),)].ravel()
         keep = (lo >= 0) & (hi >= 0) & (lo != hi)
         a, b = np.minimum(lo[keep], hi[keep]), np.maximum(lo[keep], hi[keep])
         contacts += np.bincount(a * k + b, minlength=k * k)
@@ -250,8 +288,14 @@ def _log_gaussians(x, means, U, log_norm):
     if x.shape[1] == 1:  # grey: no matrices
         z = (x - means[:, 0]) * U[:, 0, 0]
         return log_norm - 0.5 * z * z
-    z = np.einsum("md,gde->mge", x, U) - np.einsum("gd,gde->ge", means, U)
-    return log_norm - 0.5 * np.einsum("mge,mge->mg", z, z)
+    G, D = means.shape
+    # columns (e, g): z[:, e, g] = sum_d x_d U[g, d, e], minus the same of the mean
+    z = (x @ np.transpose(U, (1, 2, 0)).reshape(D, D * G)).reshape(-1, D, G)
+    z -= np.einsum("gd,gde->eg", means, U)
+    quad = z[:, 0] * z[:, 0]
+    for e in range(1, D):  # numpy's sum over a short last axis is slow
+        quad += z[:, e] * z[:, e]
+    return log_norm - 0.5 * quad
 
 
 def _neighbourhoods(cls, inside, pairs, k):
@@ -357,20 +401,20 @@ def _fit_weights(logl, cell_pattern, counts, log_weights):
     pattern does not allow a class). Returns the log weights, (patterns, K + P)."""
     n_patterns = log_weights.shape[0]
     total = counts.sum()
-    per_pattern = np.bincount(cell_pattern, weights=counts, minlength=n_patterns)
-    per_pattern = np.maximum(per_pattern, 1e-300)
+    # the cells come sorted by pattern, every pattern with at least one
+    starts = np.searchsorted(cell_pattern, np.arange(n_patterns))
+    per_pattern = np.maximum(np.add.reduceat(counts, starts), 1e-300)
     top = logl.max(axis=1, keepdims=True)
     lik = np.exp(logl - top)  # the classes are fixed: computed once
+    base = float(np.einsum("c,c->", counts, top[:, 0]))
     weights = np.exp(log_weights)
     previous = -np.inf
     for _ in range(_EM_MAX_ITER):
         post = lik * weights[cell_pattern]
         norm = post.sum(axis=1)
-        post /= norm[:, None]
-        mean_ll = float(np.einsum("c,c->", counts, top[:, 0] + np.log(norm))) / total
-        post *= counts[:, None]
-        share = np.stack([np.bincount(cell_pattern, weights=col, minlength=n_patterns)
-                          for col in post.T], axis=1)
+        mean_ll = (base + float(np.einsum("c,c->", counts, np.log(norm)))) / total
+        post *= (counts / norm)[:, None]
+        share = np.add.reduceat(post, starts, axis=0)
         weights = np.maximum(share / per_pattern[:, None], 1e-12)
         weights /= weights.sum(axis=1, keepdims=True)
         if abs(mean_ll - previous) < _EM_TOL * max(1.0, abs(mean_ll)):
