@@ -68,11 +68,6 @@ from .._shared.errors import EmsegError
 from ..mixture.gaussian_mixture import full_covariances
 from .features import distinct_values, split_channels, value_features
 
-# Segmentation.labels: -1 outside the mask, classes 0..K-1 darkest first. The one place
-# this module reads the label convention (see _classes).
-_OUTSIDE = -1
-_FIRST_CLASS = 0
-
 _ALPHA_STEPS = 32  # at least this many midpoints of (0, 1) to integrate a mix on
 _NODES = 4096  # equally spaced values of a float grey image
 _MAX_NODES = 1 << 16  # several features: more distinct values than this are binned
@@ -112,7 +107,7 @@ def partial_volumes(image, segmentation, *, mask=None, channel_axis="auto"):
     spec = seg.features
     values, _, _ = split_channels(source, channel_axis, spec.color_space == "channels")
     shape = values.shape[:-1]
-    cls, inside = _classes(seg.labels)
+    cls, inside = _classes(seg)
     if cls.shape != shape:
         raise EmsegError(
             f"image has spatial shape {shape} but the segmentation {cls.shape}; give "
@@ -148,12 +143,18 @@ def partial_volumes(image, segmentation, *, mask=None, channel_axis="auto"):
     return out
 
 
-def _classes(labels):
+def _classes(seg):
     """``(classes, inside)``: class 0..K-1 per voxel (-1 outside) and the voxels inside,
-    from ``Segmentation.labels``."""
-    labels = np.asarray(labels)
-    inside = labels != _OUTSIDE
-    return np.where(inside, labels - _FIRST_CLASS, -1).astype(np.int32), inside
+    from ``seg.labels``: the one place this module reads the label convention. Both are
+    read: -1 outside and classes 0..K-1 (emseg before issue 12), or 0 outside and
+    1..K (FSL FAST's, ITK-SNAP's). Labels up to K, or a label 0 whose posteriors are 0
+    (outside the mask), are the second; anything else the first."""
+    labels = np.asarray(seg.labels)
+    new = labels.size > 0 and labels.min() >= 0 and (
+        labels.max() == seg.k
+        or (labels.min() == 0 and float(seg.posteriors[labels == 0][0].sum()) < 0.5))
+    inside = labels > 0 if new else labels >= 0
+    return np.where(inside, labels - 1 if new else labels, -1).astype(np.int32), inside
 
 
 def _nodes(flat, spec, spread):

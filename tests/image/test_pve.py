@@ -171,6 +171,21 @@ def test_noise_free_one_class_and_spatial_features():
     np.testing.assert_allclose(pve.sum(axis=-1), 1, atol=1e-5)
 
 
+def test_both_label_conventions():
+    # labels -1 outside and 0..K-1 inside, or 0 outside and 1..K (FSL FAST's): the same
+    import dataclasses
+
+    image, truth = phantom((64, 64), 0.1, seed=10)
+    mask = np.ones(image.shape, bool)
+    mask[:, :8] = False
+    for kw in ({}, {"mask": mask}):
+        seg = emseg.segment(image, 3, **kw)
+        inside = seg.labels >= 0
+        shifted = dataclasses.replace(seg, labels=np.where(inside, seg.labels + 1, 0))
+        np.testing.assert_array_equal(partial_volumes(image, shifted),
+                                      partial_volumes(image, seg))
+
+
 def test_errors():
     image, _ = phantom((32, 32), 0.1)
     seg = emseg.segment(image, 3)
