@@ -37,13 +37,14 @@ How it is computed, from the fitted classes of a :class:`~emseg.Segmentation`:
   node: every distinct value of an 8/16-bit grey image, 4096 equally spaced values of
   a float grey image (each voxel at the nearest), every distinct colour of a
   multi-feature image (up to 65536 of them; beyond, the occupied bins of a grid of
-  steps 1/8 of the narrowest class's standard deviation). EM runs on the voxels grouped by (pattern,
-  node); the voxels only gather from the final table.
+  steps 1/8 of the narrowest class's standard deviation). EM runs on the voxels grouped
+  by (pattern, node); the voxels only gather from the final table.
 
-Choices against the literature, and the measurements that chose them
-(``python benchmarks/bench_pve.py``: a fine label map averaged in 4x4(x4) blocks gives
-the true fractions; the RMSE over the voxels inside the mask; "2-D 0.1" is the 256x256
-phantom at noise 0.1 of the class spacing, "3-D" the 64^3 one; plain mixture labels):
+Choices against the literature, and the measurements that chose them (phantoms made as
+in ``benchmarks/bench_pve.py``, with the random field drawn in float64: a fine label
+map averaged in 4x4(x4) blocks gives the true fractions; RMSE over the voxels; "2-D
+0.1" is the 256x256 phantom at noise 0.1 of the class spacing, "3-D" the 64^3 one;
+plain mixture labels):
 
 - the mixel variance interpolates the classes' linearly (``alpha S_a + (1 - alpha)
   S_b``), not with squares (``alpha^2 S_a + (1 - alpha)^2 S_b``, independent
@@ -57,9 +58,10 @@ phantom at noise 0.1 of the class spacing, "3-D" the 64^3 one; plain mixture lab
   them re-estimated from their own responsibilities, 2-D 0.1 0.0499 against 0.0462
   fixed, 3-D 0.0533 / 0.0506; at noise 0.25 0.109 / 0.112 and 0.104 / 0.108.
 - the weights per neighbourhood pattern, with the most frequent label in the pattern:
-  one global set of weights gave 2-D 0.1 0.0536 (3-D 0.0569) and at noise 0.25 0.153
-  (3-D 0.158), no better than the posteriors (0.153, 0.157); per pattern without the
-  label 0.0436 (0.0497) and 0.132 (0.134); with it 0.0462 (0.0506) and 0.112 (0.108).
+  one global set of weights (and the pure Gaussians re-estimated) gave 2-D 0.1 0.0536
+  (3-D 0.0569) and at noise 0.25 0.153 (3-D 0.158), no better than the posteriors
+  (0.153, 0.157); per pattern without the label 0.0436 (0.0497) and 0.132 (0.134); with
+  it 0.0462 (0.0506) and 0.112 (0.108): a little worse at low noise, far better at high.
 """
 
 import numpy as np
