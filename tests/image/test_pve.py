@@ -218,10 +218,14 @@ def test_cli_writes_the_fractions(tmp_path):
     assert pages.shape == (3, 64, 64) and pages.dtype == np.float32
     np.testing.assert_allclose(pages.sum(axis=0), 1, atol=1e-5)
     assert rmse(np.moveaxis(pages, 0, -1), truth) < 0.07
-    # declared in the outputs: a second run refuses to overwrite it
+    # declared in the outputs: an existing file of that name is refused, and kept
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "ph_pve.tif").write_bytes(b"mine")
     again = CliRunner().invoke(main, ["run", str(tmp_path / "ph.png"), "-k", "3", "--pve",
-                                      "-o", str(out)])
-    assert again.exit_code == 1 and "ph_" in again.output
+                                      "-o", str(other)])
+    assert again.exit_code == 1 and "ph_pve.tif exists" in again.output
+    assert (other / "ph_pve.tif").read_bytes() == b"mine"
 
 
 def test_cli_nifti(tmp_path):
