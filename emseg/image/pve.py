@@ -113,7 +113,7 @@ def partial_volumes(image, segmentation, *, mask=None, channel_axis="auto"):
     if cls.shape != shape:
         raise EmsegError(
             f"image has spatial shape {shape} but the segmentation {cls.shape}; give "
-            "the image that was segmented"
+            "the image that was segmented, with the same channel_axis"
         )
     if mask is not None:
         mask = np.asarray(mask)
