@@ -91,6 +91,21 @@ def test_mask_zero_outside_and_sums_to_one_inside():
     assert np.isfinite(pve).all()
 
 
+def test_real_image():
+    # skimage's camera, K=3 (no true fractions): the maps are fractions, and each
+    # class's total is close to its share of the labels (measured: 0.300 / 0.413 /
+    # 0.286 against 0.295 / 0.432 / 0.273)
+    from skimage import data
+
+    image = data.camera()
+    seg = emseg.segment(image, 3)
+    pve = partial_volumes(image, seg)
+    np.testing.assert_allclose(pve.sum(axis=-1), 1, atol=1e-5)
+    assert pve.min() >= 0 and pve.max() <= 1
+    shares = np.bincount(seg.labels.ravel(), minlength=3) / image.size
+    np.testing.assert_allclose(pve.reshape(-1, 3).mean(axis=0), shares, atol=0.03)
+
+
 def test_same_fractions_whatever_the_dtype_and_scale():
     image, truth = phantom((96, 96), 0.1, seed=3)
     u8 = np.clip(np.rint(image), 0, 255).astype(np.uint8)
