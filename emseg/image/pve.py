@@ -75,6 +75,7 @@ _NODES = 4096  # equally spaced values of a float grey image
 _MAX_NODES = 1 << 16  # several features: more distinct values than this are binned
 _MIN_PAIR_SHARE = 0.01  # several features: a pair must make 1 % of the label boundaries
 _MAX_PAIRS = 16
+_PRIOR_VOXELS = 2.0  # each pattern's weights: this many voxels' worth of the global ones
 _EM_MAX_ITER = 100
 _EM_TOL = 1e-6
 # Mixel variance: "linear" (alpha S_a + (1 - alpha) S_b) or "squares". Measured on the
@@ -304,9 +305,9 @@ def _log_gaussians(x, means, U, log_norm):
 def _neighbourhoods(cls, inside, pairs, k):
     """``(codes, interior)`` per voxel inside. ``codes``: a bit per pair, set where both
     of its classes occur in the voxel's 3x3 (3x3x3) neighbourhood, and above them the
-    neighbourhood's most frequent label (the context whose class weights
-    :func:`_fit_weights` fits). ``interior``: True where only the voxel's own class
-    occurs."""
+    neighbourhood's most frequent label and how many voxels have it (the context whose
+    class weights :func:`_fit_weights` fits). ``interior``: True where only the
+    voxel's own class occurs."""
     count = np.empty((k, int(inside.sum())), dtype=np.uint8)
     for c in range(k):
         count[c] = _box_sum((cls == c).view(np.uint8))[inside]
@@ -314,7 +315,10 @@ def _neighbourhoods(cls, inside, pairs, k):
     codes = np.zeros(count.shape[1], dtype=np.int64)
     for bit, (a, b) in enumerate(pairs):
         codes |= (present[a] & present[b]).astype(np.int64) << bit
-    codes |= count.argmax(axis=0).astype(np.int64) << len(pairs)
+    # above the bits: (label, count), numbered densely so the codes stay small
+    context = count.argmax(axis=0).astype(np.int64)
+    context += k * count.max(axis=0)
+    codes |= context << len(pairs)
     interior = present.sum(axis=0, dtype=np.int8) == 1
     return codes, interior
 
@@ -389,7 +393,7 @@ def _fractions(nodes, index, codes, pairs, means, covs, weights):
     node_of = node_of.ravel()
     logl = np.where(allowed[cell_pattern], loglik[node_of], -np.inf)
     log_weights = _fit_weights(logl, cell_pattern, counts,
-                               np.tile(np.log(weights), (len(patterns), 1)))
+                               np.tile(np.log(weights), (len(patterns), 1)), allowed)
     table = _cell_fractions(logl + log_weights[cell_pattern], alpha[node_of], pairs, k)
     if cell_of is not None:
         return table[cell_of.ravel()]
@@ -398,15 +402,17 @@ def _fractions(nodes, index, codes, pairs, means, covs, weights):
     return table[position[key]]
 
 
-def _fit_weights(logl, cell_pattern, counts, log_weights):
+def _fit_weights(logl, cell_pattern, counts, log_weights, allowed):
     """EM for the weights of the pure and mixed classes, one set per neighbourhood
     pattern, on the grouped cells (``logl``: each cell's log-likelihoods, -inf where its
-    pattern does not allow a class). Returns the log weights, (patterns, K + P)."""
+    pattern does not allow a class; ``allowed``: per pattern, the classes it allows).
+    Each pattern's weights have a Dirichlet prior of :data:`_PRIOR_VOXELS` voxels
+    shared out as the weights of all patterns together. Returns the log weights,
+    (patterns, K + P)."""
     n_patterns = log_weights.shape[0]
     total = counts.sum()
     # the cells come sorted by pattern, every pattern with at least one
     starts = np.searchsorted(cell_pattern, np.arange(n_patterns))
-    per_pattern = np.maximum(np.add.reduceat(counts, starts), 1e-300)
     top = logl.max(axis=1, keepdims=True)
     lik = np.exp(logl - top)  # the classes are fixed: computed once
     base = float(np.einsum("c,c->", counts, top[:, 0]))
@@ -418,7 +424,10 @@ def _fit_weights(logl, cell_pattern, counts, log_weights):
         mean_ll = (base + float(np.einsum("c,c->", counts, np.log(norm)))) / total
         post *= (counts / norm)[:, None]
         share = np.add.reduceat(post, starts, axis=0)
-        weights = np.maximum(share / per_pattern[:, None], 1e-12)
+        overall = share.sum(axis=0) / total
+        # a pattern of few voxels leans on the weights of all (a Dirichlet prior)
+        share += _PRIOR_VOXELS * overall * allowed
+        weights = np.maximum(share / share.sum(axis=1, keepdims=True), 1e-12)
         weights /= weights.sum(axis=1, keepdims=True)
         if abs(mean_ll - previous) < _EM_TOL * max(1.0, abs(mean_ll)):
             break
