@@ -25,9 +25,11 @@ How it is computed, from the fitted classes of a :class:`~emseg.Segmentation`:
   plain mixture counts the mixed voxels into its classes' spread (the middle class of
   the benchmark's 2-D phantom at noise 0.1: standard deviation 2.4 times the noise).
 - **How likely.** The weights of the pure and mixed classes are fitted by EM, one set
-  per neighbourhood pattern: which mixes the neighbourhood allows, and its most
-  frequent label. That context is a learned spatial prior (a voxel among class-2 labels
-  is more likely pure 2), with no strength to tune.
+  per neighbourhood pattern: which mixes the neighbourhood allows, its most frequent
+  label and how many of its voxels have that label. That context is a learned spatial
+  prior (a voxel among 27 class-2 labels is very likely pure 2, one among 14 much
+  less), with no strength to tune; each pattern's weights lean on the overall ones as
+  if from 2 voxels more (a Dirichlet prior), so that rare patterns stay sensible.
 - **The fractions.** For each mix, the marginal likelihood over ``alpha`` and the
   posterior mean of ``alpha`` are computed on midpoints of (0, 1) (32, or more when
   the classes are narrow against their distance); a voxel's fractions are their
@@ -56,12 +58,15 @@ plain mixture labels):
   error and needs no threshold. See :data:`_ESTIMATE` for the figures.
 - the pure Gaussians are not re-estimated by the EM (Santago & Gage and Tohka do): with
   them re-estimated from their own responsibilities, 2-D 0.1 0.0499 against 0.0462
-  fixed, 3-D 0.0533 / 0.0506; at noise 0.25 0.109 / 0.112 and 0.104 / 0.108.
-- the weights per neighbourhood pattern, with the most frequent label in the pattern:
-  one global set of weights (and the pure Gaussians re-estimated) gave 2-D 0.1 0.0536
-  (3-D 0.0569) and at noise 0.25 0.153 (3-D 0.158), no better than the posteriors
-  (0.153, 0.157); per pattern without the label 0.0436 (0.0497) and 0.132 (0.134); with
-  it 0.0462 (0.0506) and 0.112 (0.108): a little worse at low noise, far better at high.
+  fixed, 3-D 0.0533 / 0.0506; at noise 0.25 0.109 / 0.112 and 0.104 / 0.108 (measured
+  with the context of the label alone, below).
+- the weights per neighbourhood pattern: one global set of weights (and the pure
+  Gaussians re-estimated) gave 2-D 0.1 0.0536 (3-D 0.0569) and at noise 0.25 0.153 (3-D
+  0.158), no better than the posteriors (0.153, 0.157); per pattern of the mixes
+  allowed 0.0436 (0.0497) and 0.132 (0.134); with the most frequent label too 0.0462
+  (0.0506) and 0.112 (0.108); with its count as well 0.0410 (0.0450) and 0.0973
+  (0.0918). The prior's 2 voxels: 0 gave 0.0971 (0.0917) at noise 0.25, 10 gave 0.0978
+  (0.0923), the same at noise 0.1.
 """
 
 import numpy as np
@@ -79,12 +84,12 @@ _PRIOR_VOXELS = 2.0  # each pattern's weights: this many voxels' worth of the gl
 _EM_MAX_ITER = 100
 _EM_TOL = 1e-6
 # Mixel variance: "linear" (alpha S_a + (1 - alpha) S_b) or "squares". Measured on the
-# benchmark's phantoms, RMSE of the fractions, linear / squares: 2-D noise 0.1 0.0462 /
-# 0.0465, noise 0.25 0.112 / 0.115; 3-D 0.0506 / 0.0509 and 0.108 / 0.111.
+# benchmark's phantoms, RMSE of the fractions, linear / squares: 2-D noise 0.1 0.0410 /
+# 0.0415, noise 0.25 0.0973 / 0.1006; 3-D 0.0450 / 0.0455 and 0.0918 / 0.0958.
 _VARIANCE = "linear"
 # "mean" (posterior mean of the fractions) or "map" (FAST: the most probable pure or
-# mixed class, with its posterior-mean alpha). Same phantoms, mean / map: 2-D 0.0462 /
-# 0.0504 and 0.112 / 0.132; 3-D 0.0506 / 0.0557 and 0.108 / 0.125.
+# mixed class, with its posterior-mean alpha). Same phantoms, mean / map: 2-D 0.0410 /
+# 0.0441 and 0.0973 / 0.1074; 3-D 0.0450 / 0.0484 and 0.0918 / 0.1038.
 _ESTIMATE = "mean"
 
 
