@@ -155,12 +155,20 @@ def _classes(seg):
     """``(classes, inside)``: class 0..K-1 per voxel (-1 outside) and the voxels inside,
     from ``seg.labels``: the one place this module reads the label convention. Both are
     read: -1 outside and classes 0..K-1 (emseg before issue 12), or 0 outside and
-    1..K (FSL FAST's, ITK-SNAP's). Labels up to K, or a label 0 whose posteriors are 0
-    (outside the mask), are the second; anything else the first."""
+    1..K (FSL FAST's, ITK-SNAP's). A label -1 means the first, a label K the second;
+    otherwise the one under which label 0's share of the voxels inside matches the
+    segmentation's ``fractions[0]``."""
     labels = np.asarray(seg.labels)
-    new = labels.size > 0 and labels.min() >= 0 and (
-        labels.max() == seg.k
-        or (labels.min() == 0 and float(seg.posteriors[labels == 0][0].sum()) < 0.5))
+    new = False
+    if labels.size and labels.min() >= 0:
+        counts = np.bincount(labels.ravel(), minlength=seg.k + 1).astype(np.float64)
+        if labels.max() == seg.k:
+            new = True
+        else:
+            first = float(seg.fractions[0])
+            as_old = abs(counts[0] / counts.sum() - first)
+            as_new = abs(counts[1] / max(counts[1:].sum(), 1.0) - first)
+            new = as_new < as_old
     inside = labels > 0 if new else labels >= 0
     return np.where(inside, labels - 1 if new else labels, -1).astype(np.int32), inside
 
