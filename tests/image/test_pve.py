@@ -34,7 +34,7 @@ def rmse(estimate, truth, where=None):
 
 @pytest.mark.parametrize("shape, pve_bar, post_floor", [
     # RMSE against the true fractions, measured (seed 0, noise 0.1 of the class
-    # spacing): 2-D PVE 0.047, posteriors 0.108, hard labels 0.122; 3-D PVE 0.051,
+    # spacing): 2-D PVE 0.042, posteriors 0.108, hard labels 0.122; 3-D PVE 0.046,
     # posteriors 0.127, hard labels 0.143
     ((128, 128), 0.07, 0.09),
     ((40, 40, 40), 0.07, 0.09),
@@ -60,12 +60,12 @@ def test_fractions_beat_posteriors(shape, pve_bar, post_floor):
 
 def test_high_noise_and_mrf_labels():
     # noise 0.25 of the class spacing, labels smoothed by the MRF (beta 0.5): measured
-    # RMSE of the PVE 0.105, of the MRF's posteriors 0.122 (without the MRF: PVE 0.110,
+    # RMSE of the PVE 0.092, of the MRF's posteriors 0.122 (without the MRF: PVE 0.096,
     # posteriors 0.149)
     image, truth = phantom((128, 128), 0.25, seed=1)
     seg = emseg.segment(image, 3, beta=0.5)
     pve = partial_volumes(image, seg)
-    assert rmse(pve, truth) < 0.95 * rmse(seg.posteriors, truth)
+    assert rmse(pve, truth) < 0.85 * rmse(seg.posteriors, truth)
 
 
 def test_mask_zero_outside_and_sums_to_one_inside():
@@ -93,8 +93,8 @@ def test_mask_zero_outside_and_sums_to_one_inside():
 
 def test_real_image():
     # skimage's camera, K=3 (no true fractions): the maps are fractions, and each
-    # class's total is close to its share of the labels (measured: 0.300 / 0.413 /
-    # 0.286 against 0.295 / 0.432 / 0.273)
+    # class's total is close to its share of the labels (measured: 0.300 / 0.415 /
+    # 0.285 against 0.295 / 0.432 / 0.273)
     from skimage import data
 
     image = data.camera()
