@@ -36,8 +36,8 @@ def rmse(estimate, truth, where=None):
     # RMSE against the true fractions, measured (seed 0, noise 0.1 of the class
     # spacing): 2-D PVE 0.042, posteriors 0.108, hard labels 0.122; 3-D PVE 0.046,
     # posteriors 0.127, hard labels 0.143
-    ((128, 128), 0.07, 0.09),
-    ((40, 40, 40), 0.07, 0.09),
+    ((128, 128), 0.06, 0.09),
+    ((40, 40, 40), 0.06, 0.09),
 ])
 def test_fractions_beat_posteriors(shape, pve_bar, post_floor):
     image, truth = phantom(shape, 0.1)
@@ -48,7 +48,7 @@ def test_fractions_beat_posteriors(shape, pve_bar, post_floor):
     assert pve.min() >= 0 and pve.max() <= 1
     got, posteriors = rmse(pve, truth), rmse(seg.posteriors, truth)
     assert got < pve_bar < post_floor < posteriors
-    assert got < 0.6 * posteriors
+    assert got < 0.5 * posteriors
     # the fractions of the mixed voxels, not only the pure ones, come out right
     mixed = truth.max(axis=-1) < 0.9
     assert rmse(pve, truth, mixed) < 0.6 * rmse(seg.posteriors, truth, mixed)
