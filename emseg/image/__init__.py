@@ -1,6 +1,6 @@
 """Images as mixtures: pixel features, segmentation, the Markov random field,
-shared segmentation models and rendering to arrays. Reads and writes no files
-except through :mod:`emseg.io`."""
+partial volumes, shared segmentation models and rendering to arrays. Reads and writes
+no files except through :mod:`emseg.io`."""
 
 from .._shared.lazy import lazy_exports
 
