@@ -37,6 +37,7 @@ __all__ = [
     "__version__",
     "fit_model",
     "load_model",
+    "partial_volumes",
     "segment",
 ]
 
@@ -54,5 +55,6 @@ __getattr__, __dir__ = _lazy_exports(
         "load_model": "image.model",
         "Segmentation": "image.segmentation",
         "segment": "image.segmentation",
+        "partial_volumes": "image.pve",
     },
 )

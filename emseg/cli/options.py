@@ -248,6 +248,10 @@ html = click.option(
     "classes, options).",
 )
 
+pve = click.option("--pve", is_flag=True,
+                   help="Also write partial-volume estimates: each class's fraction of "
+                   "every voxel, from a mixel model (FSL FAST's pve maps).")
+
 max_pixels = click.option(
     "--max-pixels", type=click.IntRange(1), default=None,
     help="Allow images with more pixels than Pillow's decompression-bomb limit.",

@@ -24,22 +24,25 @@ STOPPED = ("the outputs of the image being segmented were removed; those of the 
 )
 @click.option("--mask", "mask_path", type=click.Path(), help="Mask image: non-zero = inside.")
 @opt.posteriors
+@opt.pve
 @opt.objects
 @opt.html
 @opt.max_pixels
 @opt.output_options
 @click.pass_obj
-def run(flags, images, channels, mask_path, posteriors, objects, min_size, html, max_pixels,
-        output_dir, overwrite, **model):
+def run(flags, images, channels, mask_path, posteriors, pve, objects, min_size, html,
+        max_pixels, output_dir, overwrite, **model):
     """Segment each IMAGE and write labels, overlay, segments and a report.
 
     For photo.png the outputs are photo_labels.png (the class of each pixel, 1 =
     darkest; 0 outside the mask), photo_overlay.png, photo_segments.png and
-    photo_report.json (with --html also photo_report.html), in OUTPUT_DIR. A TIFF stack gets photo_labels.tif; a NIfTI
-    volume t1.nii.gz gets t1_labels.nii.gz (and with --posteriors t1_pve.nii.gz, one
-    volume per class) with its affine, and t1_labels.txt (ITK-SNAP label colours). A
-    folder of DICOM slices is read as one volume and gets the same NIfTI outputs, in
-    the series' patient space. With --bias also t1_bias.nii.gz and t1_restored.nii.gz
+    photo_report.json (with --html also photo_report.html), in OUTPUT_DIR. A TIFF
+    stack gets photo_labels.tif; a NIfTI volume t1.nii.gz gets t1_labels.nii.gz (and
+    with --posteriors t1_posteriors.nii.gz, with --pve t1_pve.nii.gz: one volume per
+    class) with its affine, and t1_labels.txt (ITK-SNAP label colours); other inputs
+    get float32 TIFF stacks (photo_posteriors.tif, photo_pve.tif). A folder of DICOM
+    slices is read as one volume and gets the same NIfTI outputs, in the series'
+    patient space. With --bias also t1_bias.nii.gz and t1_restored.nii.gz
     (photo_bias.tif and photo_restored.tif for other inputs: float32, one page per
     slice and channel).
     """
@@ -51,9 +54,9 @@ def run(flags, images, channels, mask_path, posteriors, objects, min_size, html,
         out = Path(output_dir)
         with translated(flags, cannot=f"create output folder {out}"):
             out.mkdir(parents=True, exist_ok=True)
-        options = RunOptions(mask_path=mask_path, posteriors=posteriors, objects=objects,
-                             min_size=min_size, max_pixels=max_pixels, channels=channels,
-                             html=html, **model)
+        options = RunOptions(mask_path=mask_path, posteriors=posteriors, pve=pve,
+                             objects=objects, min_size=min_size, max_pixels=max_pixels,
+                             channels=channels, html=html, **model)
         inputs = [tuple(images)] if channels and len(images) > 1 else images
         for path in inputs:
             stem = file_stem(path[0] if isinstance(path, tuple) else path)

@@ -1,6 +1,6 @@
 """Images as mixtures: pixel features, segmentation, the Markov random field,
-shared segmentation models and rendering to arrays. Reads and writes no files
-except through :mod:`emseg.io`."""
+partial volumes, shared segmentation models and rendering to arrays. Reads and writes
+no files except through :mod:`emseg.io`."""
 
 from .._shared.lazy import lazy_exports
 
@@ -14,5 +14,6 @@ __getattr__, __dir__ = lazy_exports(
         "load_model": "model",
         "hmrf_em": "mrf",
         "FeatureSpec": "features",
+        "partial_volumes": "pve",
     },
 )

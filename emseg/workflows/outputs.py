@@ -38,6 +38,8 @@ _OUTPUT_SUFFIXES = (  # every name run.output_paths gives, but the report
     "_overlay.png",
     "_segments.png",
     "_posteriors.tif",
+    "_posteriors.nii.gz",
+    "_pve.tif",
     "_pve.nii.gz",
     "_objects.csv",
     "_bias.tif",

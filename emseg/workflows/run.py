@@ -30,6 +30,7 @@ class RunOptions:
     tol: object = "auto"  # a number, or "auto" (see GaussianMixture)
     mask_path: str | None = None
     posteriors: bool = False
+    pve: bool = False  # partial-volume fractions (emseg.image.pve)
     objects: bool = False  # write <stem>_objects.csv (connected components, measured)
     min_size: int = 1  # with objects: components of fewer pixels are left out
     max_pixels: int | None = None
@@ -60,18 +61,19 @@ def file_stem(path):
     return Path(path).stem if not Path(path).is_dir() else name
 
 
-def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, objects=False,
-                 bias=False, html=False):
+def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, pve=False,
+                 objects=False, bias=False, html=False):
     """The files :func:`segment_file` writes for input ``path`` into folder ``out``.
 
     Labels are a PNG for an image, a multi-page TIFF for a stack, and with ``nifti``
     (a NIfTI volume or a DICOM series with its geometry: ``image.affine`` is set) NIfTI
     with that geometry, plus the ITK-SNAP label description ``<stem>_labels.txt``;
-    posteriors a multi-page float32 TIFF, or with ``nifti`` one 4-D file of per-class
-    maps (FSL FAST's ``pve`` maps, one volume per class); objects a CSV table. With
-    ``bias``, the bias field and the restored image (the input divided by it): NIfTI
-    with ``nifti``, else float32 TIFF (one page per slice and channel). With ``html``,
-    the HTML report, one page. :func:`output_writer` writes each image in its format.
+    posteriors and partial volumes (``pve``) a multi-page float32 TIFF, or with
+    ``nifti`` one 4-D file of per-class maps (one volume per class, as FSL FAST's
+    ``prob`` and ``pve`` maps); objects a CSV table. With ``bias``, the bias field and
+    the restored image (the input divided by it): NIfTI with ``nifti``, else float32
+    TIFF (one page per slice and channel). With ``html``, the HTML report, one page.
+    :func:`output_writer` writes each image in its format.
     """
     stem = file_stem(path)
     out = Path(out)
@@ -85,7 +87,9 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, objec
     if nifti:
         targets["label_descriptions"] = out / f"{stem}_labels.txt"
     if posteriors:
-        targets["posteriors"] = out / (f"{stem}_pve.nii.gz" if nifti else f"{stem}_posteriors.tif")
+        targets["posteriors"] = out / f"{stem}_posteriors.{'nii.gz' if nifti else 'tif'}"
+    if pve:
+        targets["pve"] = out / f"{stem}_pve.{'nii.gz' if nifti else 'tif'}"
     if objects:
         targets["objects"] = out / f"{stem}_objects.csv"
     if bias:
@@ -111,8 +115,9 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
 
     Writes ``<stem>_labels.png`` (a multi-page ``_labels.tif`` for a stack),
     ``_overlay.png``, ``_segments.png``, ``_report.json`` and, when asked,
-    ``_posteriors.tif``. Every output is checked writable before any work starts, and
-    each is written to a temporary file then renamed; the report is written last, so
+    ``_posteriors.tif`` and ``_pve.tif`` (NIfTI for a NIfTI input). Every output is
+    checked writable before any work starts, and each is written to a temporary file
+    then renamed; the report is written last, so
     its presence means the outputs it lists are complete. While the outputs are being
     written, :func:`journal_path` lists them. Returns the report (a dict).
     Raises :class:`~emseg.EmsegError` for bad input.
@@ -169,8 +174,8 @@ def _read(path, out, options, overwrite):
         image = io.read_image(path, max_pixels=options.max_pixels,
                               allow_channels=options.channels)
     targets = output_paths(path, out, posteriors=options.posteriors, stack=image.is_stack,
-                           nifti=image.affine is not None, objects=options.objects,
-                           bias=options.bias, html=options.html)
+                           nifti=image.affine is not None, pve=options.pve,
+                           objects=options.objects, bias=options.bias, html=options.html)
     io.check_writable(list(targets.values()), overwrite)
     mask = image.valid
     if options.mask_path is not None:
@@ -266,6 +271,12 @@ def _writes(source, seg, options, overlay, segments, label_values):
     if options.posteriors:
         pages = render.posterior_pages(seg.posteriors)
         writes.append(output_writer(image, targets["posteriors"], pages))
+    if options.pve:
+        from ..image.pve import partial_volumes
+
+        pages = render.posterior_pages(partial_volumes(
+            image.pixels, seg, channel_axis=-1 if image.has_channel_axis else None))
+        writes.append(output_writer(image, targets["pve"], pages))
     if options.bias:
         for name in ("bias", "restored"):
             data = np.asarray(getattr(seg, name), dtype=np.float32)

@@ -307,11 +307,11 @@ def test_nifti_in_nifti_out_and_channels(tmp_path):
                  "-o", out)
     assert result.exit_code == 0, result.output
     assert outputs(out) == ["t1_labels.nii.gz", "t1_labels.txt", "t1_overlay.png",
-                            "t1_pve.nii.gz", "t1_report.json", "t1_segments.png"]
+                            "t1_posteriors.nii.gz", "t1_report.json", "t1_segments.png"]
     labels = nib.load(out / "t1_labels.nii.gz")
     np.testing.assert_allclose(labels.affine, affine)
     assert (np.asarray(labels.dataobj) == truth + 1).mean() > 0.99
-    assert nib.load(out / "t1_pve.nii.gz").shape == truth.shape + (2,)
+    assert nib.load(out / "t1_posteriors.nii.gz").shape == truth.shape + (2,)
     report = json.loads((out / "t1_report.json").read_text())
     assert report["spacing"] == pytest.approx([3.0, 0.9, 0.9])
     both = run("run", tmp_path / "t1.nii.gz", tmp_path / "t2.nii.gz", "--channels", "-k", 2,

@@ -75,7 +75,7 @@ def test_dicom_series_labels_overlay_the_series(tmp_path, name):
                                                   mask_path=str(tmp_path / "mask.nii.gz")))
     assert sorted(p.name for p in out.iterdir()) == [
         "series_labels.nii.gz", "series_labels.txt", "series_overlay.png",
-        "series_pve.nii.gz", "series_report.json", "series_segments.png"]
+        "series_posteriors.nii.gz", "series_report.json", "series_segments.png"]
     assert report["outputs"]["label_descriptions"] == str(out / "series_labels.txt")
     expected = series_corners_lps(folder, (12, 10, 6))
 
@@ -93,7 +93,7 @@ def test_dicom_series_labels_overlay_the_series(tmp_path, name):
     itk_labels = sitk.ReadImage(str(out / "series_labels.nii.gz"))
     np.testing.assert_allclose(corner_points(itk_labels), expected, atol=1e-4)
 
-    pve = nib.load(out / "series_pve.nii.gz")
+    pve = nib.load(out / "series_posteriors.nii.gz")
     assert pve.shape == (12, 10, 6, 2) and pve.header.get_intent()[0] == "none"
     np.testing.assert_allclose(pve.affine, labels.affine)
 
