@@ -12,8 +12,10 @@ run, wall time from interpreter start, kernels loaded from numba's cache, median
 runs alternating the twins with ``TWINS = False`` (every call compiled):
 
 - ``emseg gmm fit`` on a 150-row, 2-column CSV: 5.7 s with the twins, 7.0 s compiled
-  (numba loads either way, for the CSV parser; the rest is each compiled kernel's
-  loading from the cache);
+  (numba loaded either way then, for the old compiled CSV parser; the rest is each
+  compiled kernel's loading from the cache). Tables are now read by the ``csv``
+  module, so with the twins a small ``gmm fit`` loads no numba at all (issue 15:
+  about 1.5x the time of ``python -c "import numpy"``);
 - ``GaussianMixture(3).fit`` on 150 x 2 rows: 1.1 s, numba not loaded; 6.7 s compiled;
 - ``emseg.segment`` of a 64 x 80 grey image: 1.0 s, numba not loaded; 5.6 s compiled.
 
