@@ -140,17 +140,17 @@ def _normalised_rows(arr, name, renormalise=True):
     return arr / sums[..., None] if arr.ndim > 1 else arr / sums
 
 
-def check_prior(value, name, shape):
+def check_prior(value, name, shape, nonnegative=True):
     """A prior parameter ``value`` (a number or an array of ``shape``), checked finite
-    and >= 0, broadcast to ``shape`` (read-only)."""
+    (and >= 0 when ``nonnegative``), broadcast to ``shape`` (read-only)."""
     try:
         arr = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise EmsegError(f"{name} must be a number or an array of shape {shape}") from None
     if arr.ndim and arr.shape != shape:
         raise EmsegError(f"{name} must be a number or have shape {shape}, got {arr.shape}")
-    if not np.isfinite(arr).all() or (arr < 0).any():
-        raise EmsegError(f"{name} must be finite and >= 0")
+    if not np.isfinite(arr).all() or (nonnegative and (arr < 0).any()):
+        raise EmsegError(f"{name} must be finite{' and >= 0' if nonnegative else ''}")
     return np.broadcast_to(arr, shape)
 
 

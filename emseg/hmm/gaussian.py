@@ -43,7 +43,7 @@ from ..mixture.gaussian import (
 )
 from ..mixture.kmeans import kmeans_plusplus, lloyd
 from .base import FORMAT_VERSION, BaseHMM
-from .checks import check_finite, plain_list
+from .checks import check_finite, check_prior, plain_list
 
 __all__ = ["GAUSSIAN_FORMAT", "GaussianHMM"]
 
@@ -232,10 +232,10 @@ class GaussianHMM(BaseHMM):
                 "GaussianHMM needs at least 2 samples to start its covariances from the "
                 f"data's, got n_samples={X.shape[0]}; give covars_init"
             )
-        setup["means_prior"] = _broadcast(self.means_prior, "means_prior", (K, D), False)
-        weight = _broadcast(self.means_weight, "means_weight", (K,), True)
+        setup["means_prior"] = check_prior(self.means_prior, "means_prior", (K, D), False)
+        weight = check_prior(self.means_weight, "means_weight", (K,))
         setup["means_weight"] = weight[:, None]
-        setup["covars_prior"] = _broadcast(  # a matrix may have negative entries
+        setup["covars_prior"] = check_prior(  # a matrix may have negative entries
             self.covars_prior, "covars_prior", covariance_shape(ctype, K, D),
             ctype in ("diag", "spherical"),
         )
@@ -448,18 +448,6 @@ def _map_estimate(emission, shift, old_cov, ctype, setup, update_means, update_c
     return means, (cp + c_n.sum(0)) / (extra + nk.sum()), empty
 
 
-def _broadcast(value, name, shape, nonnegative):
-    """A prior parameter: a number or an array of ``shape``, finite (and >= 0 when
-    ``nonnegative``), broadcast to ``shape`` (read-only)."""
-    try:
-        arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise EmsegError(f"{name} must be a number or an array of shape {shape}") from None
-    if arr.ndim and arr.shape != shape:
-        raise EmsegError(f"{name} must be a number or have shape {shape}, got {arr.shape}")
-    if not np.isfinite(arr).all() or (nonnegative and (arr < 0).any()):
-        raise EmsegError(f"{name} must be finite{' and >= 0' if nonnegative else ''}")
-    return np.broadcast_to(arr, shape)
 
 
 def _compact_covars(value, ctype, K, D, name, check=False):

@@ -30,6 +30,17 @@ def check_spatial(spatial):
     return value
 
 
+def check_mask(mask, shape):
+    """``mask`` as a bool array, checked to have the image's spatial ``shape``."""
+    mask = np.asarray(mask)
+    if mask.shape != shape:
+        raise EmsegError(
+            f"mask has shape {mask.shape} but the image has {shape}; use a mask of "
+            "the image's size"
+        )
+    return mask.astype(bool)
+
+
 def valid_pixels(shape, alpha, mask, values=None):
     """The pixels to segment, a bool array of the spatial ``shape`` (None: all of them):
     ``alpha`` (None or an array of ``shape``) not 0, inside ``mask`` (None or an array of
@@ -43,13 +54,8 @@ def valid_pixels(shape, alpha, mask, values=None):
     if alpha is not None:
         valid = np.asarray(alpha) != 0 if valid is None else valid & (np.asarray(alpha) != 0)
     if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != shape:
-            raise EmsegError(
-                f"mask has shape {mask.shape} but the image has {shape}; use a mask of "
-                "the image's size"
-            )
-        valid = mask.astype(bool) if valid is None else valid & mask.astype(bool)
+        mask = check_mask(mask, shape)
+        valid = mask if valid is None else valid & mask
     return valid
 
 

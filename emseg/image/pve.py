@@ -74,6 +74,7 @@ import numpy as np
 from .._shared.errors import EmsegError
 from ..mixture.gaussian_mixture import full_covariances
 from .features import distinct_values, split_channels, value_features
+from .pixels import check_mask
 
 _ALPHA_STEPS = 32  # at least this many midpoints of (0, 1) to integrate a mix on
 _NODES = 4096  # equally spaced values of a float grey image
@@ -122,13 +123,7 @@ def partial_volumes(image, segmentation, *, mask=None, channel_axis="auto"):
             "the image that was segmented, with the same channel_axis"
         )
     if mask is not None:
-        mask = np.asarray(mask)
-        if mask.shape != shape:
-            raise EmsegError(
-                f"mask has shape {mask.shape} but the image has {shape}; use a mask of "
-                "the image's size"
-            )
-        inside = inside & mask.astype(bool)
+        inside = inside & check_mask(mask, shape)
     k = seg.k
     out = np.zeros(shape + (k,), dtype=np.float32)
     flat = values.reshape(-1, values.shape[-1])[inside.ravel()]
