@@ -43,7 +43,8 @@ def _finish_batch(flags, result):
 @opt.output_options
 @click.pass_obj
 def batch(flags, folders, recursive, pattern, jobs, scheduler, max_pixels, shared_model,
-          max_samples, posteriors, objects, min_size, html, output_dir, overwrite, **model):
+          max_samples, posteriors, posteriors_dtype, objects, min_size, html, output_dir,
+          overwrite, **model):
     """Segment every image in FOLDERS (or image files) into OUTPUT_DIR.
 
     Outputs mirror the sub-folders of each input folder; OUTPUT_DIR/summary.csv lists
@@ -59,8 +60,9 @@ def batch(flags, folders, recursive, pattern, jobs, scheduler, max_pixels, share
                                "image's field would change the pixels the model is fitted to")
     with sigterm_as_interrupt(), translated(flags):
         result = _batch(
-            folders, Path(output_dir), dict(posteriors=posteriors, objects=objects, min_size=min_size,
-                             html=html, max_pixels=max_pixels, **model),
+            folders, Path(output_dir),
+            dict(posteriors=posteriors, posteriors_dtype=posteriors_dtype, objects=objects,
+                 min_size=min_size, html=html, max_pixels=max_pixels, **model),
             ProgressView(flags),
             recursive=recursive, pattern=pattern, jobs=jobs, shared_model=shared_model,
             overwrite=overwrite, scheduler=scheduler, max_samples=max_samples,
@@ -146,7 +148,7 @@ def fit(flags, inputs, model_path, recursive, pattern, jobs, scheduler, max_pixe
 @opt.output_options
 @click.pass_obj
 def apply(flags, model_file, inputs, recursive, pattern, jobs, scheduler, max_pixels,
-          posteriors, objects, min_size, html, output_dir, overwrite):
+          posteriors, posteriors_dtype, objects, min_size, html, output_dir, overwrite):
     """Label each of INPUTS (images or folders) with the model in MODEL_FILE.
 
     Nothing is refitted: label 2 means the same in every image. Outputs as for
@@ -159,7 +161,8 @@ def apply(flags, model_file, inputs, recursive, pattern, jobs, scheduler, max_pi
     with translated(flags):
         fitted = load_model(model_file)
     out = Path(output_dir)
-    options = RunOptions(posteriors=posteriors, objects=objects, min_size=min_size,
+    options = RunOptions(posteriors=posteriors, posteriors_dtype=posteriors_dtype,
+                         objects=objects, min_size=min_size,
                          html=html, max_pixels=max_pixels)
     view = ProgressView(flags)
     try:

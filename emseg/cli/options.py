@@ -228,8 +228,16 @@ bias_options = _stack(
 
 # --------------------------------------------------------------------------- images
 
-posteriors = click.option("--posteriors", is_flag=True,
-                          help="Also write per-class posterior maps (TIFF).")
+posteriors = _stack(
+    click.option("--posteriors", is_flag=True,
+                 help="Also write per-class posterior maps (compressed TIFF, or NIfTI "
+                 "for NIfTI and DICOM input)."),
+    click.option("--posteriors-dtype", type=click.Choice(["uint8", "float16", "float32"]),
+                 default="uint8", show_default=True,
+                 help="How posteriors are stored: uint8 is probability x 255 (within "
+                 "1/510; NIfTI's slope gives the probability), float32 full precision."),
+)
+"""Per-class posterior maps and how they are stored."""
 
 objects = _stack(
     click.option("--objects", is_flag=True,

@@ -30,7 +30,7 @@ STOPPED = ("the outputs of the image being segmented were removed; those of the 
 @opt.max_pixels
 @opt.output_options
 @click.pass_obj
-def run(flags, images, channels, mask_path, posteriors, pve, objects, min_size, html,
+def run(flags, images, channels, mask_path, posteriors, posteriors_dtype, pve, objects, min_size, html,
         max_pixels, output_dir, overwrite, **model):
     """Segment each IMAGE and write labels, overlay, segments and a report.
 
@@ -54,7 +54,8 @@ def run(flags, images, channels, mask_path, posteriors, pve, objects, min_size, 
         out = Path(output_dir)
         with translated(flags, cannot=f"create output folder {out}"):
             out.mkdir(parents=True, exist_ok=True)
-        options = RunOptions(mask_path=mask_path, posteriors=posteriors, pve=pve,
+        options = RunOptions(mask_path=mask_path, posteriors=posteriors,
+                             posteriors_dtype=posteriors_dtype, pve=pve,
                              objects=objects, min_size=min_size, max_pixels=max_pixels,
                              channels=channels, html=html, **model)
         inputs = [tuple(images)] if channels and len(images) > 1 else images

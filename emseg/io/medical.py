@@ -426,7 +426,8 @@ NIFTI_INTENT_LABEL = 1002
 _SCANNER_ANAT = 1
 
 
-def write_nifti(path, array, like=None, *, affine=None, labels=False, overwrite=False):
+def write_nifti(path, array, like=None, *, affine=None, labels=False, scale=1.0,
+                overwrite=False):
     """Write a (Z, Y, X) array, or (K, Z, Y, X) maps (one volume per class), as NIfTI.
 
     The geometry comes from ``like``, the input's nibabel image: its header and affine,
@@ -436,7 +437,9 @@ def write_nifti(path, array, like=None, *, affine=None, labels=False, overwrite=
     with neither, the identity (no known geometry). ``labels=True`` marks an integer
     label image with the intent NIFTI_INTENT_LABEL named "labels", as FSLeyes, ITK-SNAP
     and 3D Slicer recognise it. Whatever intent, scaling and display range (cal_min,
-    cal_max) the input had are not carried over.
+    cal_max) the input had are not carried over. ``scale``: the header's slope, for
+    maps stored as integers (probabilities as uint8 with ``scale=1/255``: readers such
+    as nibabel's ``get_fdata`` and the viewers give the probabilities).
     """
     nib = _require("nibabel", "NIfTI files")
 
@@ -456,7 +459,7 @@ def write_nifti(path, array, like=None, *, affine=None, labels=False, overwrite=
             img.set_qform(img.affine, code=_SCANNER_ANAT)
             img.header.set_xyzt_units("mm")
     img.set_data_dtype(arr.dtype)
-    img.header.set_slope_inter(1.0, 0.0)
+    img.header.set_slope_inter(float(scale), 0.0)
     if labels:
         img.header.set_intent(NIFTI_INTENT_LABEL, (), name="labels")
     else:

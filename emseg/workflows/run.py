@@ -30,6 +30,7 @@ class RunOptions:
     tol: object = "auto"  # a number, or "auto" (see GaussianMixture)
     mask_path: str | None = None
     posteriors: bool = False
+    posteriors_dtype: str = "uint8"  # uint8 (probability x 255), float16 or float32
     pve: bool = False  # partial-volume fractions (emseg.image.pve)
     objects: bool = False  # write <stem>_objects.csv (connected components, measured)
     min_size: int = 1  # with objects: components of fewer pixels are left out
@@ -269,8 +270,9 @@ def _writes(source, seg, options, overlay, segments, label_values):
         writes.append((io.write_itksnap_labels, targets["label_descriptions"],
                        render.palette(seg.k), {}))
     if options.posteriors:
-        pages = render.posterior_pages(seg.posteriors)
-        writes.append(output_writer(image, targets["posteriors"], pages))
+        pages = render.posterior_pages(seg.posteriors, _posteriors_dtype(image, options))
+        writes.append(output_writer(image, targets["posteriors"], pages,
+                                    scale=1 / 255 if pages.dtype == np.uint8 else 1.0))
     if options.pve:
         from ..image.pve import partial_volumes
 
@@ -286,7 +288,15 @@ def _writes(source, seg, options, overlay, segments, label_values):
     return writes
 
 
-def output_writer(image, target, data, *, labels=False):
+def _posteriors_dtype(image, options):
+    """The dtype posteriors are stored in: the option's, but float32 for float16 in
+    NIfTI, which has no 16-bit float type."""
+    if options.posteriors_dtype == "float16" and image.affine is not None:
+        return "float32"
+    return options.posteriors_dtype
+
+
+def output_writer(image, target, data, *, labels=False, scale=1.0):
     """The write of ``data``, an output of ``image`` with its spatial shape, to
     ``target``, as a :func:`_write_all` job ``(writer, target, data, keywords)``:
     ``writer(target, data, overwrite=..., **keywords)``. ``data`` is integer labels
@@ -295,17 +305,22 @@ def output_writer(image, target, data, *, labels=False):
 
     An input with geometry (``image.affine``: a NIfTI volume, a DICOM series) gets NIfTI
     with that geometry (and the NIfTI label intent on labels); otherwise labels are a
-    PNG (a multi-page TIFF for a stack) and maps a multi-page float32 TIFF. The names
-    to write them to are :func:`output_paths`'s with ``nifti=image.affine is not None``.
+    PNG (a multi-page TIFF for a stack) and maps a multi-page TIFF of their dtype,
+    deflate-compressed. ``scale``: what a stored value is worth (1/255 for
+    probabilities as uint8), kept in a NIfTI header's slope. The names to write them to
+    are :func:`output_paths`'s with ``nifti=image.affine is not None``.
     """
     from .. import io
 
     if image.affine is not None:
-        keywords = {"like": image.nifti, "affine": image.affine, "labels": labels}
+        keywords = {"like": image.nifti, "affine": image.affine, "labels": labels,
+                    "scale": scale}
         return io.write_nifti, target, data, keywords
     if labels and not image.is_stack:
         return io.write_png, target, data, {}
-    return io.write_tiff_stack, target, data, {"dtype": data.dtype} if labels else {}
+    if labels:
+        return io.write_tiff_stack, target, data, {"dtype": data.dtype}
+    return io.write_tiff_stack, target, data, {"dtype": data.dtype, "compress": True}
 
 
 @dataclass(frozen=True)

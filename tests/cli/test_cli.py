@@ -348,3 +348,55 @@ def test_two_grey_pngs_as_channels(tmp_path):
         assert np.bincount(labels[truth == c], minlength=5).max() == (truth == c).sum()
     segments = np.asarray(Image.open(out / "a_segments.png"))
     assert segments.shape == (60, 80, 3)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float16", "float32"])
+def test_posteriors_compact_by_default(tmp_path, dtype):
+    """Posteriors are uint8 (probability x 255) and deflate-compressed unless asked:
+    under 30% of the float32 size for four classes (issue 13's bar), within 1/510 of
+    the probabilities; float32 keeps them exactly."""
+    import tifffile
+
+    from emseg import segment
+
+    rng = np.random.default_rng(5)
+    truth = np.kron(rng.integers(0, 4, (12, 16)), np.ones((25, 25), int))
+    image = np.clip(np.array([40, 90, 150, 210])[truth] + rng.normal(0, 18, truth.shape),
+                    0, 255).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "p.png")
+    out = tmp_path / "out"
+    args = ["run", tmp_path / "p.png", "-k", 4, "--posteriors", "-o", out]
+    result = run(*(args if dtype == "uint8" else args + ["--posteriors-dtype", dtype]))
+    assert result.exit_code == 0, result.output
+    expected = np.moveaxis(segment(image, 4).posteriors, -1, 0)
+    with tifffile.TiffFile(out / "p_posteriors.tif") as tif:
+        pages = tif.asarray()
+        assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+    assert pages.dtype == np.dtype(dtype) and pages.shape == expected.shape
+    size = (out / "p_posteriors.tif").stat().st_size
+    if dtype == "uint8":
+        np.testing.assert_allclose(pages / 255.0, expected, atol=1 / 510 + 1e-7)
+        assert size < 0.3 * expected.astype(np.float32).nbytes
+    elif dtype == "float32":
+        np.testing.assert_array_equal(pages, expected.astype(np.float32))
+    else:
+        np.testing.assert_allclose(pages, expected, atol=1e-3)
+
+
+def test_nifti_posteriors_as_uint8_read_back_as_probabilities(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    rng = np.random.default_rng(6)
+    truth = np.zeros((8, 20, 24), int)
+    truth[:, :, 12:] = 1
+    vol = np.where(truth == 1, 160.0, 60.0) + rng.normal(0, 25, truth.shape)
+    nib.save(nib.Nifti1Image(np.transpose(vol, (2, 1, 0)).astype(np.float32), np.eye(4)),
+             tmp_path / "v.nii.gz")
+    out = tmp_path / "out"
+    result = run("run", tmp_path / "v.nii.gz", "-k", 2, "--posteriors", "-o", out)
+    assert result.exit_code == 0, result.output
+    img = nib.load(out / "v_posteriors.nii.gz")
+    assert img.get_data_dtype() == np.uint8
+    probabilities = np.transpose(img.get_fdata(), (3, 2, 1, 0))
+    assert probabilities.min() >= 0 and probabilities.max() <= 1 + 1e-6  # a float32 slope
+    np.testing.assert_allclose(probabilities.sum(axis=0), 1, atol=2 / 255)
+    assert (probabilities.argmax(axis=0) == truth).mean() > 0.95
