@@ -6,6 +6,8 @@ smoothing ``beta`` and the bias-field switch. The annotations are strings, so th
 module imports neither napari nor magicgui.
 """
 
+from typing import Annotated
+
 import numpy as np
 
 from .._shared.errors import EmsegError
@@ -16,8 +18,8 @@ __all__ = ["segment_image"]
 
 def segment_image(
     image: "napari.layers.Image",  # noqa: F821 (napari resolves it)
-    k: int = 3,
-    beta: float = 0.0,
+    k: Annotated[int, {"min": 2, "max": 64}] = 3,  # magicgui reads the bounds
+    beta: Annotated[float, {"min": 0.0, "max": 10.0, "step": 0.1}] = 0.0,
     bias: bool = False,
 ) -> "napari.types.LayerDataTuple":  # noqa: F821
     """Segment ``image`` into ``k`` classes; return a Labels layer-data tuple.
