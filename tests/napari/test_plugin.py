@@ -72,6 +72,8 @@ def test_a_nifti_labels_output_opens_as_labels_coloured_and_named_from_the_repor
 
 def test_posteriors_and_partial_volumes_open_as_one_image_per_class(tmp_path):
     out, report, truth = _nifti_outputs(tmp_path)
+    both = [str(out / "t1_labels.nii.gz"), str(out / "t1_posteriors.nii.gz")]
+    assert [t for _, _, t in get_reader(both)(both)] == ["labels"] + ["image"] * 3
     for name in ("t1_posteriors.nii.gz", "t1_pve.nii.gz"):
         layers = read_outputs(str(out / name))
         assert [t for _, _, t in layers] == ["image"] * 3
