@@ -412,6 +412,8 @@ def _report(source, seg, options, model, wrote, start):
             "covariances": gm.covariances_,
         },
         "spacing": None if image.spacing is None else list(image.spacing),
+        "spacing_unit": image.unit,  # None: mm for NIfTI/DICOM, pixels otherwise
+        "axes": image.axes,  # a TIFF's axes and what each was read as
         "mrf": seg.mrf,
         "bias": None if seg.bias is None else {
             **seg.bias_fit,
