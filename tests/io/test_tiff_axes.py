@@ -163,3 +163,43 @@ def test_channels_segment_jointly(tmp_path, rng):
     found = labels == labels[0, 0]
     agreement = (found == (truth == 0)).mean()
     assert agreement > 0.9, agreement
+
+
+def test_write_tiff_stack_imagej_calibrated(tmp_path, rng):
+    labels = rng.integers(0, 4, size=(3, 6, 7), dtype=np.uint8)
+    io.write_tiff_stack(tmp_path / "l.tif", labels, dtype=np.uint8, imagej=True,
+                        spacing=(0.5, 0.25, 0.2), unit="µm")
+    with tifffile.TiffFile(tmp_path / "l.tif") as tif:
+        assert tif.is_imagej and tif.series[0].axes == "ZYX"
+        assert tif.imagej_metadata["spacing"] == 0.5
+        assert tif.imagej_metadata["unit"] == "micron"
+        np.testing.assert_array_equal(tif.asarray(), labels)
+    img = io.read_image(tmp_path / "l.tif")
+    np.testing.assert_allclose(img.spacing, (0.5, 0.25, 0.2))
+    assert img.unit == "µm" and img.is_stack
+    io.write_tiff_stack(tmp_path / "a.tif", labels, dtype=np.uint8, imagej=True,
+                        spacing=(2, 1, 1), unit="Å")
+    img = io.read_image(tmp_path / "a.tif")
+    assert img.unit == "Å" and img.spacing == (2, 1, 1)
+
+
+def test_labels_of_a_calibrated_stack_keep_the_calibration(tmp_path, rng):
+    from emseg.workflows.run import RunOptions, segment_file
+
+    data = np.zeros((4, 16, 16), np.uint8)
+    data[:, :, 8:] = 200
+    data = (data + rng.integers(0, 20, size=data.shape)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "z.tif", data, imagej=True, resolution=(5.0, 5.0),
+                     metadata={"axes": "ZYX", "spacing": 0.5, "unit": "micron"})
+    (tmp_path / "out").mkdir()
+    report = segment_file(tmp_path / "z.tif", tmp_path / "out", RunOptions(classes=2))
+    np.testing.assert_allclose(report["spacing"], (0.5, 0.2, 0.2))
+    assert report["spacing_unit"] == "µm"
+    with tifffile.TiffFile(tmp_path / "out" / "z_labels.tif") as tif:
+        assert tif.is_imagej and tif.series[0].axes == "ZYX"
+        assert tif.imagej_metadata["spacing"] == 0.5
+        assert tif.imagej_metadata["unit"] == "micron"
+        num, den = tif.pages[0].tags["XResolution"].value
+        assert num / den == pytest.approx(5.0)
+        labels = tif.asarray()
+    assert set(np.unique(labels[:, :, :8])) == {1} and set(np.unique(labels[:, :, 8:])) == {2}
