@@ -203,3 +203,18 @@ def test_labels_of_a_calibrated_stack_keep_the_calibration(tmp_path, rng):
         assert num / den == pytest.approx(5.0)
         labels = tif.asarray()
     assert set(np.unique(labels[:, :, :8])) == {1} and set(np.unique(labels[:, :, 8:])) == {2}
+
+
+def test_cli_refuses_time_points_in_one_line(tmp_path, rng):
+    from click.testing import CliRunner
+
+    from emseg.cli.main import main
+
+    data = rng.integers(0, 255, size=(2, 3, 6, 7), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "t.tif", data, imagej=True, metadata={"axes": "TZYX"})
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "t.tif"), "-o", str(tmp_path)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "2 time points (T)" in lines[0]
+    assert "Traceback" not in result.output
+    assert not list(tmp_path.glob("t_*"))
