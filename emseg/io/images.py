@@ -190,13 +190,13 @@ def read_channels(paths, *, max_pixels=None):
     first = images[0]
     return Image(pixels=pixels, valid=valid, path=first.path, is_stack=first.is_stack,
                  spacing=first.spacing, nifti=first.nifti, affine=first.affine,
-                 channels=True)
+                 channels=True, unit=first.unit)
 
 
 def read_mask(path, shape, *, max_pixels=None):
     """Read a mask for an image of spatial shape ``shape``: True inside.
 
-    A pixel is inside where any colour channel is non-zero (and, if the mask has an
+    A pixel is inside where any colour channel (or channel of a hyperstack) is non-zero (and, if the mask has an
     alpha channel, the pixel is not fully transparent). A 2-D mask for a 3-D stack
     ``(Z, H, W)`` applies to every slice.
 
@@ -225,7 +225,7 @@ def read_mask(path, shape, *, max_pixels=None):
             f"mask {path} is {exc.size_text} but the image is {describe_size(shape)}; "
             "use a mask of the same size as the image"
         ) from None
-    inside = image.pixels.any(axis=-1) if image.is_color else image.pixels != 0
+    inside = image.pixels.any(axis=-1) if image.has_channel_axis else image.pixels != 0
     if image.valid is not None:
         inside &= image.valid
     if inside.shape != shape:

@@ -218,3 +218,14 @@ def test_cli_refuses_time_points_in_one_line(tmp_path, rng):
     assert len(lines) == 1 and "2 time points (T)" in lines[0]
     assert "Traceback" not in result.output
     assert not list(tmp_path.glob("t_*"))
+
+
+def test_read_channels_keeps_the_unit(tmp_path, rng):
+    for name in ("a", "b"):
+        data = rng.integers(0, 255, size=(3, 6, 7), dtype=np.uint8)
+        tifffile.imwrite(tmp_path / f"{name}.tif", data, imagej=True, resolution=(5.0, 5.0),
+                         metadata={"axes": "ZYX", "spacing": 0.5, "unit": "micron"})
+    img = io.read_channels([tmp_path / "a.tif", tmp_path / "b.tif"])
+    assert img.channels and img.pixels.shape == (3, 6, 7, 2)
+    np.testing.assert_allclose(img.spacing, (0.5, 0.2, 0.2))
+    assert img.unit == "µm"
