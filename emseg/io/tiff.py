@@ -71,6 +71,8 @@ def read_tiff(path, limit):
             if not tif.series:
                 raise EmsegError(f"{path} is a TIFF file with no image in it; re-export it")
             _check_tiff_pages(path, tif.series)
+            if tif.is_ome:
+                _check_ome_images(path, tif.series)
             series = tif.series[0]
             page = series.keyframe
             axes, shape = series.axes, tuple(series.shape)
@@ -130,6 +132,18 @@ def _check_tiff_pages(path, series):
         "emseg reads a multi-page TIFF as one stack of equal pages: save each size as "
         "its own file"
     )
+
+
+def _check_ome_images(path, series):
+    """Refuse an OME-TIFF that holds several images (positions, wells): emseg would
+    read the first and drop the others silently."""
+    images = [s for s in series if not getattr(s.keyframe, "is_reduced", False)]
+    if len(images) > 1:
+        raise EmsegError(
+            f"{path} is an OME-TIFF holding {len(images)} images (series); emseg reads "
+            "one: save each image as its own file (Fiji: Bio-Formats, open each series) "
+            "and segment them with emseg batch"
+        )
 
 
 # TIFF compressions that tifffile, without imagecodecs, inflates with an unbounded

@@ -229,3 +229,11 @@ def test_read_channels_keeps_the_unit(tmp_path, rng):
     assert img.channels and img.pixels.shape == (3, 6, 7, 2)
     np.testing.assert_allclose(img.spacing, (0.5, 0.2, 0.2))
     assert img.unit == "µm"
+
+
+def test_ome_with_several_images_is_refused(tmp_path):
+    with tifffile.TiffWriter(tmp_path / "two.ome.tif", ome=True) as tif:
+        tif.write(np.zeros((3, 6, 7), np.uint8), metadata={"axes": "ZYX"})
+        tif.write(np.ones((3, 6, 7), np.uint8), metadata={"axes": "ZYX"})
+    with pytest.raises(EmsegError, match="holding 2 images .*its own file"):
+        io.read_image(tmp_path / "two.ome.tif")
