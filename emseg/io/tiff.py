@@ -3,15 +3,18 @@
 
 Reading
     :func:`read_tiff` reads the first series of a TIFF (a multi-page TIFF is a 3-D
-    stack). Before any pixel is decoded it refuses pages of different sizes or types
+    stack) by the axes tifffile reports (:func:`_axis_roles`: ImageJ hyperstacks and
+    OME-TIFF give Z, C, T, S by name), with the calibration ImageJ or OME metadata give
+    (:func:`calibration`). Before any pixel is decoded it refuses pages of different sizes or types
     (:func:`_check_tiff_pages`), layouts emseg does not read and sizes above the pixel
     limit (:func:`_check_tiff_layout`), and deflate or LZMA strips that inflate past
     their size (:func:`_check_tiff_inflation`). Pixels keep their dtype when it is
     uint8, uint16 or float32; other dtypes are converted without losing values.
 
 Writing
-    :func:`write_tiff_stack` writes pages uncompressed, without a timestamp, into the
-    temporary file of :func:`~emseg.io.atomic.writing`.
+    :func:`write_tiff_stack` writes pages uncompressed (or deflated), without a
+    timestamp, into the temporary file of :func:`~emseg.io.atomic.writing`; with
+    ``imagej`` a (Z, H, W) stack as an ImageJ hyperstack with its calibration.
 """
 
 import math
