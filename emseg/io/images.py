@@ -6,7 +6,8 @@ and the fix; no Pillow or tifffile exception escapes.
 
 :func:`read_image` reads PNG, JPEG and BMP through Pillow (EXIF orientation applied),
 16-bit colour PNGs through :mod:`.png`, TIFF through :mod:`.tiff` (a multi-page TIFF is
-a 3-D stack), and NIfTI volumes and DICOM folders through :mod:`.medical`. Pixels keep
+a 3-D stack; ImageJ hyperstacks and OME-TIFF by their axes: Z a volume, C channels,
+with their calibration), and NIfTI volumes and DICOM folders through :mod:`.medical`. Pixels keep
 their dtype (uint8, uint16 or float32); an alpha channel becomes ``Image.valid``.
 :func:`read_mask` reads a mask for an image; :func:`read_channels` stacks co-registered
 single-channel files. The size a header declares is checked against the pixel limit
@@ -62,6 +63,12 @@ class Image:
     is_stack : bool
         True for a multi-page TIFF read as a 3-D stack. Needed to tell an RGB image
         ``(H, W, 3)`` from a grey stack of three-pixel-wide pages ``(Z, H, 3)``.
+    spacing : tuple or None
+        Voxel size along the spatial axes ((z, y, x) or (y, x)) when the file gives
+        it: NIfTI and DICOM in mm, an ImageJ or OME-TIFF stack in ``unit``.
+    channels : bool
+        True when the last axis holds co-registered channels (``--channels``, or the
+        C axis of an ImageJ hyperstack or OME-TIFF), used together as features.
     """
 
     pixels: np.ndarray
@@ -74,6 +81,8 @@ class Image:
     # slice) to RAS+ mm (see emseg.io.medical); None when the file has no geometry
     affine: np.ndarray | None = None
     channels: bool = False  # the last axis holds co-registered channels, not RGB
+    unit: str | None = None  # the unit of ``spacing`` (e.g. "µm"), when the file names one
+    axes: str | None = None  # a TIFF's axes and what each was read as, for the report
 
     @property
     def is_color(self):
@@ -134,11 +143,12 @@ def read_image(path, *, max_pixels=None, allow_channels=False):
     except OSError as exc:
         raise EmsegError(f"cannot read {path}: {reason(exc)}; check its permissions") from None
     if is_tiff(head):
-        pixels, alpha, is_stack = read_tiff(path, limit)
-    else:
-        pixels, alpha = _read_pillow(path, head, limit)
-        is_stack = False
-    return _finish(path, pixels, alpha, is_stack)
+        tiff = read_tiff(path, limit)
+        image = _finish(path, tiff.pixels, tiff.alpha, tiff.is_stack, channels=tiff.channels)
+        image.spacing, image.unit, image.axes = tiff.spacing, tiff.unit, tiff.axes
+        return image
+    pixels, alpha = _read_pillow(path, head, limit)
+    return _finish(path, pixels, alpha, False)
 
 
 def _looks_like_image_folder(path):
@@ -180,13 +190,13 @@ def read_channels(paths, *, max_pixels=None):
     first = images[0]
     return Image(pixels=pixels, valid=valid, path=first.path, is_stack=first.is_stack,
                  spacing=first.spacing, nifti=first.nifti, affine=first.affine,
-                 channels=True)
+                 channels=True, unit=first.unit)
 
 
 def read_mask(path, shape, *, max_pixels=None):
     """Read a mask for an image of spatial shape ``shape``: True inside.
 
-    A pixel is inside where any colour channel is non-zero (and, if the mask has an
+    A pixel is inside where any colour channel (or channel of a hyperstack) is non-zero (and, if the mask has an
     alpha channel, the pixel is not fully transparent). A 2-D mask for a 3-D stack
     ``(Z, H, W)`` applies to every slice.
 
@@ -215,7 +225,7 @@ def read_mask(path, shape, *, max_pixels=None):
             f"mask {path} is {exc.size_text} but the image is {describe_size(shape)}; "
             "use a mask of the same size as the image"
         ) from None
-    inside = image.pixels.any(axis=-1) if image.is_color else image.pixels != 0
+    inside = image.pixels.any(axis=-1) if image.has_channel_axis else image.pixels != 0
     if image.valid is not None:
         inside &= image.valid
     if inside.shape != shape:

@@ -3,20 +3,25 @@
 
 Reading
     :func:`read_tiff` reads the first series of a TIFF (a multi-page TIFF is a 3-D
-    stack). Before any pixel is decoded it refuses pages of different sizes or types
+    stack) by the axes tifffile reports (:func:`_axis_roles`: ImageJ hyperstacks and
+    OME-TIFF give Z, C, T, S by name), with the calibration ImageJ or OME metadata give
+    (:func:`calibration`). Before any pixel is decoded it refuses pages of different sizes or types
     (:func:`_check_tiff_pages`), layouts emseg does not read and sizes above the pixel
     limit (:func:`_check_tiff_layout`), and deflate or LZMA strips that inflate past
     their size (:func:`_check_tiff_inflation`). Pixels keep their dtype when it is
     uint8, uint16 or float32; other dtypes are converted without losing values.
 
 Writing
-    :func:`write_tiff_stack` writes pages uncompressed, without a timestamp, into the
-    temporary file of :func:`~emseg.io.atomic.writing`.
+    :func:`write_tiff_stack` writes pages uncompressed (or deflated), without a
+    timestamp, into the temporary file of :func:`~emseg.io.atomic.writing`; with
+    ``imagej`` a (Z, H, W) stack as an ImageJ hyperstack with its calibration.
 """
 
 import math
 import os
+import re
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,7 +29,7 @@ from .._shared.errors import EmsegError
 from .atomic import open_temp, reason, writing
 from .checks import check_size, log_as_warnings, to_float32
 
-__all__ = ["is_tiff", "read_tiff", "write_tiff_stack"]
+__all__ = ["TiffImage", "calibration", "is_tiff", "read_tiff", "write_tiff_stack"]
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 
@@ -37,9 +42,31 @@ def is_tiff(head):
     return head[:4] in _TIFF_MAGIC
 
 
+class TiffImage(NamedTuple):
+    """What :func:`read_tiff` found: pixels in emseg's (Z, Y, X[, C]) layout and what
+    the file says about them."""
+
+    pixels: np.ndarray  # (Z, H, W[, C]) or (H, W[, C])
+    alpha: np.ndarray | None
+    is_stack: bool  # a Z axis (a volume, or a plain multi-page stack)
+    channels: bool  # the last axis holds co-registered channels (the C axis), not RGB
+    spacing: tuple | None  # (z, y, x) or (y, x) in ``unit``, when the file is calibrated
+    unit: str | None  # the unit of ``spacing``, when the file names one
+    axes: str  # one line: the file's axes and what each was read as
+
+
 def read_tiff(path, limit):
-    """Pixels (Z, H, W[, 3]) or (H, W[, 3]), alpha or None, and whether the TIFF at
-    ``path`` is a stack; its size is checked against ``limit`` before decoding."""
+    """Read the first series of the TIFF at ``path`` into a :class:`TiffImage`; its
+    size is checked against ``limit`` before decoding.
+
+    The axes tifffile reports (ImageJ hyperstacks, OME-TIFF, tifffile's own shaped
+    files) are read by letter: Z is a volume, C co-registered channels (the last axis,
+    as ``--channels``), S colour samples, Y and X the plane, axes of size 1 dropped;
+    one unnamed page axis (a plain multi-page TIFF) is a Z stack. More than one time
+    point (T), a second stack axis, channels together with colour samples, and unnamed
+    axes beside a named one are refused with the fix. The calibration comes from the
+    ImageJ ``spacing``/``unit`` and resolution tags, or OME ``PhysicalSize*``.
+    """
     import tifffile
 
     try:
@@ -47,13 +74,17 @@ def read_tiff(path, limit):
             if not tif.series:
                 raise EmsegError(f"{path} is a TIFF file with no image in it; re-export it")
             _check_tiff_pages(path, tif.series)
+            if tif.is_ome:
+                _check_ome_images(path, tif.series)
             series = tif.series[0]
             page = series.keyframe
             axes, shape = series.axes, tuple(series.shape)
             photometric = int(page.photometric)
             colormap = page.colormap
-            _check_tiff_layout(path, axes, shape, photometric, limit)
+            roles = _check_tiff_layout(path, axes, shape, photometric, limit)
             _check_tiff_inflation(path, tif.filehandle, series)
+            kind = "OME-TIFF" if tif.is_ome else "ImageJ" if tif.is_imagej else "TIFF"
+            spacing, unit = calibration(tif, page)
             data = series.asarray()
             if data.shape != shape:
                 raise ValueError(f"its pixels decode to shape {data.shape}, not {shape}")
@@ -66,7 +97,14 @@ def read_tiff(path, limit):
             f"cannot read {path}: corrupt TIFF ({reason(exc)}), truncated or in a TIFF "
             "variant emseg does not read; re-export it"
         ) from None
-    return _tiff_pixels(path, data, axes, photometric, colormap)
+    pixels, alpha, is_stack = _tiff_pixels(path, data, roles, photometric, colormap)
+    channels = "C" in roles
+    if spacing is not None:
+        spacing = spacing if is_stack else spacing[1:]
+        if unit is None and all(v == 1 for v in spacing):
+            spacing = None
+    note = _axes_note(kind, axes, shape, roles, spacing, unit)
+    return TiffImage(pixels, alpha, is_stack, channels, spacing, unit, note)
 
 
 def _check_tiff_pages(path, series):
@@ -97,6 +135,18 @@ def _check_tiff_pages(path, series):
         "emseg reads a multi-page TIFF as one stack of equal pages: save each size as "
         "its own file"
     )
+
+
+def _check_ome_images(path, series):
+    """Refuse an OME-TIFF that holds several images (positions, wells): emseg would
+    read the first and drop the others silently."""
+    images = [s for s in series if not getattr(s.keyframe, "is_reduced", False)]
+    if len(images) > 1:
+        raise EmsegError(
+            f"{path} is an OME-TIFF holding {len(images)} images (series); emseg reads "
+            "one: save each image as its own file (Fiji: Bio-Formats, open each series) "
+            "and segment them with emseg batch"
+        )
 
 
 # TIFF compressions that tifffile, without imagecodecs, inflates with an unbounded
@@ -161,24 +211,63 @@ def _inflates_past(fh, offset, count, inflate, need):
     return False
 
 
-def _tiff_layout(axes, shape):
-    """Sizes of the sample axis and of the non-singleton extra (stack) axes."""
+_ROLE_NAMES = {"Z": "slices", "C": "channels", "S": "colour samples"}
+
+
+def _axis_roles(path, axes, shape):
+    """Each axis's role: ``Z`` (the volume), ``C`` (channels), ``S`` (colour samples),
+    ``Y``, ``X``, or ``""`` (size 1: dropped)."""
+    where = f"{path} has TIFF axes {axes} with shape {tuple(shape)}"
+    roles = []
+    for letter, n in zip(axes, shape):
+        if letter in "YX" or (letter == "S" and n > 1):
+            roles.append(letter)
+        elif n == 1:
+            roles.append("")
+        elif letter in "ZC":
+            roles.append(letter)
+        elif letter == "T":
+            raise EmsegError(
+                f"{where}: {n} time points (T), and emseg segments one image or volume; "
+                "save each time point as its own file (Fiji: Image > Hyperstacks > "
+                "Reduce Dimensionality) and segment them with emseg batch --shared-model"
+            )
+        else:
+            roles.append("?")
+    unnamed = [i for i, r in enumerate(roles) if r == "?"]
+    if len(unnamed) == 1 and "Z" not in roles:
+        roles[unnamed[0]] = "Z"  # the pages of a plain multi-page TIFF: a stack
+    elif unnamed:
+        letters = ", ".join(f"{axes[i]} ({shape[i]})" for i in unnamed)
+        raise EmsegError(
+            f"{where}: more than one stack axis, and {letters} is not named Z, C or T; "
+            "save it as an ImageJ hyperstack or OME-TIFF with named axes, or export a "
+            "single 2-D image or one 3-D stack"
+        )
+    for role in "ZC":
+        if roles.count(role) > 1:
+            raise EmsegError(
+                f"{where}: more than one {_ROLE_NAMES[role]} axis; export a single 2-D "
+                "image or one 3-D stack"
+            )
     samples = shape[axes.index("S")] if "S" in axes else 1
-    extra = [n for a, n in zip(axes, shape) if a not in "YXS" and n > 1]
-    return samples, extra
+    if "C" in roles and samples > 1:
+        raise EmsegError(
+            f"{where}: both channels (C) and {samples} colour samples per pixel (S); "
+            "emseg reads one or the other: save the channels as grey (Fiji: Image > "
+            "Type > 8-bit or 16-bit) or the image as plain RGB"
+        )
+    return roles
 
 
 def _check_tiff_layout(path, axes, shape, photometric, limit):
+    """Refuse what emseg cannot read before decoding; return each axis's role."""
     if "Y" not in axes or "X" not in axes:
         raise EmsegError(
             f"{path} has TIFF axes {axes} without both Y and X; re-export it as an image"
         )
-    samples, extra = _tiff_layout(axes, shape)
-    if len(extra) > 1:
-        raise EmsegError(
-            f"{path} has TIFF axes {axes} with shape {tuple(shape)}: more than one stack "
-            "axis; export a single 2-D image or one 3-D stack"
-        )
+    roles = _axis_roles(path, axes, shape)
+    samples = shape[axes.index("S")] if "S" in axes else 1
     if samples not in (1, 2, 3, 4):
         raise EmsegError(
             f"{path} has {samples} samples per pixel; emseg reads grey, grey+alpha, RGB "
@@ -189,25 +278,33 @@ def _check_tiff_layout(path, axes, shape, photometric, limit):
             f"{path} has TIFF photometric interpretation {photometric}, which emseg "
             "does not read; convert it to grey or RGB"
         )
-    height, width = shape[axes.index("Y")], shape[axes.index("X")]
-    n_pixels = height * width * (extra[0] if extra else 1)
-    size_text = f"{width}x{height}" + (f"x{extra[0]}" if extra else "")
+    if photometric == 3 and "C" in roles:
+        raise EmsegError(
+            f"{path} is a palette TIFF with channels (axes {axes}); save the channels "
+            "as grey"
+        )
+    size = dict(zip(roles, shape))
+    depth, n_channels = size.get("Z", 1), size.get("C", 1)
+    n_pixels = size["Y"] * size["X"] * depth * n_channels
+    size_text = f"{size['X']}x{size['Y']}" + (f"x{depth}" if "Z" in size else "")
+    if n_channels > 1:
+        size_text += f" with {n_channels} channels"
     check_size(path, n_pixels, size_text, limit)
+    return roles
 
 
-def _tiff_pixels(path, data, axes, photometric, colormap):
-    """Reorder to (Z, H, W, C), split alpha off, and settle the dtype."""
-    # stack axis first, then Y and X, then the samples; singleton axes dropped
-    order = [i for i, a in enumerate(axes) if a not in "YXS"]
-    order += [axes.index("Y"), axes.index("X")]
-    if "S" in axes:
-        order.append(axes.index("S"))
-    data = np.transpose(data, order)
-    letters = [axes[i] for i in order]
-    keep = tuple(slice(None) if a in "YX" or n > 1 else 0 for a, n in zip(letters, data.shape))
-    data = data[keep]
-    is_stack = any(a not in "YXS" and n > 1 for a, n in zip(letters, data.shape))
-    samples = data.shape[-1] if data.ndim == (4 if is_stack else 3) else 1
+def _tiff_pixels(path, data, roles, photometric, colormap):
+    """Reorder to (Z, H, W[, C or S]), split alpha off, and settle the dtype."""
+    order = [roles.index(r) for r in "ZYXCS" if r in roles]
+    data = np.transpose(data[tuple(0 if r == "" else slice(None) for r in roles)],
+                        [sorted(order).index(i) for i in order])
+    is_stack = "Z" in roles
+    if "C" in roles:
+        data = _tiff_dtype(path, data)
+        if photometric == 0:
+            data = _invert(data)
+        return np.ascontiguousarray(data), None, is_stack
+    samples = data.shape[-1] if "S" in roles else 1
 
     if photometric == 3:  # PALETTE: indices into a (3, N) uint16 colour map
         if colormap is None or samples != 1:
@@ -228,6 +325,107 @@ def _tiff_pixels(path, data, axes, photometric, colormap):
     if photometric == 0:  # MINISWHITE: 0 is white
         data = _invert(data)
     return np.ascontiguousarray(data), alpha, is_stack
+
+
+# --------------------------------------------------------------------------- calibration
+
+# lengths in micrometres, for OME units and ImageJ's unit names
+_MICRONS = {"pm": 1e-6, "Å": 1e-4, "nm": 1e-3, "µm": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
+_UNIT_SPELLINGS = {"micron": "µm", "microns": "µm", "um": "µm", "μm": "µm",
+                   "angstrom": "Å", "nanometer": "nm",
+                   "millimeter": "mm", "centimeter": "cm", "meter": "m"}
+
+
+def _unit(name):
+    """A unit name as ImageJ or OME writes it, in the spelling emseg reports."""
+    if name is None:
+        return None
+    name = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)),
+                  str(name).strip())  # ImageJ escapes non-ASCII letters
+    return _UNIT_SPELLINGS.get(name.lower(), name) or None
+
+
+def calibration(tif, page):
+    """(spacing, unit) that an ImageJ or OME-TIFF file declares: spacing ``(z, y, x)``
+    in ``unit``, or ``(None, None)`` for a file that declares none (a plain TIFF's
+    resolution tags are print resolution, not a pixel size, and are ignored).
+
+    ImageJ: x and y from the XResolution / YResolution tags (pixels per unit), z from
+    the description's ``spacing`` (1 when absent, ImageJ's default), the unit from its
+    ``unit``. OME: ``PhysicalSizeX/Y/Z`` of the first image, in their units (µm when
+    unnamed), converted to one unit when they differ; a missing Z size is X's.
+    """
+    if tif.is_ome:
+        return _ome_calibration(tif.ome_metadata)
+    if not tif.is_imagej:
+        return None, None
+    meta = tif.imagej_metadata or {}
+    sizes = []
+    for tag in ("YResolution", "XResolution"):
+        value = page.tags.get(tag)
+        num, den = value.value if value is not None else (1, 1)
+        sizes.append(den / num if num and den else 1.0)
+    z = meta.get("spacing", 1.0)
+    try:
+        z = float(z)
+    except (TypeError, ValueError):
+        z = 1.0
+    spacing = (z if z > 0 and math.isfinite(z) else 1.0, *sizes)
+    unit = _unit(meta.get("unit"))
+    if unit in ("pixel", "pixels"):
+        unit = None
+    return spacing, unit
+
+
+def _ome_calibration(xml):
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None, None
+    pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return None, None
+    sizes, units = {}, {}
+    for axis in "XYZ":
+        value = pixels.get(f"PhysicalSize{axis}")
+        try:
+            value = float(value) if value is not None else None
+        except ValueError:
+            value = None
+        if value is not None and value > 0 and math.isfinite(value):
+            sizes[axis] = value
+            units[axis] = _unit(pixels.get(f"PhysicalSize{axis}Unit")) or "µm"
+    if not sizes:
+        return None, None
+    if len(set(units.values())) > 1:
+        if not all(u in _MICRONS for u in units.values()):
+            return None, None
+        sizes = {a: v * _MICRONS[units[a]] for a, v in sizes.items()}
+        units = dict.fromkeys(units, "µm")
+    first = next(iter(sizes))
+    x = sizes.get("X", sizes.get("Y", sizes[first]))
+    y = sizes.get("Y", x)
+    return (sizes.get("Z", x), y, x), units[first]
+
+
+def _axes_note(kind, axes, shape, roles, spacing, unit):
+    """One line for the report: the file's axes and what each was read as."""
+    read = []
+    for letter, n, role in zip(axes, shape, roles):
+        if role in ("Y", "X"):
+            continue
+        what = "dropped (size 1)" if role == "" else f"{n} {_ROLE_NAMES[role]}"
+        if role == "Z" and letter != "Z":
+            what += " (a stack, read as Z)"
+        read.append(f"{letter}: {what}")
+    text = f"{kind} axes {axes} {tuple(shape)}: " + ", ".join(read + ["Y, X: the plane"])
+    if spacing is not None:
+        names = "z, y, x" if len(spacing) == 3 else "y, x"
+        values = " x ".join(f"{v:g}" for v in spacing)
+        text += f"; spacing ({names}) {values}{' ' + unit if unit else ''}"
+    return text
 
 
 def _tiff_dtype(path, data):
@@ -260,7 +458,8 @@ def _invert(data):
 # --------------------------------------------------------------------------- writing
 
 
-def write_tiff_stack(path, pages, *, dtype=np.float32, compress=False, overwrite=False):
+def write_tiff_stack(path, pages, *, dtype=np.float32, compress=False, overwrite=False,
+                     imagej=False, spacing=None, unit=None):
     """Write ``pages`` (``(k, H, W)``, or one ``(H, W)`` page) as a multi-page TIFF of
     ``dtype`` (float32 unless told: label stacks are uint8 or uint16).
 
@@ -269,6 +468,10 @@ def write_tiff_stack(path, pages, *, dtype=np.float32, compress=False, overwrite
     1: every TIFF reader has it; measured on the four posterior pages of a 12 MP photo,
     0.14 s against 0.33 s at level 6 for a file a third larger); no timestamp, so the
     bytes depend only on the data.
+
+    ``imagej``: a ``(Z, H, W)`` stack is written as an ImageJ hyperstack (axes ZYX) that
+    Fiji opens as a volume, calibrated when ``spacing`` ``(z, y, x)`` is given (in
+    ``unit``, e.g. "µm"; the resolution tags and ImageJ's ``spacing`` and ``unit``).
     """
     path = os.fspath(path)
     try:
@@ -283,13 +486,32 @@ def write_tiff_stack(path, pages, *, dtype=np.float32, compress=False, overwrite
         )
     import tifffile
 
+    keywords = {"photometric": "minisblack"}  # never read three pages as one RGB image
+    if imagej and arr.ndim == 3:
+        metadata = {"axes": "ZYX"}
+        if spacing is not None:
+            z, y, x = (float(v) for v in spacing)
+            keywords["resolution"] = (1.0 / x, 1.0 / y)
+            metadata["spacing"] = z
+            if unit:
+                metadata["unit"] = _imagej_unit(unit)
+        keywords.update(imagej=True, metadata=metadata)
     with writing(path, overwrite) as tmp, open_temp(tmp) as f:
         tifffile.imwrite(
             f,
             np.ascontiguousarray(arr),
-            photometric="minisblack",  # never read three pages as one RGB image
             software=False,
             datetime=None,
             compression="zlib" if compress else None,
             compressionargs={"level": 1} if compress else None,
+            **keywords,
         )
+
+
+def _imagej_unit(unit):
+    """``unit`` as ImageJ writes it in its ASCII description: "micron" for µm, other
+    non-ASCII letters as ``\\uXXXX``."""
+    unit = _unit(unit)
+    if unit == "µm":
+        return "micron"
+    return "".join(c if ord(c) < 128 else f"\\u{ord(c):04X}" for c in unit)

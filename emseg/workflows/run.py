@@ -305,8 +305,8 @@ def output_writer(image, target, data, *, labels=False, scale=1.0):
 
     An input with geometry (``image.affine``: a NIfTI volume, a DICOM series) gets NIfTI
     with that geometry (and the NIfTI label intent on labels); otherwise labels are a
-    PNG (a multi-page TIFF for a stack) and maps a multi-page TIFF of their dtype,
-    deflate-compressed. ``scale``: what a stored value is worth (1/255 for
+    PNG (for a stack an ImageJ TIFF stack, calibrated as the input) and maps a
+    multi-page TIFF of their dtype, deflate-compressed. ``scale``: what a stored value is worth (1/255 for
     probabilities as uint8), kept in a NIfTI header's slope. The names to write them to
     are :func:`output_paths`'s with ``nifti=image.affine is not None``.
     """
@@ -318,8 +318,10 @@ def output_writer(image, target, data, *, labels=False, scale=1.0):
         return io.write_nifti, target, data, keywords
     if labels and not image.is_stack:
         return io.write_png, target, data, {}
-    if labels:
-        return io.write_tiff_stack, target, data, {"dtype": data.dtype}
+    if labels:  # an ImageJ stack with the input's calibration: Fiji opens it as one
+        return io.write_tiff_stack, target, data, {
+            "dtype": data.dtype, "imagej": True, "spacing": image.spacing,
+            "unit": image.unit}
     return io.write_tiff_stack, target, data, {"dtype": data.dtype, "compress": True}
 
 
@@ -412,6 +414,8 @@ def _report(source, seg, options, model, wrote, start):
             "covariances": gm.covariances_,
         },
         "spacing": None if image.spacing is None else list(image.spacing),
+        "spacing_unit": image.unit,  # None: mm for NIfTI/DICOM, pixels otherwise
+        "axes": image.axes,  # a TIFF's axes and what each was read as
         "mrf": seg.mrf,
         "bias": None if seg.bias is None else {
             **seg.bias_fit,
