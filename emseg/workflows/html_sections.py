@@ -221,7 +221,10 @@ def run_tables(report):
              ("dtype", _esc(report.get("dtype"))),
              ("pixels segmented", f"{report.get('pixels_segmented', 0):,}")]
     if report.get("spacing"):
-        image.append(("spacing", _esc(_value(report["spacing"]))))
+        unit = report.get("spacing_unit")
+        image.append(("spacing", _esc(_value(report["spacing"]) + (f" {unit}" if unit else ""))))
+    if report.get("axes"):
+        image.append(("axes", _esc(report["axes"])))
     image.append(("emseg version", _esc(report.get("emseg_version"))))
     shared = report.get("shared_model")
     if shared:
