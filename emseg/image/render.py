@@ -15,6 +15,7 @@ from .._shared.errors import EmsegError
 
 __all__ = [
     "boundaries",
+    "boundary_width",
     "label_image",
     "overlay",
     "palette",
@@ -165,19 +166,25 @@ def label_image(labels, k):
     return lab.astype(np.uint8 if k <= 255 else np.uint16, order="C")
 
 
-def boundaries(labels):
-    """Bool mask of class boundaries, in-plane (the last two axes), one pixel wide.
+def boundaries(labels, width=1):
+    """Bool mask of class boundaries, in-plane (the last two axes), ``width`` pixels wide.
 
     A pixel is on a boundary when a 4-neighbour in its plane has a lower label; so
     the line between two classes is drawn once, on the side of the higher label,
     and the line between a class and background (0) on the class's side, never on
     background. This is ``skimage.segmentation.find_boundaries(mode="inner")``
     thinned to one side: "inner" and "thick" draw two-pixel lines between classes,
-    which hide detail on busy segmentations.
+    which hide detail on busy segmentations. With ``width`` w > 1, a pixel is on a
+    boundary when a lower label lies within (Euclidean) distance w of it (the disc of
+    radius w, whose w = 1 case is the 4-neighbour cross), so the line is w pixels
+    wide in every direction, still on the higher label's side.
     """
     lab = np.asarray(labels)
     if lab.ndim < 2:
         raise EmsegError(f"labels must be at least 2-D, got shape {lab.shape}")
+    width = _check_k(width, "width", minimum=1)
+    if width > 1:
+        return _wide_boundaries(lab, width)
     edge = np.zeros(lab.shape, dtype=bool)
     for axis in (-1, -2):
         first = np.moveaxis(lab, axis, -1)
@@ -188,17 +195,59 @@ def boundaries(labels):
     return edge
 
 
-def overlay(pixels, labels, k, *, alpha=0.45, draw_boundaries=True):
+def _wide_boundaries(lab, width):
+    """:func:`boundaries` for ``width`` > 1: each plane's labels compared with their
+    erosion (minimum over the disc); erode's default border never counts pixels
+    outside the image."""
+    edge = np.zeros(lab.shape, dtype=bool)
+    if not lab.size:
+        return edge
+    lo, hi = int(lab.min()), int(lab.max())
+    dtype = np.uint8 if lo >= 0 and hi <= 255 else (
+        np.uint16 if lo >= 0 and hi <= 65535 else np.float64)
+    disc = (np.hypot(*np.mgrid[-width : width + 1, -width : width + 1]) <= width)
+    disc = disc.astype(np.uint8)
+    planes = lab.reshape((-1,) + lab.shape[-2:])
+    marks = edge.reshape(planes.shape)
+    for plane, mark in zip(planes, marks):
+        values = np.ascontiguousarray(plane, dtype=dtype)
+        np.less(cv2.erode(values, disc), values, out=mark)
+    return edge
+
+
+# Boundary lines are 1 px wide up to this many pixels per unit of width squared
+# (see boundary_width): 1 px below about 6.75 MP, 2 px from there to 18.75 MP
+# (a 12 MP photo), 3 px to 36.75 MP, ...
+_PIXELS_PER_WIDTH_SQUARED = 3_000_000
+
+
+def boundary_width(shape):
+    """Boundary width in pixels that reads the same on screen for a picture of
+    ``shape`` (its first two axes, ``(H, W)``): ``round(sqrt(H * W / 3 MP))``, at least 1.
+
+    Pictures are looked at scaled to fit a screen about 1,500-2,000 pixels wide: a
+    1-px line on a 12 MP photo (4,000 x 3,000) is shown half a pixel wide and fades,
+    so it gets 2 px; anything up to ~6.7 MP (and every slice of a usual volume)
+    keeps 1 px. The rule goes with the square root of the pixel count so that a
+    picture and the same picture rotated get the same width.
+    """
+    h, w = (int(n) for n in shape[:2])
+    return max(1, int(np.floor(np.sqrt(h * w / _PIXELS_PER_WIDTH_SQUARED) + 0.5)))
+
+
+def overlay(pixels, labels, k, *, alpha=0.45, draw_boundaries=True, boundary_width=1):
     """The class colours blended over the image: ``(H, W, 3)`` uint8.
 
     Each labelled pixel becomes ``(1 - alpha) * image + alpha * palette(k)[label - 1]``;
     background pixels (label 0) keep the image's display colour exactly. With
-    ``draw_boundaries``, class boundaries are drawn 1 px wide in white over dark
-    pixels and black over light ones, never on background pixels.
+    ``draw_boundaries``, class boundaries (:func:`boundaries` of ``boundary_width``
+    pixels; :func:`boundary_width` gives one for the picture's size) are drawn in
+    white over dark blended pixels and black over light ones, never on background.
     """
     if not 0.0 <= float(alpha) <= 1.0:
         raise EmsegError(f"alpha must be between 0 and 1, got {alpha}")
     k = _check_k(k, "k", minimum=1)
+    width = _check_k(boundary_width, "boundary_width", minimum=1)
     base = _display_values(pixels)
     lab = _check_labels(labels, k)
     if lab.shape != base.shape[:2]:
@@ -207,17 +256,31 @@ def overlay(pixels, labels, k, *, alpha=0.45, draw_boundaries=True):
             "pass the labels of this image"
         )
     alpha, draw_boundaries = float(alpha), bool(draw_boundaries)
+    wide = draw_boundaries and width > 1
+    thin = draw_boundaries and not wide  # drawn by the 1-px tables and kernel
     blended = _blends(k, alpha)
     if base.ndim == 2 and k <= _MAX_CODED_K:
         out = np.empty(lab.shape + (3,), dtype=np.uint8)
         if out.size:
-            _overlay_grey(base, lab, blended, draw_boundaries, out)
-        return out
-    # colour, or many classes: the compiled kernel (colour images load numba anyway)
-    from ._render_kernels import blend
+            _overlay_grey(base, lab, blended, thin, out)
+    else:
+        # colour, or many classes: the compiled kernel (colour images load numba anyway)
+        from ._render_kernels import blend
 
-    base = np.ascontiguousarray(base.reshape(base.shape[:2] + (-1,)))
-    return blend(base, np.ascontiguousarray(lab, dtype=np.int32), blended, draw_boundaries)
+        base = np.ascontiguousarray(base.reshape(base.shape[:2] + (-1,)))
+        out = blend(base, np.ascontiguousarray(lab, dtype=np.int32), blended, thin)
+    if wide and out.size:
+        _mark(out, boundaries(lab, width))
+    return out
+
+
+def _mark(out, edge):
+    """Boundary pixels ``edge`` of the overlay ``out`` made white over a dark blend and
+    black over a light one (the 1-px drawing's rule, :func:`_is_dark`), in place."""
+    ys, xs = np.nonzero(edge)
+    c = out[ys, xs].astype(np.float64)
+    dark = _is_dark(c[:, 0], c[:, 1], c[:, 2])
+    out[ys, xs] = np.where(dark, np.uint8(255), np.uint8(0))[:, None]
 
 
 def segments(labels, class_colors):
@@ -434,15 +497,23 @@ def _check_labels(labels, k):
     return lab
 
 
-def montage(pictures, columns=None, gap=2):
+def montage(pictures, columns=None, gap=2, captions=None):
     """Tile equally sized ``(H, W, 3)`` uint8 pictures (e.g. overlays of several slices
     of a volume) into one image, row by row, ``gap`` black pixels apart
-    (``skimage.util.montage`` without its outer border)."""
+    (``skimage.util.montage`` without its outer border). ``captions``, one string per
+    picture (e.g. its slice number), are drawn in each tile's top-left corner
+    (:func:`emseg.image.legend.caption`)."""
     from skimage.util import montage as tile
 
     pics = [np.asarray(p) for p in pictures]
     if not pics or any(p.shape != pics[0].shape or p.ndim != 3 for p in pics):
         raise EmsegError("montage needs one or more (H, W, 3) pictures of one size")
+    if captions is not None:
+        from .legend import caption
+
+        if len(captions) != len(pics):
+            raise EmsegError(f"montage got {len(captions)} captions for {len(pics)} pictures")
+        pics = [caption(p, str(c)) for p, c in zip(pics, captions)]
     n = len(pics)
     columns = columns or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / columns))

@@ -451,9 +451,12 @@ def _report(source, seg, options, model, wrote, start):
 
 
 def _pictures(image, seg):
-    """Overlay and segments pictures, and each class's display colour. A volume is
-    shown as a montage of nine slices spread through it."""
+    """Overlay and segments pictures, and each class's display colour. The overlay has
+    boundaries as wide as its size asks (render.boundary_width) and a legend strip on
+    its right (label, colour, mean value, fraction). A volume is shown as a montage of
+    nine slices spread through it, each numbered (z, counting from 0)."""
     from ..image import render
+    from ..image.legend import with_legend
 
     k = seg.k
     pixels, labels = image.pixels, seg.labels
@@ -469,7 +472,10 @@ def _pictures(image, seg):
             colors = np.clip(np.rint(means), 0, 255).astype(np.uint8)
         else:
             colors = render.class_colors(render.to_display(pixels), labels, k)
-        return render.overlay(pixels, labels, k), render.segments(labels, colors), colors
+        overlay = render.overlay(pixels, labels, k,
+                                 boundary_width=render.boundary_width(labels.shape))
+        overlay = with_legend(overlay, render.palette(k), seg.mean_values, seg.fractions)
+        return overlay, render.segments(labels, colors), colors
     slices = render.representative_slices(labels.shape[0])
     if image.channels:
         pixels = pixels[..., 0]
@@ -478,9 +484,14 @@ def _pictures(image, seg):
     display = [render.to_display(p, valid=v if v.any() else None)
                for p, v in zip(shown, valid[slices])]
     colors = render.class_colors(np.stack(display), labels[slices], k)
-    overlays = [render.overlay(d, lab, k) for d, lab in zip(display, labels[slices])]
+    width = render.boundary_width(labels.shape[1:])
+    overlays = [render.overlay(d, lab, k, boundary_width=width)
+                for d, lab in zip(display, labels[slices])]
     segments = [render.segments(lab, colors) for lab in labels[slices]]
-    return render.montage(overlays), render.montage(segments), colors
+    names = [f"z={z}" for z in slices]
+    overlay = with_legend(render.montage(overlays, captions=names), render.palette(k),
+                          seg.mean_values, seg.fractions)
+    return overlay, render.montage(segments, captions=names), colors
 
 
 # From this many bytes of pictures on, writing them two at a time pays: measured with
