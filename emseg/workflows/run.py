@@ -224,7 +224,7 @@ def _write_outputs(source, seg, options, overwrite, written):
     from ..image import render
 
     clock = time.perf_counter()
-    overlay, segments, colors = _pictures(source.image, seg)
+    overlay, framed, segments, colors = _pictures(source.image, seg)
     label_values = render.label_image(seg.labels, seg.k)
     render_seconds = time.perf_counter() - clock
 
@@ -240,7 +240,7 @@ def _write_outputs(source, seg, options, overwrite, written):
         render_seconds += time.perf_counter() - clock
 
     clock = time.perf_counter()
-    writes = _writes(source, seg, options, overlay, segments, label_values)
+    writes = _writes(source, seg, options, framed, segments, label_values)
     if objects is not None:
         from ..io.records import write_columns
 
@@ -331,7 +331,7 @@ class _Written:
     write_seconds: float
     colors: object  # each class's display colour, (k, 3) uint8
     objects: dict | None = None  # the per-object table (measure_objects), if asked
-    pictures: tuple = ()  # (overlay, segments) as written, for the HTML report
+    pictures: tuple = ()  # (overlay without its legend, segments), for the HTML report
 
 
 def _write_report(source, seg, options, model, overwrite, start, wrote, written):
@@ -451,10 +451,11 @@ def _report(source, seg, options, model, wrote, start):
 
 
 def _pictures(image, seg):
-    """Overlay and segments pictures, and each class's display colour. The overlay has
-    boundaries as wide as its size asks (render.boundary_width) and a legend strip on
-    its right (label, colour, mean value, fraction). A volume is shown as a montage of
-    nine slices spread through it, each numbered (z, counting from 0)."""
+    """Overlay, the overlay with a legend strip on its right (label, colour, mean value,
+    fraction: the picture written; the HTML report shows the plain one beside the
+    input, with its own table), segments, and each class's display colour. Boundaries
+    are as wide as the picture's size asks (render.boundary_width). A volume is shown as
+    a montage of nine slices spread through it, each numbered (z, counting from 0)."""
     from ..image import render
     from ..image.legend import with_legend
 
@@ -474,8 +475,8 @@ def _pictures(image, seg):
             colors = render.class_colors(render.to_display(pixels), labels, k)
         overlay = render.overlay(pixels, labels, k,
                                  boundary_width=render.boundary_width(labels.shape))
-        overlay = with_legend(overlay, render.palette(k), seg.mean_values, seg.fractions)
-        return overlay, render.segments(labels, colors), colors
+        framed = with_legend(overlay, render.palette(k), seg.mean_values, seg.fractions)
+        return overlay, framed, render.segments(labels, colors), colors
     slices = render.representative_slices(labels.shape[0])
     if image.channels:
         pixels = pixels[..., 0]
@@ -489,9 +490,9 @@ def _pictures(image, seg):
                 for d, lab in zip(display, labels[slices])]
     segments = [render.segments(lab, colors) for lab in labels[slices]]
     names = [f"z={z}" for z in slices]
-    overlay = with_legend(render.montage(overlays, captions=names), render.palette(k),
-                          seg.mean_values, seg.fractions)
-    return overlay, render.montage(segments, captions=names), colors
+    overlay = render.montage(overlays, captions=names)
+    framed = with_legend(overlay, render.palette(k), seg.mean_values, seg.fractions)
+    return overlay, framed, render.montage(segments, captions=names), colors
 
 
 # From this many bytes of pictures on, writing them two at a time pays: measured with

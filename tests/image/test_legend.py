@@ -131,3 +131,31 @@ def test_overlay_with_wide_boundaries_is_the_plain_overlay_marked(color):
                                   render.overlay(pixels, labels, 3))
     with pytest.raises(EmsegError, match="boundary_width"):
         render.overlay(pixels, labels, 3, boundary_width=0)
+
+
+def test_run_writes_the_overlay_with_its_legend_and_numbered_montage(tmp_path):
+    import imageio.v3 as iio
+    from _helpers import save_png, three_bands
+
+    from emseg.io import write_tiff_stack
+    from emseg.workflows.run import RunOptions, segment_file
+
+    img = three_bands()
+    report = segment_file(save_png(tmp_path / "img.png", img), tmp_path, RunOptions(classes=3))
+    written = iio.imread(report["outputs"]["overlay"])
+    labels = iio.imread(report["outputs"]["labels"])
+    plain = render.overlay(img, labels, 3)
+    assert written.shape[0] >= plain.shape[0] and written.shape[1] > plain.shape[1]
+    np.testing.assert_array_equal(written[: plain.shape[0], : plain.shape[1]], plain)
+    for c in render.palette(3):
+        assert np.all(written[:, plain.shape[1]:] == c, axis=-1).sum() >= 25
+
+    rng = np.random.default_rng(0)
+    vol = np.clip(rng.normal(100, 10, (7, 60, 70)), 0, 255).astype(np.uint8)
+    vol[:, :, 35:] += 80
+    write_tiff_stack(tmp_path / "vol.tif", vol)
+    report = segment_file(tmp_path / "vol.tif", tmp_path, RunOptions(classes=2))
+    segments = iio.imread(report["outputs"]["segments"])
+    assert segments.shape == (2 * 60 + 2, 3 * 70 + 4, 3)  # 5 slices (1..5 of 7)
+    corner = segments[:20, :35]  # "z=1" in white on black over the first tile
+    assert (corner == 255).all(axis=-1).any() and (corner == 0).all(axis=-1).sum() > 50
