@@ -75,10 +75,11 @@ def with_legend(picture, colors, means, fractions):
         lefts.append(lefts[-1] + int(w) + 2 * pad)
     strip_w = lefts[-1] + int(widths[-1]) + pad
     out_h = max(H, (k + 1) * row + 2 * pad)
-    out = np.zeros((out_h, W + strip_w, 3), dtype=np.uint8)
-    out[:H, :W] = pic
+    # one pass: the picture copied into a canvas widened (and heightened) with paper
+    out = cv2.copyMakeBorder(np.ascontiguousarray(pic), 0, out_h - H, 0, strip_w,
+                             cv2.BORDER_CONSTANT, value=_PAPER)
+    out[H:, :W] = 0  # below a short picture: black
     strip = out[:, W:]
-    strip[:] = _PAPER
     baseline = int(row * 0.72)
     for i, texts in enumerate(rows):
         top = pad + i * row

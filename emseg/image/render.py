@@ -205,14 +205,20 @@ def _wide_boundaries(lab, width):
     lo, hi = int(lab.min()), int(lab.max())
     dtype = np.uint8 if lo >= 0 and hi <= 255 else (
         np.uint16 if lo >= 0 and hi <= 65535 else np.float64)
-    disc = (np.hypot(*np.mgrid[-width : width + 1, -width : width + 1]) <= width)
-    disc = disc.astype(np.uint8)
+    disc = _disc(width)
     planes = lab.reshape((-1,) + lab.shape[-2:])
     marks = edge.reshape(planes.shape)
     for plane, mark in zip(planes, marks):
         values = np.ascontiguousarray(plane, dtype=dtype)
         np.less(cv2.erode(values, disc), values, out=mark)
     return edge
+
+
+def _disc(width):
+    """The structuring element of boundaries ``width`` px wide: the pixels within
+    Euclidean distance ``width`` of the centre, uint8 (width 1: the 4-neighbour cross)."""
+    return (np.hypot(*np.mgrid[-width : width + 1, -width : width + 1]) <= width).astype(
+        np.uint8)
 
 
 # Boundary lines are 1 px wide up to this many pixels per unit of width squared
@@ -256,31 +262,24 @@ def overlay(pixels, labels, k, *, alpha=0.45, draw_boundaries=True, boundary_wid
             "pass the labels of this image"
         )
     alpha, draw_boundaries = float(alpha), bool(draw_boundaries)
-    wide = draw_boundaries and width > 1
-    thin = draw_boundaries and not wide  # drawn by the 1-px tables and kernel
     blended = _blends(k, alpha)
     if base.ndim == 2 and k <= _MAX_CODED_K:
         out = np.empty(lab.shape + (3,), dtype=np.uint8)
         if out.size:
-            _overlay_grey(base, lab, blended, thin, out)
-    else:
-        # colour, or many classes: the compiled kernel (colour images load numba anyway)
-        from ._render_kernels import blend
+            _overlay_grey(base, lab, blended, draw_boundaries and width, out)
+        return out
+    # colour, or many classes: the compiled kernel (colour images load numba anyway)
+    from ._render_kernels import blend
 
-        base = np.ascontiguousarray(base.reshape(base.shape[:2] + (-1,)))
-        out = blend(base, np.ascontiguousarray(lab, dtype=np.int32), blended, thin)
+    base = np.ascontiguousarray(base.reshape(base.shape[:2] + (-1,)))
+    wide = draw_boundaries and width > 1  # the kernel draws 1-px boundaries only
+    out = blend(base, np.ascontiguousarray(lab, dtype=np.int32), blended,
+                draw_boundaries and not wide)
     if wide and out.size:
-        _mark(out, boundaries(lab, width))
+        from ._edge_kernels import mark
+
+        mark(out, boundaries(lab, width))
     return out
-
-
-def _mark(out, edge):
-    """Boundary pixels ``edge`` of the overlay ``out`` made white over a dark blend and
-    black over a light one (the 1-px drawing's rule, :func:`_is_dark`), in place."""
-    ys, xs = np.nonzero(edge)
-    c = out[ys, xs].astype(np.float64)
-    dark = _is_dark(c[:, 0], c[:, 1], c[:, 2])
-    out[ys, xs] = np.where(dark, np.uint8(255), np.uint8(0))[:, None]
 
 
 def segments(labels, class_colors):
@@ -426,20 +425,24 @@ def _codes(labels, k, draw_boundaries, start, stop):
     A labelled pixel is on a boundary when a 4-neighbour in the image has a lower label,
     background included (as :func:`boundaries`): when the minimum over the pixel's
     cross, cv2.erode's, is below the pixel; erode's default border lets pixels outside
-    the image never count.
+    the image never count. ``draw_boundaries`` may be a width w > 1 (True is 1): then
+    the minimum is over the disc of radius w (:func:`boundaries` of width w).
     ``code`` is a view of a buffer that the next strip overwrites.
     """
     H, W = labels.shape
     rows = _strip_rows(W)
-    shifted = np.empty((min(rows, stop - start) + 2, W), dtype=np.uint8)
+    width = int(draw_boundaries)
+    shape = _CROSS if width <= 1 else _disc(width)
+    reach = max(width, 1)  # rows of context on each side
+    shifted = np.empty((min(rows, stop - start) + 2 * reach, W), dtype=np.uint8)
     for y0 in range(start, stop, rows):
         y1 = min(stop, y0 + rows)
-        top, bottom = max(y0 - 1, 0), min(y1 + 1, H)  # a row of context on each side
+        top, bottom = max(y0 - reach, 0), min(y1 + reach, H)
         near = shifted[: bottom - top]
         np.copyto(near, labels[top:bottom], casting="unsafe")  # checked: 0..k <= 127
         code = near[y0 - top : y1 - top]
         if draw_boundaries:
-            lowest = cv2.erode(near, _CROSS)[y0 - top : y1 - top]
+            lowest = cv2.erode(near, shape)[y0 - top : y1 - top]
             on_edge = cv2.compare(lowest, code, cv2.CMP_LT)  # 255 or 0
             code += np.bitwise_and(on_edge, k, out=on_edge)
         yield slice(y0, y1), code
