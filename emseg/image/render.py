@@ -15,6 +15,7 @@ from .._shared.errors import EmsegError
 
 __all__ = [
     "boundaries",
+    "boundary_width",
     "label_image",
     "overlay",
     "palette",
@@ -165,19 +166,25 @@ def label_image(labels, k):
     return lab.astype(np.uint8 if k <= 255 else np.uint16, order="C")
 
 
-def boundaries(labels):
-    """Bool mask of class boundaries, in-plane (the last two axes), one pixel wide.
+def boundaries(labels, width=1):
+    """Bool mask of class boundaries, in-plane (the last two axes), ``width`` pixels wide.
 
     A pixel is on a boundary when a 4-neighbour in its plane has a lower label; so
     the line between two classes is drawn once, on the side of the higher label,
     and the line between a class and background (0) on the class's side, never on
     background. This is ``skimage.segmentation.find_boundaries(mode="inner")``
     thinned to one side: "inner" and "thick" draw two-pixel lines between classes,
-    which hide detail on busy segmentations.
+    which hide detail on busy segmentations. With ``width`` w > 1, a pixel is on a
+    boundary when a lower label lies within (Euclidean) distance w of it (the disc of
+    radius w, whose w = 1 case is the 4-neighbour cross), so the line is w pixels
+    wide in every direction, still on the higher label's side.
     """
     lab = np.asarray(labels)
     if lab.ndim < 2:
         raise EmsegError(f"labels must be at least 2-D, got shape {lab.shape}")
+    width = _check_k(width, "width", minimum=1)
+    if width > 1:
+        return _wide_boundaries(lab, width)
     edge = np.zeros(lab.shape, dtype=bool)
     for axis in (-1, -2):
         first = np.moveaxis(lab, axis, -1)
@@ -188,17 +195,65 @@ def boundaries(labels):
     return edge
 
 
-def overlay(pixels, labels, k, *, alpha=0.45, draw_boundaries=True):
+def _wide_boundaries(lab, width):
+    """:func:`boundaries` for ``width`` > 1: each plane's labels compared with their
+    erosion (minimum over the disc); erode's default border never counts pixels
+    outside the image."""
+    edge = np.zeros(lab.shape, dtype=bool)
+    if not lab.size:
+        return edge
+    lo, hi = int(lab.min()), int(lab.max())
+    dtype = np.uint8 if lo >= 0 and hi <= 255 else (
+        np.uint16 if lo >= 0 and hi <= 65535 else np.float64)
+    disc = _disc(width)
+    planes = lab.reshape((-1,) + lab.shape[-2:])
+    marks = edge.reshape(planes.shape)
+    for plane, mark in zip(planes, marks):
+        values = np.ascontiguousarray(plane, dtype=dtype)
+        np.less(cv2.erode(values, disc), values, out=mark)
+    return edge
+
+
+def _disc(width):
+    """The structuring element of boundaries ``width`` px wide: the pixels within
+    Euclidean distance ``width`` of the centre, uint8 (width 1: the 4-neighbour cross)."""
+    return (np.hypot(*np.mgrid[-width : width + 1, -width : width + 1]) <= width).astype(
+        np.uint8)
+
+
+# Boundary lines are 1 px wide up to this many pixels per unit of width squared
+# (see boundary_width): 1 px below about 6.75 MP, 2 px from there to 18.75 MP
+# (a 12 MP photo), 3 px to 36.75 MP, ...
+_PIXELS_PER_WIDTH_SQUARED = 3_000_000
+
+
+def boundary_width(shape):
+    """Boundary width in pixels that reads the same on screen for a picture of
+    ``shape`` (its first two axes, ``(H, W)``): ``round(sqrt(H * W / 3 MP))``, at least 1.
+
+    Pictures are looked at scaled to fit a screen about 1,500-2,000 pixels wide: a
+    1-px line on a 12 MP photo (4,000 x 3,000) is shown half a pixel wide and fades,
+    so it gets 2 px; anything up to ~6.7 MP (and every slice of a usual volume)
+    keeps 1 px. The rule goes with the square root of the pixel count so that a
+    picture and the same picture rotated get the same width.
+    """
+    h, w = (int(n) for n in shape[:2])
+    return max(1, int(np.floor(np.sqrt(h * w / _PIXELS_PER_WIDTH_SQUARED) + 0.5)))
+
+
+def overlay(pixels, labels, k, *, alpha=0.45, draw_boundaries=True, boundary_width=1):
     """The class colours blended over the image: ``(H, W, 3)`` uint8.
 
     Each labelled pixel becomes ``(1 - alpha) * image + alpha * palette(k)[label - 1]``;
     background pixels (label 0) keep the image's display colour exactly. With
-    ``draw_boundaries``, class boundaries are drawn 1 px wide in white over dark
-    pixels and black over light ones, never on background pixels.
+    ``draw_boundaries``, class boundaries (:func:`boundaries` of ``boundary_width``
+    pixels; :func:`boundary_width` gives one for the picture's size) are drawn in
+    white over dark blended pixels and black over light ones, never on background.
     """
     if not 0.0 <= float(alpha) <= 1.0:
         raise EmsegError(f"alpha must be between 0 and 1, got {alpha}")
     k = _check_k(k, "k", minimum=1)
+    width = _check_k(boundary_width, "boundary_width", minimum=1)
     base = _display_values(pixels)
     lab = _check_labels(labels, k)
     if lab.shape != base.shape[:2]:
@@ -211,13 +266,20 @@ def overlay(pixels, labels, k, *, alpha=0.45, draw_boundaries=True):
     if base.ndim == 2 and k <= _MAX_CODED_K:
         out = np.empty(lab.shape + (3,), dtype=np.uint8)
         if out.size:
-            _overlay_grey(base, lab, blended, draw_boundaries, out)
+            _overlay_grey(base, lab, blended, draw_boundaries and width, out)
         return out
     # colour, or many classes: the compiled kernel (colour images load numba anyway)
     from ._render_kernels import blend
 
     base = np.ascontiguousarray(base.reshape(base.shape[:2] + (-1,)))
-    return blend(base, np.ascontiguousarray(lab, dtype=np.int32), blended, draw_boundaries)
+    wide = draw_boundaries and width > 1  # the kernel draws 1-px boundaries only
+    out = blend(base, np.ascontiguousarray(lab, dtype=np.int32), blended,
+                draw_boundaries and not wide)
+    if wide and out.size:
+        from ._edge_kernels import mark
+
+        mark(out, boundaries(lab, width))
+    return out
 
 
 def segments(labels, class_colors):
@@ -363,20 +425,24 @@ def _codes(labels, k, draw_boundaries, start, stop):
     A labelled pixel is on a boundary when a 4-neighbour in the image has a lower label,
     background included (as :func:`boundaries`): when the minimum over the pixel's
     cross, cv2.erode's, is below the pixel; erode's default border lets pixels outside
-    the image never count.
+    the image never count. ``draw_boundaries`` may be a width w > 1 (True is 1): then
+    the minimum is over the disc of radius w (:func:`boundaries` of width w).
     ``code`` is a view of a buffer that the next strip overwrites.
     """
     H, W = labels.shape
     rows = _strip_rows(W)
-    shifted = np.empty((min(rows, stop - start) + 2, W), dtype=np.uint8)
+    width = int(draw_boundaries)
+    shape = _CROSS if width <= 1 else _disc(width)
+    reach = max(width, 1)  # rows of context on each side
+    shifted = np.empty((min(rows, stop - start) + 2 * reach, W), dtype=np.uint8)
     for y0 in range(start, stop, rows):
         y1 = min(stop, y0 + rows)
-        top, bottom = max(y0 - 1, 0), min(y1 + 1, H)  # a row of context on each side
+        top, bottom = max(y0 - reach, 0), min(y1 + reach, H)
         near = shifted[: bottom - top]
         np.copyto(near, labels[top:bottom], casting="unsafe")  # checked: 0..k <= 127
         code = near[y0 - top : y1 - top]
         if draw_boundaries:
-            lowest = cv2.erode(near, _CROSS)[y0 - top : y1 - top]
+            lowest = cv2.erode(near, shape)[y0 - top : y1 - top]
             on_edge = cv2.compare(lowest, code, cv2.CMP_LT)  # 255 or 0
             code += np.bitwise_and(on_edge, k, out=on_edge)
         yield slice(y0, y1), code
@@ -434,15 +500,23 @@ def _check_labels(labels, k):
     return lab
 
 
-def montage(pictures, columns=None, gap=2):
+def montage(pictures, columns=None, gap=2, captions=None):
     """Tile equally sized ``(H, W, 3)`` uint8 pictures (e.g. overlays of several slices
     of a volume) into one image, row by row, ``gap`` black pixels apart
-    (``skimage.util.montage`` without its outer border)."""
+    (``skimage.util.montage`` without its outer border). ``captions``, one string per
+    picture (e.g. its slice number), are drawn in each tile's top-left corner
+    (:func:`emseg.image.legend.caption`)."""
     from skimage.util import montage as tile
 
     pics = [np.asarray(p) for p in pictures]
     if not pics or any(p.shape != pics[0].shape or p.ndim != 3 for p in pics):
         raise EmsegError("montage needs one or more (H, W, 3) pictures of one size")
+    if captions is not None:
+        from .legend import caption
+
+        if len(captions) != len(pics):
+            raise EmsegError(f"montage got {len(captions)} captions for {len(pics)} pictures")
+        pics = [caption(p, str(c)) for p, c in zip(pics, captions)]
     n = len(pics)
     columns = columns or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / columns))

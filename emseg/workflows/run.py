@@ -224,7 +224,7 @@ def _write_outputs(source, seg, options, overwrite, written):
     from ..image import render
 
     clock = time.perf_counter()
-    overlay, segments, colors = _pictures(source.image, seg)
+    overlay, framed, segments, colors = _pictures(source.image, seg)
     label_values = render.label_image(seg.labels, seg.k)
     render_seconds = time.perf_counter() - clock
 
@@ -240,7 +240,7 @@ def _write_outputs(source, seg, options, overwrite, written):
         render_seconds += time.perf_counter() - clock
 
     clock = time.perf_counter()
-    writes = _writes(source, seg, options, overlay, segments, label_values)
+    writes = _writes(source, seg, options, framed, segments, label_values)
     if objects is not None:
         from ..io.records import write_columns
 
@@ -333,7 +333,7 @@ class _Written:
     write_seconds: float
     colors: object  # each class's display colour, (k, 3) uint8
     objects: dict | None = None  # the per-object table (measure_objects), if asked
-    pictures: tuple = ()  # (overlay, segments) as written, for the HTML report
+    pictures: tuple = ()  # (overlay without its legend, segments), for the HTML report
 
 
 def _write_report(source, seg, options, model, overwrite, start, wrote, written):
@@ -455,9 +455,13 @@ def _report(source, seg, options, model, wrote, start):
 
 
 def _pictures(image, seg):
-    """Overlay and segments pictures, and each class's display colour. A volume is
-    shown as a montage of nine slices spread through it."""
+    """Overlay, the overlay with a legend strip on its right (label, colour, mean value,
+    fraction: the picture written; the HTML report shows the plain one beside the
+    input, with its own table), segments, and each class's display colour. Boundaries
+    are as wide as the picture's size asks (render.boundary_width). A volume is shown as
+    a montage of nine slices spread through it, each numbered (z, counting from 0)."""
     from ..image import render
+    from ..image.legend import with_legend
 
     k = seg.k
     pixels, labels = image.pixels, seg.labels
@@ -473,7 +477,10 @@ def _pictures(image, seg):
             colors = np.clip(np.rint(means), 0, 255).astype(np.uint8)
         else:
             colors = render.class_colors(render.to_display(pixels), labels, k)
-        return render.overlay(pixels, labels, k), render.segments(labels, colors), colors
+        overlay = render.overlay(pixels, labels, k,
+                                 boundary_width=render.boundary_width(labels.shape))
+        framed = with_legend(overlay, render.palette(k), seg.mean_values, seg.fractions)
+        return overlay, framed, render.segments(labels, colors), colors
     slices = render.representative_slices(labels.shape[0])
     if image.channels:
         pixels = pixels[..., 0]
@@ -482,9 +489,14 @@ def _pictures(image, seg):
     display = [render.to_display(p, valid=v if v.any() else None)
                for p, v in zip(shown, valid[slices])]
     colors = render.class_colors(np.stack(display), labels[slices], k)
-    overlays = [render.overlay(d, lab, k) for d, lab in zip(display, labels[slices])]
+    width = render.boundary_width(labels.shape[1:])
+    overlays = [render.overlay(d, lab, k, boundary_width=width)
+                for d, lab in zip(display, labels[slices])]
     segments = [render.segments(lab, colors) for lab in labels[slices]]
-    return render.montage(overlays), render.montage(segments), colors
+    names = [f"z={z}" for z in slices]
+    overlay = render.montage(overlays, captions=names)
+    framed = with_legend(overlay, render.palette(k), seg.mean_values, seg.fractions)
+    return overlay, framed, render.montage(segments, captions=names), colors
 
 
 # From this many bytes of pictures on, writing them two at a time pays: measured with
