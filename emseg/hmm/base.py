@@ -146,6 +146,28 @@ class BaseHMM(EstimatorMixin):
     _emission_letters = ""
     _emission_attributes = ()
 
+    def __init__(self, n_components, startprob_prior, transmat_prior, algorithm,
+                 random_state, n_iter, tol, verbose, params, init_params, implementation,
+                 n_init, startprob_init, transmat_init, callback):
+        """Store the parameters every family shares, unchanged (scikit-learn's rule:
+        they are checked in ``fit``); each family's ``__init__`` lists them in
+        hmmlearn's order, with its own, and passes these here."""
+        self.n_components = n_components
+        self.startprob_prior = startprob_prior
+        self.transmat_prior = transmat_prior
+        self.algorithm = algorithm
+        self.random_state = random_state
+        self.n_iter = n_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.params = params
+        self.init_params = init_params
+        self.implementation = implementation
+        self.n_init = n_init
+        self.startprob_init = startprob_init
+        self.transmat_init = transmat_init
+        self.callback = callback
+
     # --- fitting -------------------------------------------------------------------
 
     def fit(self, X, lengths=None):

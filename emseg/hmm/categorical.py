@@ -74,24 +74,12 @@ class CategoricalHMM(BaseHMM):
         emissionprob_init=None,
         callback=None,
     ):
-        self.n_components = n_components
-        self.startprob_prior = startprob_prior
-        self.transmat_prior = transmat_prior
+        super().__init__(n_components, startprob_prior, transmat_prior, algorithm,
+                         random_state, n_iter, tol, verbose, params, init_params,
+                         implementation, n_init, startprob_init, transmat_init, callback)
         self.emissionprob_prior = emissionprob_prior
         self.n_features = n_features
-        self.algorithm = algorithm
-        self.random_state = random_state
-        self.n_iter = n_iter
-        self.tol = tol
-        self.verbose = verbose
-        self.params = params
-        self.init_params = init_params
-        self.implementation = implementation
-        self.n_init = n_init
-        self.startprob_init = startprob_init
-        self.transmat_init = transmat_init
         self.emissionprob_init = emissionprob_init
-        self.callback = callback
 
     def __sklearn_tags__(self):
         """scikit-learn's tags: X holds categories (non-negative integers)."""

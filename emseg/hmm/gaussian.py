@@ -116,29 +116,17 @@ class GaussianHMM(BaseHMM):
         covars_init=None,
         callback=None,
     ):
-        self.n_components = n_components
+        super().__init__(n_components, startprob_prior, transmat_prior, algorithm,
+                         random_state, n_iter, tol, verbose, params, init_params,
+                         implementation, n_init, startprob_init, transmat_init, callback)
         self.covariance_type = covariance_type
         self.min_covar = min_covar
-        self.startprob_prior = startprob_prior
-        self.transmat_prior = transmat_prior
         self.means_prior = means_prior
         self.means_weight = means_weight
         self.covars_prior = covars_prior
         self.covars_weight = covars_weight
-        self.algorithm = algorithm
-        self.random_state = random_state
-        self.n_iter = n_iter
-        self.tol = tol
-        self.verbose = verbose
-        self.params = params
-        self.init_params = init_params
-        self.implementation = implementation
-        self.n_init = n_init
-        self.startprob_init = startprob_init
-        self.transmat_init = transmat_init
         self.means_init = means_init
         self.covars_init = covars_init
-        self.callback = callback
 
     # --- covariances in hmmlearn's shapes ---------------------------------------------
 
