@@ -99,3 +99,16 @@ def save_png(path, pixels):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path)
     return path
+
+
+def write_text(tmp_path, name, text):
+    """Write ``text`` (str, as UTF-8, or bytes) to ``tmp_path / name``; return the path."""
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+    return path
+
+
+def float_bits(a):
+    """The float64 values of ``a`` as their bit patterns, to compare arrays bit for bit
+    (NaN and the sign of zero included)."""
+    return np.asarray(a, dtype=np.float64).view(np.uint64)

@@ -13,7 +13,7 @@ from skimage.measure import label, regionprops_table
 from emseg import EmsegError, segment
 from emseg.cli.main import main
 from emseg.image.objects import measure_objects, object_counts
-from tests._helpers import save_png
+from _helpers import save_png
 
 
 def discs(n_side=5, radius=6, step=20, noise=10.0, seed=0):

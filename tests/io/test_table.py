@@ -19,16 +19,7 @@ from emseg.io.tables import (
     write_labels,
     write_states,
 )
-
-
-def write(tmp_path, name, text):
-    path = tmp_path / name
-    path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
-    return path
-
-
-def bits(a):
-    return np.asarray(a, dtype=np.float64).view(np.uint64)
+from _helpers import float_bits as bits, write_text as write
 
 
 @pytest.fixture(params=["csv", "pyarrow"])

@@ -13,18 +13,9 @@ import emseg.io._table_text as text_mod
 import emseg.io.tables as table_mod
 from emseg import EmsegError
 from emseg.io.tables import MISSING_TOKENS, read_table
+from _helpers import float_bits as bits, write_text as write
 
 HAVE_ARROW = arrow_mod.available()
-
-
-def write(tmp_path, name, text):
-    path = tmp_path / name
-    path.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
-    return path
-
-
-def bits(a):
-    return np.asarray(a, dtype=np.float64).view(np.uint64)
 
 
 @pytest.fixture(params=["csv", "pyarrow"])
