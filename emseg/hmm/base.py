@@ -71,6 +71,7 @@ from .checks import (
     check_probabilities,
     field_probabilities,
     probability_attribute,
+    y_or_lengths,
 )
 
 __all__ = ["BaseHMM", "DECODERS", "FORMAT_VERSION", "HMMStats", "IMPLEMENTATIONS"]
@@ -88,7 +89,7 @@ class _Sequences:
     ``_prepare_fit``, which ``_initialize`` and ``_m_step`` read, so nothing about the
     fit travels on the model."""
 
-    X: np.ndarray  # (N, D) float64, or (N,) int64 symbols
+    X: np.ndarray  # (N, D) float64, or (N, D) int64 symbols
     starts: np.ndarray  # int64 (S,)
     lengths: np.ndarray  # int64 (S,)
     post: np.ndarray  # (N, K) posteriors
@@ -170,14 +171,18 @@ class BaseHMM(EstimatorMixin):
 
     # --- fitting -------------------------------------------------------------------
 
-    def fit(self, X, lengths=None):
+    def fit(self, X, y=None, lengths=None):
         """Fit by Baum-Welch to the sequences in ``X`` (rows of all sequences stacked;
-        ``lengths`` gives each sequence's row count, default one sequence). A second
-        argument with one value per row that is not all ones is scikit-learn's ``y``
-        (a Pipeline or a model check passes it there): ignored, with a warning."""
+        ``lengths`` gives each sequence's row count, default one sequence).
+
+        The second argument is named ``y``, as scikit-learn requires, and takes
+        hmmlearn's ``lengths`` by position too: ``fit(X, lengths)`` and
+        ``fit(X, lengths=lengths)`` are hmmlearn's calls; a target ``y`` (one value
+        per row, as a Pipeline passes) is ignored (see
+        :func:`~emseg.hmm.checks.y_or_lengths`)."""
         X = self._check_X(X, fitted=False)
         n = X.shape[0]
-        starts, lengths = check_lengths(lengths, n)
+        starts, lengths = y_or_lengths(y, lengths, n)
         setup = self._prepare_fit(X)  # checks every parameter, once
         K = self.n_components
         data = _Sequences(X, starts, lengths, np.empty((n, K)), np.empty(n), setup)
@@ -199,9 +204,12 @@ class BaseHMM(EstimatorMixin):
         self.history_ = np.asarray(result.history, dtype=np.float64)
         return self
 
-    def fit_predict(self, X, lengths=None):
-        """Fit, then return the decoded states of ``X`` (``algorithm``'s)."""
-        return self.fit(X, lengths).predict(X, lengths)
+    def fit_predict(self, X, y=None, lengths=None):
+        """Fit, then return the decoded states of ``X`` (``algorithm``'s); ``y`` and
+        ``lengths`` as in :meth:`fit`."""
+        X = self._check_X(X, fitted=False)
+        _, lengths = y_or_lengths(y, lengths, X.shape[0])
+        return self.fit(X, lengths=lengths).predict(X, lengths)
 
     def _init(self, X, lengths=None):
         """hmmlearn's initialisation step on its own: set the starting parameters as
@@ -397,10 +405,14 @@ class BaseHMM(EstimatorMixin):
         probability zero scores -inf and gets NaN posteriors."""
         return self._posteriors(*self._prepare(X, lengths))
 
-    def score(self, X, lengths=None, *, y=None):
-        """Total log-likelihood of the sequences in ``X`` (as hmmlearn's ``score``).
-        ``y`` is ignored (scikit-learn's Pipeline passes it)."""
-        return self.score_samples(X, lengths)[0]
+    def score(self, X, y=None, lengths=None):
+        """Total log-likelihood of the sequences in ``X`` (as hmmlearn's ``score``);
+        ``y`` and ``lengths`` as in :meth:`fit` (``score(X, lengths)`` is hmmlearn's
+        call, a target ``y`` is ignored)."""
+        self._check_model()
+        X = self._check_X(X, fitted=True)
+        starts, lengths = y_or_lengths(y, lengths, X.shape[0])
+        return self._posteriors(X, starts, lengths)[0]
 
     def predict_proba(self, X, lengths=None):
         """Posterior state probabilities of each row, (N, K)."""
@@ -446,7 +458,7 @@ class BaseHMM(EstimatorMixin):
 
     def aic(self, X, lengths=None):
         """Akaike information criterion on ``X`` (lower is better)."""
-        return -2 * self.score(X, lengths) + 2 * self._n_parameters()
+        return -2 * self.score(X, lengths=lengths) + 2 * self._n_parameters()
 
     @property
     def n_components_(self):

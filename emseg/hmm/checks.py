@@ -11,6 +11,7 @@ from .._shared.errors import EmsegError
 from .._shared.jsonfields import field_array
 
 __all__ = [
+    "check_2d",
     "check_finite",
     "check_lengths",
     "check_letters",
@@ -19,34 +20,40 @@ __all__ = [
     "field_probabilities",
     "plain_list",
     "probability_attribute",
+    "y_or_lengths",
 ]
 
 _SUM_TOL = 1e-6  # |sum - 1| allowed in supplied probability vectors
 
 
+def check_2d(X, model, convert):
+    """``convert(X)``, refused when ``X`` is 1-D: an HMM's ``X`` is
+    (n_samples, n_features), as in hmmlearn (its ``check_array`` refuses a 1-D
+    array), since a 1-D array could be one feature or one row. ``model`` names the
+    estimator in the message; ``convert`` checks and converts a 2-D ``X``."""
+    try:
+        shape = np.shape(X)
+    except Exception:  # ragged lists and the like: convert says why
+        shape = None
+    if shape is not None and len(shape) == 1:
+        raise EmsegError(
+            f"{model} needs a 2-D X (n_samples, n_features), as hmmlearn's, got a 1-D array "
+            f"of {shape[0]} values; Reshape your data with X.reshape(-1, 1) if it is "
+            "one feature or X.reshape(1, -1) if it is one row"
+        )
+    return convert(X)
+
+
 def check_lengths(lengths, n_rows):
     """``(starts, lengths)`` as int64 arrays; one sequence when ``lengths`` is None.
-
-    A ``lengths`` with one entry per row of ``X`` that is not all ones cannot be
-    sequence lengths: it is the target ``y`` that scikit-learn passes to every
-    estimator's ``fit(X, y)`` (Pipelines, model checks), and is ignored with a
-    ``UserWarning``, as an unsupervised scikit-learn estimator ignores ``y``.
-    """
+    ``lengths`` gives each sequence's number of rows (hmmlearn's): whole numbers >= 1
+    that sum to ``n_rows``."""
     if lengths is None:
         return np.zeros(1, dtype=np.int64), np.array([n_rows], dtype=np.int64)
     try:
         arr = np.asarray(lengths)
     except Exception as exc:
         raise EmsegError(f"lengths could not be read as a list of integers ({exc})") from None
-    if arr.ndim == 1 and arr.shape[0] == n_rows and not (arr == 1).all():
-        warnings.warn(
-            f"lengths has one entry per row of X ({n_rows}) and is not all ones, so it "
-            "is taken as scikit-learn's target y and ignored (X is fitted as one "
-            "sequence); pass each sequence's number of rows, e.g. lengths=[300, 200]",
-            UserWarning,
-            stacklevel=3,
-        )
-        return np.zeros(1, dtype=np.int64), np.array([n_rows], dtype=np.int64)
     if arr.ndim != 1 or arr.shape[0] == 0:
         raise EmsegError(
             f"lengths must be a non-empty 1-D list of sequence lengths, got shape {arr.shape}"
@@ -69,6 +76,51 @@ def check_lengths(lengths, n_rows):
     starts = np.zeros(arr.shape[0], dtype=np.int64)
     np.cumsum(arr[:-1], out=starts[1:])
     return starts, np.ascontiguousarray(arr)
+
+
+def y_or_lengths(y, lengths, n_rows):
+    """The sequence lengths of ``fit(X, y=None, lengths=None)`` and ``score``: their
+    second argument is named ``y`` (scikit-learn's rule, so Pipelines and model checks
+    can pass a target there) while hmmlearn's users pass ``lengths`` there by position.
+
+    ``y`` is read as what it can be: with one value per row of ``X`` (and not all
+    ones) it is a target, which an unsupervised model ignores (with a ``UserWarning``
+    unless ``lengths`` is given too, since sequence ids per row are a common mistake
+    for lengths); otherwise it is hmmlearn's positional ``lengths``. One value per row,
+    all ones, with more than one row is both (``n`` sequences of one row, or a constant
+    target) and is refused, as is a ``y`` that is not a target next to ``lengths``.
+    Returns ``(starts, lengths)`` as :func:`check_lengths`.
+    """
+    if y is None:
+        return check_lengths(lengths, n_rows)
+    shape = np.shape(y)
+    per_row = len(shape) in (1, 2) and shape[0] == n_rows
+    if lengths is not None:
+        if not per_row:
+            raise EmsegError(
+                f"fit and score take the sequence lengths once: got lengths and a second "
+                f"argument y of shape {shape} that is not a target (one value per row of "
+                f"X, {n_rows}); pass only lengths"
+            )
+        return check_lengths(lengths, n_rows)
+    if not per_row:
+        return check_lengths(y, n_rows)  # hmmlearn's fit(X, lengths), by position
+    if n_rows == 1:  # one row: a target and lengths [1] both mean one sequence
+        return check_lengths(None, n_rows)
+    if len(shape) == 1 and bool(np.all(np.asarray(y) == 1)):
+        raise EmsegError(
+            f"the second argument is {n_rows} ones, one per row of X: as hmmlearn's "
+            f"lengths it makes {n_rows} sequences of one row, as scikit-learn's y it is "
+            "ignored; pass lengths=... by keyword for the first, leave it out for the second"
+        )
+    warnings.warn(
+        f"y has one value per row of X ({n_rows}) and is not all ones, so it is taken as "
+        "scikit-learn's target and ignored (X is fitted as one sequence); to give "
+        "sequences pass each one's number of rows, e.g. lengths=[300, 200]",
+        UserWarning,
+        stacklevel=3,
+    )
+    return check_lengths(None, n_rows)
 
 
 def check_letters(value, name, allowed):

@@ -43,7 +43,7 @@ from ..mixture.gaussian import (
 )
 from ..mixture.kmeans import kmeans_plusplus, lloyd
 from .base import FORMAT_VERSION, BaseHMM
-from .checks import check_finite, check_prior, plain_list
+from .checks import check_2d, check_finite, check_prior, plain_list
 
 __all__ = ["GAUSSIAN_FORMAT", "GaussianHMM"]
 
@@ -161,8 +161,7 @@ class GaussianHMM(BaseHMM):
     # --- checks ---------------------------------------------------------------------
 
     def _check_X(self, X, *, fitted):
-        original = X
-        X = check_data(X)
+        X = check_2d(X, type(self).__name__, check_data)
         nan_rows = []
         # one fast reduction tells whether to look for a NaN row (check_data refused
         # infinity; a sum of huge values of both signs can be NaN without one)
@@ -174,11 +173,9 @@ class GaussianHMM(BaseHMM):
                 "cannot use missing values: drop or fill those rows"
             )
         if fitted and X.shape[1] != self.means_.shape[1]:
-            hint = ("; a 1-D X is one feature: Reshape your data with X.reshape(1, -1) "
-                    "if it is one row") if np.ndim(original) == 1 else ""
             raise EmsegError(
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.means_.shape[1]} features as input{hint}"
+                f"{self.means_.shape[1]} features as input"
             )
         return np.ascontiguousarray(X, dtype=np.float64)
 

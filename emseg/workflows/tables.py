@@ -225,7 +225,7 @@ def hmm_fit(table_path, k, *, columns=None, sequence_col=None, categorical=None,
         model = CategoricalHMM(k, n_features=len(t.symbols), n_iter=n_iter, tol=tol,
                                n_init=n_init, random_state=random_state)
     start = time.perf_counter()
-    model.fit(X, t.lengths)
+    model.fit(X, lengths=t.lengths)
     fit_seconds = time.perf_counter() - start
     if model_path is not None:
         save_hmm(model_path, model, columns=t.columns if categorical is None else [],
@@ -237,7 +237,7 @@ def hmm_fit(table_path, k, *, columns=None, sequence_col=None, categorical=None,
         "rows": t.n_rows, "sequences": 1 if t.lengths is None else len(t.lengths),
         "columns": t.columns if categorical is None else [categorical], "skipped": t.skipped,
         "k": k, "iterations": model.n_iter_, "converged": bool(model.converged_),
-        "log_likelihood": float(model.score(X, t.lengths)),
+        "log_likelihood": float(model.score(X, lengths=t.lengths)),
         "read_seconds": t.read_seconds, "fit_seconds": fit_seconds, "model": model,
     }
 

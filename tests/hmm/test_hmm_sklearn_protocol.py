@@ -20,18 +20,16 @@ from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-# The checks GaussianHMM fails, and why: each follows from hmmlearn's API, which the
-# HMMs keep (see the README, "Hidden Markov models, as hmmlearn's").
+# The two checks the HMMs fail, and why: score_samples is hmmlearn's (see the README,
+# "Hidden Markov models, as hmmlearn's"). Everything else passes, including
+# check_fit_score_takes_y (fit(X, y=None, lengths=None) takes hmmlearn's positional
+# lengths too) and check_fit1d (a 1-D X is refused, as in hmmlearn).
 EXPECTED_FAILED_CHECKS = {
-    "check_fit_score_takes_y": "the second argument of fit and score is hmmlearn's "
-    "lengths, so that hmmlearn's fit(X, lengths) keeps working (a y passed there, one "
-    "value per row, is recognised and ignored)",
     "check_methods_subset_invariance": "score_samples returns hmmlearn's (total "
-    "log-likelihood, posteriors) tuple, not one score per row",
-    "check_methods_sample_order_invariance": "the same: score_samples is hmmlearn's "
-    "tuple (and an HMM's outputs depend on the order of the rows by design)",
-    "check_fit1d": "a 1-D X is one feature (one time series), as in emseg's "
-    "GaussianMixture, where scikit-learn refuses it",
+    "log-likelihood of X, posteriors) tuple, not one score per row: the total of 20 rows "
+    "is one number, not the 20 numbers of 20 one-row batches",
+    "check_methods_sample_order_invariance": "the same tuple, which the check indexes "
+    "as an array of per-row scores",
 }
 
 CHECKED = [
@@ -39,13 +37,16 @@ CHECKED = [
     GaussianHMM(2, "full", n_iter=5, tol=0),
     GaussianHMM(2, "tied", algorithm="map", params="mc"),
     GaussianHMM(2, "spherical", covars_prior=0, n_init=2),
+    CategoricalHMM(),
+    CategoricalHMM(2, n_iter=5, tol=0),
+    CategoricalHMM(2, algorithm="map", emissionprob_prior=2.0, n_init=2),
 ]
 
 
 @parametrize_with_checks(CHECKED, expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
 @pytest.mark.filterwarnings("ignore::emseg.ConvergenceWarning")
 @pytest.mark.filterwarnings("ignore::emseg.EmptyComponentWarning")
-@pytest.mark.filterwarnings("ignore:lengths has one entry per row")
+@pytest.mark.filterwarnings("ignore:y has one value per row")
 def test_check_estimator(estimator, check):
     check(estimator)
 

@@ -411,15 +411,141 @@ def test_stationary_distribution_matches_hmmlearn():
     assert pi.dtype == np.float64
 
 
-def test_a_target_y_in_place_of_lengths_is_ignored_with_a_warning():
-    X = sample_data("diag")
-    y = np.arange(len(X)) % 3
-    model = GaussianHMM(3, "diag", n_iter=3, tol=0, random_state=0)
-    with pytest.warns(UserWarning, match="taken as scikit-learn's target y and ignored"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(X, y)
+# --- fit(X, lengths), fit(X, lengths=...) and scikit-learn's y ---------------------------
+
+
+def quiet_fit(model, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        one = GaussianHMM(3, "diag", n_iter=3, tol=0, random_state=0).fit(X)
+        return model.fit(*args, **kwargs)
+
+
+def test_lengths_by_position_and_by_keyword_match_hmmlearn():
+    """hmmlearn's two spellings give hmmlearn's fit and scores; so do fit_predict and score."""
+    X = sample_data("diag")
+    by_position, ref = fit_pair("diag", X)  # ours.fit(X, LENGTHS), ref.fit(X, LENGTHS)
+    by_keyword = GaussianHMM(3, "diag", init_params="", n_iter=10, tol=0)
+    by_keyword.startprob_, by_keyword.transmat_ = START0, TRANS0
+    by_keyword.means_, by_keyword.covars_ = MEANS0, COVARS["diag"]
+    quiet_fit(by_keyword, X, lengths=LENGTHS)
+    for name in ("startprob_", "transmat_", "means_", "covars_"):
+        np.testing.assert_array_equal(getattr(by_keyword, name), getattr(by_position, name))
+        np.testing.assert_allclose(getattr(by_keyword, name), getattr(ref, name), rtol=RTOL)
+    for ours in (by_position, by_keyword):
+        np.testing.assert_allclose(ours.score(X, LENGTHS), ref.score(X, LENGTHS), rtol=RTOL)
+        np.testing.assert_allclose(ours.score(X, lengths=LENGTHS),
+                                   ref.score(X, lengths=LENGTHS), rtol=RTOL)
+    ours, ref = fit_pair("diag", X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        # hmmlearn has no fit_predict: its fit, then predict (each fit goes on from the
+        # last, init_params="")
+        np.testing.assert_array_equal(ours.fit_predict(X, LENGTHS),
+                                      ref.fit(X, LENGTHS).predict(X, LENGTHS))
+        np.testing.assert_array_equal(ours.fit_predict(X, lengths=LENGTHS),
+                                      ref.fit(X, lengths=LENGTHS).predict(X, lengths=LENGTHS))
+    # one row per sequence, by keyword: what hmmlearn does with it
+    ours, ref = build("CategoricalHMM", 3, kwargs=dict(init_params="", n_iter=3),
+                      startprob_=START0, transmat_=TRANS0, emissionprob_=EMISSION0)
+    S = symbols()[:50]
+    quiet_fit(ours, S, lengths=np.ones(50, dtype=int))
+    ref.fit(S, lengths=np.ones(50, dtype=int))
+    np.testing.assert_allclose(ours.emissionprob_, ref.emissionprob_, rtol=RTOL)
+
+
+def test_a_target_y_is_ignored_and_ambiguous_second_arguments_are_refused():
+    X = sample_data("diag")
+    y = np.arange(len(X)) % 3  # a target: one value per row, not all ones
+    one = quiet_fit(GaussianHMM(3, "diag", n_iter=3, tol=0, random_state=0), X)
+    model = GaussianHMM(3, "diag", n_iter=3, tol=0, random_state=0)
+    with pytest.warns(UserWarning, match="taken as scikit-learn's target and ignored"):
+        quiet_fit(model, X, y)
     np.testing.assert_array_equal(model.means_, one.means_)
+    with pytest.warns(UserWarning, match="taken as scikit-learn's target"):
+        assert model.score(X, y) == model.score(X)
+    # next to lengths, a target is plainly one: ignored without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        both = GaussianHMM(3, "diag", n_iter=3, tol=0, random_state=0).fit(X, y, LENGTHS)
+        alone = GaussianHMM(3, "diag", n_iter=3, tol=0, random_state=0).fit(X, lengths=LENGTHS)
+        assert both.score(X, y, lengths=LENGTHS) == alone.score(X, lengths=LENGTHS)
+    np.testing.assert_array_equal(both.means_, alone.means_)
+    # n ones: n one-row sequences (hmmlearn) or a constant target (scikit-learn)
+    with pytest.raises(EmsegError, match="600 ones, one per row of X: as hmmlearn's lengths"):
+        model.fit(X, np.ones(len(X)))
+    with pytest.raises(EmsegError, match="pass lengths=... by keyword"):
+        model.score(X, np.ones(len(X), dtype=int))
+    with pytest.raises(EmsegError, match="take the sequence lengths once"):
+        model.fit(X, LENGTHS, lengths=LENGTHS)
+    with pytest.raises(EmsegError, match="lengths sum to 500 but X has 600 rows"):
+        model.fit(X, [300, 200])
+    # one row: a target and lengths=[1] both mean one sequence
+    assert model.score(X[:1], [5]) == model.score(X[:1], [1]) == model.score(X[:1])
+
+
+def test_one_d_X_is_refused_as_in_hmmlearn():
+    X = sample_data("diag")[:, 0]
+    for model in (GaussianHMM(2), CategoricalHMM(2)):
+        for data in (X, symbols()[:, 0]):
+            with pytest.raises(EmsegError, match=r"needs a 2-D X .*X.reshape\(-1, 1\)"):
+                model.fit(data)
+        with pytest.raises(ValueError):  # hmmlearn's check_array
+            getattr(hmmlearn, type(model).__name__)(2).fit(X)
+    fitted, _ = gaussian_pair("diag", means_=MEANS[:, :1], covars_=COVARS["diag"][:, :1])
+    with pytest.raises(EmsegError, match="Reshape your data"):
+        fitted.predict(X)
+    fitted.predict(X[:, None])  # the same values as one column
+
+
+# --- several columns of symbols --------------------------------------------------------
+
+EMISSION_B = np.array([[0.7, 0.3], [0.5, 0.5], [0.1, 0.9]])
+
+
+def test_several_symbol_columns_are_independent_given_the_state():
+    """Two columns (4 and 2 symbols): the same log-likelihoods, posteriors and Viterbi
+    paths as hmmlearn's one-column model of the joint symbol 2 * a + b, whose emission
+    probabilities are the product of the two columns'."""
+    ours = CategoricalHMM(3)
+    by_column = np.zeros((3, 2, 4))
+    by_column[:, 0] = EMISSION
+    by_column[:, 1, :2] = EMISSION_B
+    ours.startprob_, ours.transmat_, ours.emissionprob_ = START, TRANS, by_column
+    S = ours.sample(600, random_state=3)[0]
+    assert S.shape == (600, 2) and S[:, 1].max() <= 1 and ours.n_features_in_ == 2
+    ref = hmmlearn.CategoricalHMM(3, n_features=8)
+    ref.startprob_, ref.transmat_ = START, TRANS
+    ref.emissionprob_ = (EMISSION[:, :, None] * EMISSION_B[:, None, :]).reshape(3, 8)
+    joint = (2 * S[:, 0] + S[:, 1])[:, None]
+    for lengths in (LENGTHS, None):
+        np.testing.assert_allclose(ours.score(S, lengths), ref.score(joint, lengths), rtol=RTOL)
+        np.testing.assert_allclose(ours.predict_proba(S, lengths),
+                                   ref.predict_proba(joint, lengths), rtol=RTOL, atol=1e-12)
+        np.testing.assert_array_equal(ours.predict(S, lengths), ref.predict(joint, lengths))
+    # one EM step: each column's counts, weighted by the posteriors, normalised
+    post = ours.predict_proba(S, LENGTHS)
+    model = CategoricalHMM(3, init_params="", n_iter=1, emissionprob_prior=1.0)
+    model.startprob_, model.transmat_, model.emissionprob_ = START, TRANS, by_column
+    quiet_fit(model, S, LENGTHS)
+    for j in range(2):
+        counts = np.stack([post[S[:, j] == v].sum(0) for v in range(4)], axis=1)
+        np.testing.assert_allclose(model.emissionprob_[:, j],
+                                   counts / counts.sum(1, keepdims=True), rtol=1e-10)
+    assert model.emissionprob_.shape == (3, 2, 4)
+    # the symbols 2 and 3 never occur in the second column and keep probability 0
+    assert np.all(model.emissionprob_[:, 1, 2:] == 0)
+
+
+def test_several_symbol_columns_fit_save_and_refuse_a_wrong_width():
+    S = np.hstack([symbols(0), symbols(1)[::-1]])
+    model = quiet_fit(CategoricalHMM(3, n_iter=20, random_state=0), S, LENGTHS)
+    assert model.emissionprob_.shape == (3, 2, 4) and model.n_features_ == 4
+    again = CategoricalHMM.from_dict(model.to_dict())
+    assert again.score(S, LENGTHS) == model.score(S, LENGTHS)
+    assert model.to_dict()["n_columns"] == 2 and "n_columns" not in quiet_fit(
+        CategoricalHMM(2, n_iter=2), S[:, :1]).to_dict()
+    with pytest.raises(EmsegError, match="X has 1 features, but CategoricalHMM is expecting 2"):
+        model.predict(S[:, :1])
+    with pytest.raises(EmsegError, match=r"emissionprob_init must have shape \(3, 2, 4\)"):
+        CategoricalHMM(3, n_features=4, emissionprob_init=EMISSION).fit(S)
