@@ -29,6 +29,12 @@ the same Viterbi paths. What differs is how it is computed, and a few convention
   log-likelihood of ``X``, as hmmlearn's do, and ``bic``/``aic`` use the total;
   ``verbose=True`` prints hmmlearn's three columns (iteration, total log-likelihood,
   change) to stderr.
+- **Arguments.** ``fit``, ``score`` and ``fit_predict`` take ``(X, y=None,
+  lengths=None)``: scikit-learn's signature, which its Pipelines and ``check_estimator``
+  need, and hmmlearn's ``fit(X, lengths)`` still works, since a second argument that is
+  not one value per row is read as ``lengths`` (:func:`emseg.hmm.checks.y_or_lengths`
+  says what is a target and what is refused). ``X`` is 2-D, as hmmlearn's; a 1-D array
+  is refused rather than guessed to be one feature or one row.
 - **Priors** on ``startprob_`` and ``transmat_`` (and ``emissionprob_``) are
   hmmlearn's Dirichlet priors: ``max(prior - 1 + expected counts, 0)``, normalised,
   and a probability that is exactly 0 stays 0 (a left-right model stays left-right).

@@ -115,7 +115,7 @@ def y_or_lengths(y, lengths, n_rows):
         )
     warnings.warn(
         f"y has one value per row of X ({n_rows}) and is not all ones, so it is taken as "
-        "scikit-learn's target and ignored (X is fitted as one sequence); to give "
+        "scikit-learn's target and ignored (X is one sequence); to give "
         "sequences pass each one's number of rows, e.g. lengths=[300, 200]",
         UserWarning,
         stacklevel=3,

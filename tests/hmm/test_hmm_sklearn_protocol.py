@@ -104,6 +104,13 @@ def test_pipeline_passes_lengths_and_scores():
     np.testing.assert_array_equal(pipe.predict(X), alone.predict(Z))
     assert pipe.score(X) == pytest.approx(alone.score(Z), rel=1e-12)
     assert pipe.named_steps["hmm"].n_features_in_ == 2
+    # lengths by keyword, routed to the step (scikit-learn's step__param), and a target y
+    # next to them, ignored
+    y = np.arange(len(X)) % 2
+    routed = clone(pipe).fit(X, y, hmm__lengths=lengths)
+    np.testing.assert_array_equal(routed.predict(X), alone.predict(Z))
+    with pytest.warns(UserWarning, match="taken as scikit-learn's target and ignored"):
+        assert routed.score(X, y) == pytest.approx(alone.score(Z), rel=1e-12)
 
 
 def test_grid_search_over_n_components():
