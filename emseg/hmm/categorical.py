@@ -283,15 +283,14 @@ class CategoricalHMM(BaseHMM):
             d, where, ("n_features", "n_columns", "emissionprob_")
         )
         V = field_int(d, "n_features", where, 1)
-        D = field_int(d, "n_columns", where, 2) if "n_columns" in d else 1
+        D = field_int(d, "n_columns", where, 1) if "n_columns" in d else 1
         emission = field_probabilities(d, "emissionprob_", _emission_shape(K, D, V), where)
         model = cls(K, n_features=V)
         model.emissionprob_ = emission
         return model._finish_from_dict(start, trans, info)
 
 
-
-# --- emission shapes -------------------------------------------------------------------
+# --- symbols and emission shapes ---------------------------------------------------------
 
 
 def _symbols(X):
