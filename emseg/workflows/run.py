@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .._shared.errors import EmsegError
 from .._shared.version import __version__
+from .output_files import output_writer, posteriors_dtype
 
 
 @dataclass
@@ -42,6 +44,8 @@ class RunOptions:
     bias: bool = False  # estimate a bias field inside EM; write it and the restored image
     bias_fwhm: float | None = None  # its smoothness in mm (None: the library's default)
     html: bool = False  # also write <stem>_report.html (emseg.workflows.html)
+    ome: bool = False  # TIFF outputs as OME-TIFF (<stem>_labels.ome.tif...), not ImageJ
+    shared_model: bool = False  # a time series: one model fitted over all time points
 
     def __post_init__(self):
         if self.tol is None:  # the CLI's "not given"
@@ -63,7 +67,7 @@ def file_stem(path):
 
 
 def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, pve=False,
-                 objects=False, bias=False, html=False):
+                 objects=False, bias=False, html=False, ome=False):
     """The files :func:`segment_file` writes for input ``path`` into folder ``out``.
 
     Labels are a PNG for an image, a multi-page TIFF for a stack, and with ``nifti``
@@ -74,11 +78,13 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, pve=F
     ``prob`` and ``pve`` maps); objects a CSV table. With ``bias``, the bias field and
     the restored image (the input divided by it): NIfTI with ``nifti``, else float32
     TIFF (one page per slice and channel). With ``html``, the HTML report, one page.
+    With ``ome`` (and not ``nifti``) the TIFF outputs are named ``.ome.tif``.
     :func:`output_writer` writes each image in its format.
     """
     stem = file_stem(path)
     out = Path(out)
-    labels_ext = "nii.gz" if nifti else ("tif" if stack else "png")
+    tif = "ome.tif" if ome and not nifti else "tif"
+    labels_ext = "nii.gz" if nifti else (tif if stack else "png")
     targets = {
         "labels": out / f"{stem}_labels.{labels_ext}",
         "overlay": out / f"{stem}_overlay.png",
@@ -88,14 +94,14 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, pve=F
     if nifti:
         targets["label_descriptions"] = out / f"{stem}_labels.txt"
     if posteriors:
-        targets["posteriors"] = out / f"{stem}_posteriors.{'nii.gz' if nifti else 'tif'}"
+        targets["posteriors"] = out / f"{stem}_posteriors.{'nii.gz' if nifti else tif}"
     if pve:
-        targets["pve"] = out / f"{stem}_pve.{'nii.gz' if nifti else 'tif'}"
+        targets["pve"] = out / f"{stem}_pve.{'nii.gz' if nifti else tif}"
     if objects:
         targets["objects"] = out / f"{stem}_objects.csv"
     if bias:
         for name in ("bias", "restored"):
-            targets[name] = out / f"{stem}_{name}.{'nii.gz' if nifti else 'tif'}"
+            targets[name] = out / f"{stem}_{name}.{'nii.gz' if nifti else tif}"
     if html:
         targets["html"] = out / f"{stem}_report.html"
     return targets
@@ -127,11 +133,25 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
     with that model instead of fitting one; the options' model settings (classes,
     colour space...) are then not used, and the report records the model under
     ``shared_model``.
+
+    A TIFF with time points (T) is segmented one time point after another, by
+    :func:`emseg.workflows.timeseries.segment_series` (``options.shared_model``: one
+    model fitted over all of them first).
     """
     options = options or RunOptions()
     start = time.perf_counter()
     source = _read(path, out, options, overwrite)
-    seg = _segment(source, options, model)
+    if source.image.time_points is not None:
+        from .timeseries import segment_series
+
+        return segment_series(source, options, overwrite=overwrite, model=model, start=start)
+    if options.shared_model:
+        raise EmsegError(
+            f"{source.path} has no time points (T axis): --shared-model in emseg run fits "
+            "one model over the time points of a time series; for several files use "
+            "emseg batch --shared-model"
+        )
+    seg = segment_source(source, options, model)
     written = []  # the files this call has written so far
     try:
         wrote = _write_outputs(source, seg, options, overwrite, written)
@@ -173,10 +193,15 @@ def _read(path, out, options, overwrite):
         path = path[0]
     else:
         image = io.read_image(path, max_pixels=options.max_pixels,
-                              allow_channels=options.channels)
-    targets = output_paths(path, out, posteriors=options.posteriors, stack=image.is_stack,
+                              allow_channels=options.channels, allow_time=True)
+    if options.ome and image.affine is not None:
+        raise EmsegError(f"{path} has NIfTI outputs, with its geometry; --ome is for TIFF "
+                         "outputs: leave it out")
+    targets = output_paths(path, out, posteriors=options.posteriors,
+                           stack=image.is_stack or image.time_points is not None,
                            nifti=image.affine is not None, pve=options.pve,
-                           objects=options.objects, bias=options.bias, html=options.html)
+                           objects=options.objects, bias=options.bias, html=options.html,
+                           ome=options.ome)
     io.check_writable(list(targets.values()), overwrite)
     mask = image.valid
     if options.mask_path is not None:
@@ -185,8 +210,10 @@ def _read(path, out, options, overwrite):
     return _Source(path, out, image, mask, targets, stamp, time.perf_counter() - clock)
 
 
-def _segment(source, options, model):
-    """Step 2 of :func:`segment_file`: fit and label (or label with ``model``)."""
+def segment_source(source, options, model):
+    """Step 2 of :func:`segment_file`: fit and label ``source.image`` inside
+    ``source.mask`` (or label it with ``model``) as ``options`` say; a
+    :class:`~emseg.image.segmentation.Segmentation`."""
     from ..image.segmentation import segment
 
     image = source.image
@@ -250,7 +277,7 @@ def _write_outputs(source, seg, options, overwrite, written):
     io.write_json(journal, {"outputs": [p.name for p in source.targets.values()]},
                   overwrite=True)
     written.append(journal)
-    _write_all(writes, overwrite, written)
+    write_all(writes, overwrite, written)
     return _Written(render_seconds, time.perf_counter() - clock, colors, objects,
                     (overlay, segments))
 
@@ -264,65 +291,28 @@ def _writes(source, seg, options, overlay, segments, label_values):
     writes = [  # PNG encoding releases the GIL: large pictures are written side by side
         (io.write_png, targets["overlay"], overlay, {}),
         (io.write_png, targets["segments"], segments, {}),
-        output_writer(image, targets["labels"], label_values, labels=True),
+        output_writer(image, targets["labels"], label_values, labels=True, ome=options.ome),
     ]
     if "label_descriptions" in targets:  # coloured as the overlay
         writes.append((io.write_itksnap_labels, targets["label_descriptions"],
                        render.palette(seg.k), {}))
     if options.posteriors:
-        pages = render.posterior_pages(seg.posteriors, _posteriors_dtype(image, options))
-        writes.append(output_writer(image, targets["posteriors"], pages,
+        pages = render.posterior_pages(seg.posteriors, posteriors_dtype(image, options))
+        writes.append(output_writer(image, targets["posteriors"], pages, ome=options.ome,
                                     scale=1 / 255 if pages.dtype == np.uint8 else 1.0))
     if options.pve:
         from ..image.pve import partial_volumes
 
         pages = render.posterior_pages(partial_volumes(
             image.pixels, seg, channel_axis=-1 if image.has_channel_axis else None))
-        writes.append(output_writer(image, targets["pve"], pages))
+        writes.append(output_writer(image, targets["pve"], pages, ome=options.ome))
     if options.bias:
         for name in ("bias", "restored"):
             data = np.asarray(getattr(seg, name), dtype=np.float32)
             if image.has_channel_axis:  # channels first: one page (volume) per channel
                 data = np.moveaxis(data, -1, 0)
-            writes.append(output_writer(image, targets[name], data))
+            writes.append(output_writer(image, targets[name], data, ome=options.ome))
     return writes
-
-
-def _posteriors_dtype(image, options):
-    """The dtype posteriors are stored in: the option's, but float32 for float16 in
-    NIfTI, which has no 16-bit float type."""
-    if options.posteriors_dtype == "float16" and image.affine is not None:
-        return "float32"
-    return options.posteriors_dtype
-
-
-def output_writer(image, target, data, *, labels=False, scale=1.0):
-    """The write of ``data``, an output of ``image`` with its spatial shape, to
-    ``target``, as a :func:`_write_all` job ``(writer, target, data, keywords)``:
-    ``writer(target, data, overwrite=..., **keywords)``. ``data`` is integer labels
-    (``labels=True``) or float maps (``(K, ...)``, one per class or channel, or a single
-    map).
-
-    An input with geometry (``image.affine``: a NIfTI volume, a DICOM series) gets NIfTI
-    with that geometry (and the NIfTI label intent on labels); otherwise labels are a
-    PNG (for a stack an ImageJ TIFF stack, calibrated as the input) and maps a
-    multi-page TIFF of their dtype, deflate-compressed. ``scale``: what a stored value is worth (1/255 for
-    probabilities as uint8), kept in a NIfTI header's slope. The names to write them to
-    are :func:`output_paths`'s with ``nifti=image.affine is not None``.
-    """
-    from .. import io
-
-    if image.affine is not None:
-        keywords = {"like": image.nifti, "affine": image.affine, "labels": labels,
-                    "scale": scale}
-        return io.write_nifti, target, data, keywords
-    if labels and not image.is_stack:
-        return io.write_png, target, data, {}
-    if labels:  # an ImageJ stack with the input's calibration: Fiji opens it as one
-        return io.write_tiff_stack, target, data, {
-            "dtype": data.dtype, "imagej": True, "spacing": image.spacing,
-            "unit": image.unit}
-    return io.write_tiff_stack, target, data, {"dtype": data.dtype, "compress": True}
 
 
 @dataclass(frozen=True)
@@ -506,7 +496,7 @@ def _pictures(image, seg):
 _PARALLEL_WRITE_BYTES = 16 << 20
 
 
-def _write_all(writes, overwrite, written):
+def write_all(writes, overwrite, written):
     """Run the writes, two at a time when the pictures are large and this process may
     use two or more threads (the compiled kernels' share of the cores: a batch worker
     on a 2-core machine gets one, and writes one file after another); the first error,
