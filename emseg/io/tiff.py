@@ -18,7 +18,6 @@ OME-TIFF) live in :mod:`.tiff_write`.
 """
 
 import math
-import os
 import re
 import zlib
 from typing import NamedTuple

@@ -15,7 +15,8 @@ import numpy as np
 
 from .._shared.errors import EmsegError
 from .._shared.version import __version__
-from .output_files import output_writer, posteriors_dtype
+from .steps import (file_stem, journal_path, output_writer, posteriors_dtype, segment_source,
+                    write_all)
 
 
 @dataclass
@@ -57,15 +58,6 @@ class RunOptions:
         return asdict(self)
 
 
-def file_stem(path):
-    """``photo.png`` -> ``photo``; ``t1.nii.gz`` -> ``t1``; a DICOM folder -> its name."""
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem if not Path(path).is_dir() else name
-
-
 def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, pve=False,
                  objects=False, bias=False, html=False, ome=False):
     """The files :func:`segment_file` writes for input ``path`` into folder ``out``.
@@ -105,16 +97,6 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, pve=F
     if html:
         targets["html"] = out / f"{stem}_report.html"
     return targets
-
-
-def journal_path(path, out):
-    """The hidden file :func:`segment_file` writes in ``out`` before the first output of
-    input ``path`` and removes after its report: the names of the outputs it is writing.
-
-    While it exists (an interrupted run), it and the report are the proof that files
-    with those names are emseg's own, so a batch rerun may replace them and nothing else.
-    """
-    return Path(out) / f".{file_stem(path)}_outputs.json"
 
 
 def segment_file(path, out, options=None, *, overwrite=False, model=None):
@@ -208,38 +190,6 @@ def _read(path, out, options, overwrite):
         user_mask = io.read_mask(options.mask_path, image.spatial_shape)
         mask = user_mask if mask is None else mask & user_mask
     return _Source(path, out, image, mask, targets, stamp, time.perf_counter() - clock)
-
-
-def segment_source(source, options, model):
-    """Step 2 of :func:`segment_file`: fit and label ``source.image`` inside
-    ``source.mask`` (or label it with ``model``) as ``options`` say; a
-    :class:`~emseg.image.segmentation.Segmentation`."""
-    from ..image.segmentation import segment
-
-    image = source.image
-    channel_axis = -1 if image.has_channel_axis else None
-    if model is not None:
-        return segment(image.pixels, model=model, mask=source.mask, channel_axis=channel_axis)
-    return segment(
-        image.pixels,
-        options.classes,
-        color_space=options.color_space,
-        spatial=options.spatial,
-        mask=source.mask,
-        covariance_type=options.covariance,
-        random_state=options.seed,
-        k_max=options.k_max,
-        max_iter=options.max_iter,
-        tol=options.tol,
-        channel_axis=channel_axis,
-        multichannel=image.channels,
-        beta=options.beta,
-        mrf=options.mrf,
-        neighbourhood=options.neighbourhood,
-        spacing=image.spacing,
-        bias=options.bias,
-        bias_fwhm=options.bias_fwhm,
-    )
 
 
 def _write_outputs(source, seg, options, overwrite, written):
@@ -489,51 +439,6 @@ def _pictures(image, seg):
     return overlay, framed, render.montage(segments, captions=names), colors
 
 
-# From this many bytes of pictures on, writing them two at a time pays: measured with
-# emseg's allocator settings (emseg.workflows.processes), a 12-megapixel photo's three PNGs (84 MB)
-# took 119-130 ms in two threads against 153 ms in one; a 1-megapixel grey image's
-# (7 MB) no less time in one thread than in two, which also start and stop per image.
-_PARALLEL_WRITE_BYTES = 16 << 20
-
-
-def write_all(writes, overwrite, written):
-    """Run the writes, two at a time when the pictures are large and this process may
-    use two or more threads (the compiled kernels' share of the cores: a batch worker
-    on a 2-core machine gets one, and writes one file after another); the first error,
-    if any, is raised after all finish. Each file written is appended to ``written``
-    as it is, so the caller can remove them if it stops before the report; when
-    interrupted, the writes already running are waited for first."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .._shared.compute import num_threads
-
-    def write(fn, target, data, kw):
-        fn(target, data, overwrite=overwrite, **kw)
-        written.append(target)
-
-    size = sum(np.asarray(data).nbytes for _, _, data, _ in writes)
-    if size < _PARALLEL_WRITE_BYTES or num_threads() < 2:
-        errors = []
-        for fn, target, data, kw in writes:
-            try:
-                write(fn, target, data, kw)
-            except Exception as exc:  # every write is attempted, as in the threads
-                errors.append(exc)
-        if errors:
-            raise errors[0]
-        return
-    pool = ThreadPoolExecutor(max_workers=2)
-    try:
-        futures = [pool.submit(write, *job) for job in writes]
-        for f in futures:
-            f.exception()  # wait for all (an interrupt lands here)
-    finally:
-        # then no thread writes a file after the caller has removed the others
-        pool.shutdown(wait=True, cancel_futures=True)
-    for f in futures:
-        f.result()
-
-
 def summarize_file(path, options=None, *, index=0, n_images=1, max_samples=None):
     """Read the image at ``path`` and return its :class:`~emseg.image.model.PixelSummary`
     for a shared fit (see :func:`emseg.image.model.summarize_image`)."""
@@ -556,15 +461,4 @@ def summarize_file(path, options=None, *, index=0, n_images=1, max_samples=None)
         n_images=n_images,
         max_samples=DEFAULT_MAX_SAMPLES if max_samples is None else max_samples,
         random_state=options.seed,
-    )
-
-
-def fit_options(options):
-    """The keywords of :func:`emseg.image.model.fit_summary` that ``options`` sets."""
-    return dict(
-        covariance_type=options.covariance,
-        random_state=options.seed,
-        k_max=options.k_max,
-        max_iter=options.max_iter,
-        tol=options.tol,
     )

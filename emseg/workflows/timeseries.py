@@ -1,7 +1,7 @@
 """A time series (a TIFF with a T axis) in, its outputs out: what ``emseg run`` does with
 TZYX, TYX or TCZYX hyperstacks and OME-TIFF.
 
-Each time point is segmented as an image of its own (:func:`~emseg.workflows.run.
+Each time point is segmented as an image of its own (:func:`~emseg.workflows.steps.
 segment_source`), one after another, so the float posteriors of one time point at a
 time are held: the outputs are gathered in their stored dtype (labels uint8, posteriors
 uint8 x 255 by default). With ``options.shared_model`` one
@@ -13,7 +13,7 @@ each frame alone would) and label ``i`` is the ``i``-th darkest class of its tim
 
 Outputs keep T: labels ``TZYX`` (``TYX``), posteriors and partial volumes ``TZCYX``
 (``TCYX``) with the class as C, bias and restored images likewise, as ImageJ
-hyperstacks or OME-TIFF (:func:`~emseg.workflows.output_files.output_writer`) with the
+hyperstacks or OME-TIFF (:func:`~emseg.workflows.steps.output_writer`) with the
 calibration and frame interval of the input. The overlay and segments pictures are a
 montage of up to nine time points (the middle slice of a volume), numbered; the object
 table has a ``time`` column. The report has the classes over the whole series and one
@@ -39,7 +39,7 @@ def segment_series(source, options, *, overwrite=False, model=None, start=None):
     the report last, returned (a dict). ``model``: a shared model given from outside
     (``emseg batch --shared-model``), used for every time point."""
     from .. import io
-    from .run import journal_path
+    from .steps import journal_path
 
     start = time.perf_counter() if start is None else start
     image = source.image
@@ -101,7 +101,7 @@ def _fit_series(image, mask, options):
     fitted, as ``emseg batch --shared-model`` does with files."""
     from ..image.model import DEFAULT_MAX_SAMPLES, fit_model
 
-    from .run import fit_options
+    from .steps import fit_options
 
     ndim = len(image.spatial_shape)
     frames = [image.frame(t) for t in range(image.time_points)]
@@ -137,8 +137,7 @@ def _segment_frames(source, options, model):
     """Segment each time point; keep only its outputs, in their stored dtypes."""
     from ..image import render
 
-    from .output_files import posteriors_dtype
-    from .run import segment_source
+    from .steps import posteriors_dtype, segment_source
 
     clock = time.perf_counter()
     image = source.image
@@ -287,8 +286,7 @@ def _write(source, options, gathered, shared, model, overwrite, written, start,
     from ..image.legend import with_legend
 
     from .html import overlay_thumbnail
-    from .output_files import output_writer
-    from .run import write_all
+    from .steps import output_writer, write_all
 
     image, targets, k = source.image, source.targets, gathered.k
     clock = time.perf_counter()
