@@ -1,6 +1,8 @@
 """The outputs of a TIFF input are ImageJ hyperstacks (or OME-TIFF with ``ome``) with the
 input's axes and calibration: every output re-read by tifffile."""
 
+import os
+
 import numpy as np
 import pytest
 import tifffile
@@ -138,3 +140,20 @@ def test_a_photo_keeps_its_plain_posteriors(tmp_path, rng):
     with tifffile.TiffFile(out / "p_posteriors.tif") as tif:
         assert not tif.is_imagej and tif.series[0].dtype == np.float16
         assert tif.series[0].shape == (2, 12, 20)
+
+
+def test_a_batch_with_ome_outputs_inside_its_input_folder_reruns_cleanly(tmp_path, rng):
+    """The .ome.tif outputs are the batch's own: never taken as inputs when the output
+    folder is inside the input folder, and a rerun skips the complete inputs."""
+    from emseg.workflows.batch import run_batch
+
+    data, _ = _volume(rng, (3, 12, 14))
+    _imagej_input(tmp_path / "cells.tif", data, "ZYX")
+    out = tmp_path / "out"
+    options = RunOptions(classes=3, posteriors=True, ome=True)
+    first = run_batch([tmp_path], out, options, jobs=1)
+    assert [r.status for r in first.rows] == ["ok"]
+    assert (out / "cells_labels.ome.tif").exists() and (out / "cells_posteriors.ome.tif").exists()
+    again = run_batch([tmp_path], out, options, jobs=1)
+    assert [(os.path.basename(r.path), r.status) for r in again.rows] == [
+        ("cells.tif", "skipped")]
