@@ -131,6 +131,7 @@ class _Gathered:
     objects: dict | None = None
     pictures: dict = dataclasses.field(default_factory=dict)  # t -> (overlay, segments)
     seconds: float = 0.0
+    features: dict | None = None  # the feature settings (those of every time point)
 
 
 def _segment_frames(source, options, model):
@@ -183,6 +184,7 @@ def _segment_frames(source, options, model):
         if t in shown:
             gathered.pictures[t] = _frame_pictures(frame, seg)
         gathered.frames.append(_frame_entry(t, seg, model))
+        gathered.features = gathered.features or seg.features.to_dict()
         del seg, maps  # one time point's float posteriors at a time
     gathered.seconds = time.perf_counter() - clock
     return gathered
@@ -268,6 +270,7 @@ def _frame_entry(t, seg, model):
         "iterations": int(gm.n_iter_),
         "converged": bool(gm.converged_),
         "mrf": seg.mrf,
+        "bic_table": seg.bic_table,  # with -k auto: the K this time point chose
     }
     if model is None:  # fitted here: its own mixture
         entry["model"] = {"covariance_type": gm.covariance_type, "weights": gm.weights_,
@@ -343,7 +346,9 @@ def _report(source, options, gathered, shared, model, fractions, means):
         "shape": list(image.pixels.shape),
         "dtype": str(image.pixels.dtype),
         "options": options.to_dict(),
+        "features": gathered.features,
         "k": k,
+        "bic_table": None,  # per time point, in time_points
         "pixels_segmented": int(pixels.sum()),
         "label_values": "0 outside the mask, 1..k the classes, darkest first"
         + (" (the same classes at every time point: one model)" if shared is not None

@@ -215,3 +215,17 @@ def test_a_time_series_in_a_batch(tmp_path, rng):
     assert [r.status for r in result.rows] == ["ok"]
     with tifffile.TiffFile(tmp_path / "out" / "movie_labels.tif") as tif:
         assert tif.series[0].axes == "TYX" and tif.series[0].shape == (3, 16, 24)
+
+
+def test_verbose_cli_on_a_time_series_and_each_time_points_k_choice(tmp_path, rng):
+    from click.testing import CliRunner
+
+    from emseg.cli.main import main
+
+    data, _ = _series(rng, (2, 16, 24))
+    _write(tmp_path / "t.tif", data, "TYX")
+    result = CliRunner().invoke(main, ["run", "-v", str(tmp_path / "t.tif"), "-o",
+                                       str(tmp_path / "out"), "-k", "auto", "--k-max", "3"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "t_report.json").read_text())
+    assert all(f["bic_table"] for f in report["time_points"])
