@@ -40,10 +40,11 @@ def _finish_batch(flags, result):
 @opt.posteriors
 @opt.objects
 @opt.html
+@opt.ome
 @opt.output_options
 @click.pass_obj
 def batch(flags, folders, recursive, pattern, jobs, scheduler, max_pixels, shared_model,
-          max_samples, posteriors, posteriors_dtype, objects, min_size, html, output_dir,
+          max_samples, posteriors, posteriors_dtype, objects, min_size, html, ome, output_dir,
           overwrite, **model):
     """Segment every image in FOLDERS (or image files) into OUTPUT_DIR.
 
@@ -62,7 +63,7 @@ def batch(flags, folders, recursive, pattern, jobs, scheduler, max_pixels, share
         result = _batch(
             folders, Path(output_dir),
             dict(posteriors=posteriors, posteriors_dtype=posteriors_dtype, objects=objects,
-                 min_size=min_size, html=html, max_pixels=max_pixels, **model),
+                 min_size=min_size, html=html, ome=ome, max_pixels=max_pixels, **model),
             ProgressView(flags),
             recursive=recursive, pattern=pattern, jobs=jobs, shared_model=shared_model,
             overwrite=overwrite, scheduler=scheduler, max_samples=max_samples,

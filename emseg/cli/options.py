@@ -256,6 +256,13 @@ html = click.option(
     "classes, options).",
 )
 
+ome = click.option(
+    "--ome", is_flag=True,
+    help="Write the TIFF outputs (labels of a stack or time series, posteriors, pve, "
+    "bias) as OME-TIFF (<stem>_labels.ome.tif...) instead of ImageJ hyperstacks; both "
+    "keep the input's axes and calibration.",
+)
+
 pve = click.option("--pve", is_flag=True,
                    help="Also write partial-volume estimates: each class's fraction of "
                    "every voxel, from a mixel model (FSL FAST's pve maps).")

@@ -27,11 +27,17 @@ STOPPED = ("the outputs of the image being segmented were removed; those of the 
 @opt.pve
 @opt.objects
 @opt.html
+@opt.ome
+@click.option(
+    "--shared-model", is_flag=True,
+    help="For a time series (a TIFF with a T axis): fit one model over all time points, "
+    "then label each with it, so a label means the same at every time.",
+)
 @opt.max_pixels
 @opt.output_options
 @click.pass_obj
 def run(flags, images, channels, mask_path, posteriors, posteriors_dtype, pve, objects, min_size, html,
-        max_pixels, output_dir, overwrite, **model):
+        ome, shared_model, max_pixels, output_dir, overwrite, **model):
     """Segment each IMAGE and write labels, overlay, segments and a report.
 
     For photo.png the outputs are photo_labels.png (the class of each pixel, 1 =
@@ -44,7 +50,10 @@ def run(flags, images, channels, mask_path, posteriors, posteriors_dtype, pve, o
     slices is read as one volume and gets the same NIfTI outputs, in the series'
     patient space. With --bias also t1_bias.nii.gz and t1_restored.nii.gz
     (photo_bias.tif and photo_restored.tif for other inputs: float32, one page per
-    slice and channel).
+    slice and channel). The TIFF outputs of a TIFF input are ImageJ hyperstacks with
+    its calibration (posteriors with the class as C), or OME-TIFF with --ome. A TIFF
+    with time points (T) is segmented one time point after another, and its outputs
+    keep T (labels TZYX).
     """
     seen = {}
     failed = 0
@@ -57,7 +66,8 @@ def run(flags, images, channels, mask_path, posteriors, posteriors_dtype, pve, o
         options = RunOptions(mask_path=mask_path, posteriors=posteriors,
                              posteriors_dtype=posteriors_dtype, pve=pve,
                              objects=objects, min_size=min_size, max_pixels=max_pixels,
-                             channels=channels, html=html, **model)
+                             channels=channels, html=html, ome=ome,
+                             shared_model=shared_model, **model)
         inputs = [tuple(images)] if channels and len(images) > 1 else images
         for path in inputs:
             stem = file_stem(path[0] if isinstance(path, tuple) else path)

@@ -14,11 +14,12 @@ single-channel files. The size a header declares is checked against the pixel li
 (:mod:`.checks`) before anything is decoded.
 
 The writers live beside the readers of their format: :func:`~emseg.io.png.write_png`,
-:func:`~emseg.io.tiff.write_tiff_stack`, :func:`~emseg.io.jsonfile.write_json`, all
+:func:`~emseg.io.tiff_write.write_tiff_stack`, :func:`~emseg.io.jsonfile.write_json`, all
 through :func:`~emseg.io.atomic.atomic_output`; ``emseg.io`` lists them all.
 """
 
 import contextlib
+import dataclasses
 import math
 import os
 import threading
@@ -83,11 +84,22 @@ class Image:
     channels: bool = False  # the last axis holds co-registered channels, not RGB
     unit: str | None = None  # the unit of ``spacing`` (e.g. "µm"), when the file names one
     axes: str | None = None  # a TIFF's axes and what each was read as, for the report
+    # a time series (read_image(allow_time=True)): the number of time points, the
+    # leading axis of ``pixels`` and ``valid``; :meth:`frame` gives one of them
+    time_points: int | None = None
+    interval: tuple | None = None  # (value, unit) between time points, when the file says
 
     @property
     def is_color(self):
         """True for RGB pixels (the last axis holds the three channels)."""
-        return not self.channels and self.pixels.ndim == (4 if self.is_stack else 3)
+        ndim = (4 if self.is_stack else 3) + (self.time_points is not None)
+        return not self.channels and self.pixels.ndim == ndim
+
+    def frame(self, t):
+        """Time point ``t`` of a time series as an image of its own (a view)."""
+        return dataclasses.replace(
+            self, pixels=self.pixels[t], time_points=None,
+            valid=None if self.valid is None else self.valid[t])
 
     @property
     def has_channel_axis(self):
@@ -96,19 +108,23 @@ class Image:
 
     @property
     def spatial_shape(self):
-        """``pixels.shape`` without the colour axis: (H, W) or (Z, H, W)."""
-        return self.pixels.shape[:-1] if self.has_channel_axis else self.pixels.shape
+        """``pixels.shape`` without the colour axis (and the T axis of a time series):
+        (H, W) or (Z, H, W)."""
+        shape = self.pixels.shape[:-1] if self.has_channel_axis else self.pixels.shape
+        return shape if self.time_points is None else shape[1:]
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def read_image(path, *, max_pixels=None, allow_channels=False):
+def read_image(path, *, max_pixels=None, allow_channels=False, allow_time=False):
     """Read a PNG, JPEG, BMP or TIFF file, a NIfTI volume or a folder of DICOM slices
     into an :class:`Image` (NIfTI and DICOM need the extra ``emseg[medical]``).
 
     Volumes come in (Z, Y, X) order with their voxel spacing; a 4-D NIfTI file is
-    refused unless ``allow_channels`` (its volumes then become channels).
+    refused unless ``allow_channels`` (its volumes then become channels). A TIFF with
+    several time points (T) is refused unless ``allow_time``: then, when it has them,
+    ``pixels`` has T first and ``time_points`` says how many (:meth:`Image.frame`).
 
     Parameters
     ----------
@@ -143,9 +159,11 @@ def read_image(path, *, max_pixels=None, allow_channels=False):
     except OSError as exc:
         raise EmsegError(f"cannot read {path}: {reason(exc)}; check its permissions") from None
     if is_tiff(head):
-        tiff = read_tiff(path, limit)
-        image = _finish(path, tiff.pixels, tiff.alpha, tiff.is_stack, channels=tiff.channels)
+        tiff = read_tiff(path, limit, allow_time=allow_time)
+        image = _finish(path, tiff.pixels, tiff.alpha, tiff.is_stack, channels=tiff.channels,
+                        time_points=tiff.time_points)
         image.spacing, image.unit, image.axes = tiff.spacing, tiff.unit, tiff.axes
+        image.interval = tiff.interval
         return image
     pixels, alpha = _read_pillow(path, head, limit)
     return _finish(path, pixels, alpha, False)
@@ -257,11 +275,13 @@ def _check_input_file(path):
         raise EmsegError(f"{path} is empty (0 bytes); re-export or re-copy the image")
 
 
-def _finish(path, pixels, alpha, is_stack, channels=False):
+def _finish(path, pixels, alpha, is_stack, channels=False, time_points=None):
     """Common checks on decoded pixels; turn alpha into ``valid``."""
+    timed = time_points is not None
     spatial = (
-        pixels.shape[:-1] if channels or pixels.ndim == (4 if is_stack else 3) else pixels.shape
-    )
+        pixels.shape[:-1] if channels or pixels.ndim == (4 if is_stack else 3) + timed
+        else pixels.shape
+    )[timed:]
     if math.prod(spatial) < 2:
         raise EmsegError(
             f"{path} is {describe_size(spatial)}, too small to segment; "
@@ -277,7 +297,8 @@ def _finish(path, pixels, alpha, is_stack, channels=False):
             )
         if valid.all():
             valid = None
-    return Image(pixels=pixels, valid=valid, path=path, is_stack=is_stack, channels=channels)
+    return Image(pixels=pixels, valid=valid, path=path, is_stack=is_stack, channels=channels,
+                 time_points=time_points)
 
 
 # Pillow ------------------------------------------------------------------------------

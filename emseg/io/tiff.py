@@ -1,5 +1,4 @@
-"""TIFF: reading through tifffile, with the checks that keep a hostile file cheap, and
-:func:`write_tiff_stack`.
+"""TIFF: reading through tifffile, with the checks that keep a hostile file cheap.
 
 Reading
     :func:`read_tiff` reads the first series of a TIFF (a multi-page TIFF is a 3-D
@@ -10,15 +9,15 @@ Reading
     limit (:func:`_check_tiff_layout`), and deflate or LZMA strips that inflate past
     their size (:func:`_check_tiff_inflation`). Pixels keep their dtype when it is
     uint8, uint16 or float32; other dtypes are converted without losing values.
+    Time points (T) are read only when the caller asks (``allow_time``: ``emseg run``
+    segments each of them); the frame interval comes from ImageJ ``finterval`` or OME
+    ``TimeIncrement`` (:func:`frame_interval`).
 
-Writing
-    :func:`write_tiff_stack` writes pages uncompressed (or deflated), without a
-    timestamp, into the temporary file of :func:`~emseg.io.atomic.writing`; with
-    ``imagej`` a (Z, H, W) stack as an ImageJ hyperstack with its calibration.
+The writers (:func:`~emseg.io.tiff_write.write_tiff_stack`, ImageJ hyperstacks and
+OME-TIFF) live in :mod:`.tiff_write`.
 """
 
 import math
-import os
 import re
 import zlib
 from typing import NamedTuple
@@ -26,10 +25,10 @@ from typing import NamedTuple
 import numpy as np
 
 from .._shared.errors import EmsegError
-from .atomic import open_temp, reason, writing
+from .atomic import reason
 from .checks import check_size, log_as_warnings, to_float32
 
-__all__ = ["TiffImage", "calibration", "is_tiff", "read_tiff", "write_tiff_stack"]
+__all__ = ["TiffImage", "calibration", "frame_interval", "is_tiff", "read_tiff", "unit_name"]
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 
@@ -46,26 +45,30 @@ class TiffImage(NamedTuple):
     """What :func:`read_tiff` found: pixels in emseg's (Z, Y, X[, C]) layout and what
     the file says about them."""
 
-    pixels: np.ndarray  # (Z, H, W[, C]) or (H, W[, C])
+    pixels: np.ndarray  # ([T,] Z, H, W[, C]) or ([T,] H, W[, C])
     alpha: np.ndarray | None
     is_stack: bool  # a Z axis (a volume, or a plain multi-page stack)
     channels: bool  # the last axis holds co-registered channels (the C axis), not RGB
     spacing: tuple | None  # (z, y, x) or (y, x) in ``unit``, when the file is calibrated
     unit: str | None  # the unit of ``spacing``, when the file names one
     axes: str  # one line: the file's axes and what each was read as
+    time_points: int | None = None  # the T axis (leading in ``pixels``), when read
+    interval: tuple | None = None  # (seconds or the file's unit, unit) between time points
 
 
-def read_tiff(path, limit):
+def read_tiff(path, limit, *, allow_time=False):
     """Read the first series of the TIFF at ``path`` into a :class:`TiffImage`; its
     size is checked against ``limit`` before decoding.
 
     The axes tifffile reports (ImageJ hyperstacks, OME-TIFF, tifffile's own shaped
     files) are read by letter: Z is a volume, C co-registered channels (the last axis,
     as ``--channels``), S colour samples, Y and X the plane, axes of size 1 dropped;
-    one unnamed page axis (a plain multi-page TIFF) is a Z stack. More than one time
-    point (T), a second stack axis, channels together with colour samples, and unnamed
-    axes beside a named one are refused with the fix. The calibration comes from the
-    ImageJ ``spacing``/``unit`` and resolution tags, or OME ``PhysicalSize*``.
+    one unnamed page axis (a plain multi-page TIFF) is a Z stack. With ``allow_time``,
+    T (time points) is kept as the leading axis of ``pixels`` (``time_points`` says how
+    many); without, more than one time point is refused with the fix. A second stack
+    axis, channels together with colour samples, and unnamed axes beside a named one
+    are refused with the fix. The calibration comes from the ImageJ
+    ``spacing``/``unit`` and resolution tags, or OME ``PhysicalSize*``.
     """
     import tifffile
 
@@ -81,10 +84,11 @@ def read_tiff(path, limit):
             axes, shape = series.axes, tuple(series.shape)
             photometric = int(page.photometric)
             colormap = page.colormap
-            roles = _check_tiff_layout(path, axes, shape, photometric, limit)
+            roles = _check_tiff_layout(path, axes, shape, photometric, limit, allow_time)
             _check_tiff_inflation(path, tif.filehandle, series)
             kind = "OME-TIFF" if tif.is_ome else "ImageJ" if tif.is_imagej else "TIFF"
             spacing, unit = calibration(tif, page)
+            interval = frame_interval(tif) if "T" in roles else None
             data = series.asarray()
             if data.shape != shape:
                 raise ValueError(f"its pixels decode to shape {data.shape}, not {shape}")
@@ -103,8 +107,10 @@ def read_tiff(path, limit):
         spacing = spacing if is_stack else spacing[1:]
         if unit is None and all(v == 1 for v in spacing):
             spacing = None
-    note = _axes_note(kind, axes, shape, roles, spacing, unit)
-    return TiffImage(pixels, alpha, is_stack, channels, spacing, unit, note)
+    note = _axes_note(kind, axes, shape, roles, spacing, unit, interval)
+    time_points = shape[roles.index("T")] if "T" in roles else None
+    return TiffImage(pixels, alpha, is_stack, channels, spacing, unit, note, time_points,
+                     interval)
 
 
 def _check_tiff_pages(path, series):
@@ -211,12 +217,13 @@ def _inflates_past(fh, offset, count, inflate, need):
     return False
 
 
-_ROLE_NAMES = {"Z": "slices", "C": "channels", "S": "colour samples"}
+_ROLE_NAMES = {"Z": "slices", "C": "channels", "S": "colour samples", "T": "time points"}
 
 
-def _axis_roles(path, axes, shape):
+def _axis_roles(path, axes, shape, allow_time=False):
     """Each axis's role: ``Z`` (the volume), ``C`` (channels), ``S`` (colour samples),
-    ``Y``, ``X``, or ``""`` (size 1: dropped)."""
+    ``T`` (time points, with ``allow_time``), ``Y``, ``X``, or ``""`` (size 1:
+    dropped)."""
     where = f"{path} has TIFF axes {axes} with shape {tuple(shape)}"
     roles = []
     for letter, n in zip(axes, shape):
@@ -226,11 +233,14 @@ def _axis_roles(path, axes, shape):
             roles.append("")
         elif letter in "ZC":
             roles.append(letter)
+        elif letter == "T" and allow_time:
+            roles.append("T")
         elif letter == "T":
             raise EmsegError(
-                f"{where}: {n} time points (T), and emseg segments one image or volume; "
-                "save each time point as its own file (Fiji: Image > Hyperstacks > "
-                "Reduce Dimensionality) and segment them with emseg batch --shared-model"
+                f"{where}: {n} time points (T), where one image or volume is expected; "
+                "segment the time series with emseg run (each time point, --shared-model "
+                "for one model over all), or save each time point as its own file (Fiji: "
+                "Image > Hyperstacks > Reduce Dimensionality)"
             )
         else:
             roles.append("?")
@@ -244,7 +254,7 @@ def _axis_roles(path, axes, shape):
             "save it as an ImageJ hyperstack or OME-TIFF with named axes, or export a "
             "single 2-D image or one 3-D stack"
         )
-    for role in "ZC":
+    for role in "ZCT":
         if roles.count(role) > 1:
             raise EmsegError(
                 f"{where}: more than one {_ROLE_NAMES[role]} axis; export a single 2-D "
@@ -260,13 +270,13 @@ def _axis_roles(path, axes, shape):
     return roles
 
 
-def _check_tiff_layout(path, axes, shape, photometric, limit):
+def _check_tiff_layout(path, axes, shape, photometric, limit, allow_time=False):
     """Refuse what emseg cannot read before decoding; return each axis's role."""
     if "Y" not in axes or "X" not in axes:
         raise EmsegError(
             f"{path} has TIFF axes {axes} without both Y and X; re-export it as an image"
         )
-    roles = _axis_roles(path, axes, shape)
+    roles = _axis_roles(path, axes, shape, allow_time)
     samples = shape[axes.index("S")] if "S" in axes else 1
     if samples not in (1, 2, 3, 4):
         raise EmsegError(
@@ -284,18 +294,20 @@ def _check_tiff_layout(path, axes, shape, photometric, limit):
             "as grey"
         )
     size = dict(zip(roles, shape))
-    depth, n_channels = size.get("Z", 1), size.get("C", 1)
-    n_pixels = size["Y"] * size["X"] * depth * n_channels
+    depth, n_channels, n_times = size.get("Z", 1), size.get("C", 1), size.get("T", 1)
+    n_pixels = size["Y"] * size["X"] * depth * n_channels * n_times
     size_text = f"{size['X']}x{size['Y']}" + (f"x{depth}" if "Z" in size else "")
     if n_channels > 1:
         size_text += f" with {n_channels} channels"
+    if n_times > 1:
+        size_text += f" at {n_times} time points"
     check_size(path, n_pixels, size_text, limit)
     return roles
 
 
 def _tiff_pixels(path, data, roles, photometric, colormap):
-    """Reorder to (Z, H, W[, C or S]), split alpha off, and settle the dtype."""
-    order = [roles.index(r) for r in "ZYXCS" if r in roles]
+    """Reorder to ([T,] Z, H, W[, C or S]), split alpha off, and settle the dtype."""
+    order = [roles.index(r) for r in "TZYXCS" if r in roles]
     data = np.transpose(data[tuple(0 if r == "" else slice(None) for r in roles)],
                         [sorted(order).index(i) for i in order])
     is_stack = "Z" in roles
@@ -336,8 +348,9 @@ _UNIT_SPELLINGS = {"micron": "µm", "microns": "µm", "um": "µm", "μm": "µm",
                    "millimeter": "mm", "centimeter": "cm", "meter": "m"}
 
 
-def _unit(name):
-    """A unit name as ImageJ or OME writes it, in the spelling emseg reports."""
+def unit_name(name):
+    """A unit name as ImageJ or OME writes it (``micron``, ``um``, ``\\u00B5m``...), in the
+    spelling emseg reports (``µm``); None for None or an empty name."""
     if name is None:
         return None
     name = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)),
@@ -371,7 +384,7 @@ def calibration(tif, page):
     except (TypeError, ValueError):
         z = 1.0
     spacing = (z if z > 0 and math.isfinite(z) else 1.0, *sizes)
-    unit = _unit(meta.get("unit"))
+    unit = unit_name(meta.get("unit"))
     if unit in ("pixel", "pixels"):
         unit = None
     return spacing, unit
@@ -396,7 +409,7 @@ def _ome_calibration(xml):
             value = None
         if value is not None and value > 0 and math.isfinite(value):
             sizes[axis] = value
-            units[axis] = _unit(pixels.get(f"PhysicalSize{axis}Unit")) or "µm"
+            units[axis] = unit_name(pixels.get(f"PhysicalSize{axis}Unit")) or "µm"
     if not sizes:
         return None, None
     if len(set(units.values())) > 1:
@@ -410,7 +423,7 @@ def _ome_calibration(xml):
     return (sizes.get("Z", x), y, x), units[first]
 
 
-def _axes_note(kind, axes, shape, roles, spacing, unit):
+def _axes_note(kind, axes, shape, roles, spacing, unit, interval=None):
     """One line for the report: the file's axes and what each was read as."""
     read = []
     for letter, n, role in zip(axes, shape, roles):
@@ -419,6 +432,10 @@ def _axes_note(kind, axes, shape, roles, spacing, unit):
         what = "dropped (size 1)" if role == "" else f"{n} {_ROLE_NAMES[role]}"
         if role == "Z" and letter != "Z":
             what += " (a stack, read as Z)"
+        if role == "T":
+            what += " (each segmented)"
+            if interval is not None:
+                what += f", {interval[0]:g} {interval[1]} apart"
         read.append(f"{letter}: {what}")
     text = f"{kind} axes {axes} {tuple(shape)}: " + ", ".join(read + ["Y, X: the plane"])
     if spacing is not None:
@@ -426,6 +443,34 @@ def _axes_note(kind, axes, shape, roles, spacing, unit):
         values = " x ".join(f"{v:g}" for v in spacing)
         text += f"; spacing ({names}) {values}{' ' + unit if unit else ''}"
     return text
+
+
+def frame_interval(tif):
+    """``(interval, unit)`` between time points that an ImageJ or OME-TIFF file
+    declares, or None: ImageJ's ``finterval`` (seconds), OME's ``TimeIncrement`` in
+    ``TimeIncrementUnit`` (seconds when unnamed)."""
+    value, unit = None, "s"
+    if tif.is_ome:
+        import xml.etree.ElementTree as ET
+
+        try:
+            root = ET.fromstring(tif.ome_metadata)
+        except ET.ParseError:
+            return None
+        pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"),
+                      None)
+        if pixels is not None:
+            value = pixels.get("TimeIncrement")
+            unit = pixels.get("TimeIncrementUnit") or "s"
+    elif tif.is_imagej:
+        value = (tif.imagej_metadata or {}).get("finterval")
+    try:
+        value = float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    if value is None or not (value > 0 and math.isfinite(value)):
+        return None
+    return value, unit
 
 
 def _tiff_dtype(path, data):
@@ -453,65 +498,3 @@ def _invert(data):
     if data.dtype.kind == "u":
         return np.iinfo(data.dtype).max - data
     return data.max() - data
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def write_tiff_stack(path, pages, *, dtype=np.float32, compress=False, overwrite=False,
-                     imagej=False, spacing=None, unit=None):
-    """Write ``pages`` (``(k, H, W)``, or one ``(H, W)`` page) as a multi-page TIFF of
-    ``dtype`` (float32 unless told: label stacks are uint8 or uint16).
-
-    Each leading index is one page (a ``(k, Z, H, W)`` array gives k*Z pages, with its
-    shape recorded for tifffile). Uncompressed, or with ``compress`` deflate (zlib level
-    1: every TIFF reader has it; measured on the four posterior pages of a 12 MP photo,
-    0.14 s against 0.33 s at level 6 for a file a third larger); no timestamp, so the
-    bytes depend only on the data.
-
-    ``imagej``: a ``(Z, H, W)`` stack is written as an ImageJ hyperstack (axes ZYX) that
-    Fiji opens as a volume, calibrated when ``spacing`` ``(z, y, x)`` is given (in
-    ``unit``, e.g. "µm"; the resolution tags and ImageJ's ``spacing`` and ``unit``).
-    """
-    path = os.fspath(path)
-    try:
-        arr = np.asarray(pages, dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise EmsegError(
-            f"cannot write {path}: pages are not a numeric array ({reason(exc)})"
-        ) from None
-    if arr.ndim < 2 or 0 in arr.shape:
-        raise EmsegError(
-            f"cannot write {path}: TIFF pages need shape (k, H, W) or (H, W), got {arr.shape}"
-        )
-    import tifffile
-
-    keywords = {"photometric": "minisblack"}  # never read three pages as one RGB image
-    if imagej and arr.ndim == 3:
-        metadata = {"axes": "ZYX"}
-        if spacing is not None:
-            z, y, x = (float(v) for v in spacing)
-            keywords["resolution"] = (1.0 / x, 1.0 / y)
-            metadata["spacing"] = z
-            if unit:
-                metadata["unit"] = _imagej_unit(unit)
-        keywords.update(imagej=True, metadata=metadata)
-    with writing(path, overwrite) as tmp, open_temp(tmp) as f:
-        tifffile.imwrite(
-            f,
-            np.ascontiguousarray(arr),
-            software=False,
-            datetime=None,
-            compression="zlib" if compress else None,
-            compressionargs={"level": 1} if compress else None,
-            **keywords,
-        )
-
-
-def _imagej_unit(unit):
-    """``unit`` as ImageJ writes it in its ASCII description: "micron" for µm, other
-    non-ASCII letters as ``\\uXXXX``."""
-    unit = _unit(unit)
-    if unit == "µm":
-        return "micron"
-    return "".join(c if ord(c) < 128 else f"\\u{ord(c):04X}" for c in unit)

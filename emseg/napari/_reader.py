@@ -4,7 +4,10 @@
 overlay (from ``<stem>_report.json`` beside it: each class's ``overlay_color``, mean
 value and fraction), ``<stem>_posteriors`` and ``<stem>_pve`` maps as one Image layer
 per class, in the class colour. The report's voxel ``spacing`` becomes the layers'
-``scale``. Files are read through :mod:`emseg.io`, so a damaged file is one line
+``scale``. ImageJ hyperstacks and OME-TIFF (``.ome.tif``) are read by their axes: the
+posteriors of a TIFF input have the class as C (``ZCYX``, ``TZCYX``...), and the
+outputs of a time series keep T as their first axis (scale 1: one step per time
+point). Files are read through :mod:`emseg.io`, so a damaged file is one line
 (:class:`~emseg.EmsegError`). A path that is not an emseg output (no report beside
 it) gets None: napari then asks another reader (its ``napari_get_reader`` protocol).
 """
@@ -20,7 +23,7 @@ __all__ = ["get_reader", "output_kind", "read_outputs"]
 # output suffix -> (layer type, the name of its maps)
 _KINDS = {"_labels": ("labels", None), "_posteriors": ("image", "posterior"),
           "_pve": ("image", "partial volume")}
-_EXTENSIONS = (".nii.gz", ".tif", ".tiff", ".png")
+_EXTENSIONS = (".nii.gz", ".ome.tif", ".ome.tiff", ".tif", ".tiff", ".png")
 _TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
 
 
@@ -110,26 +113,30 @@ def _rgba(info):
     return (r, g, b, 1.0)
 
 
-def _scale(report, ndim):
-    """The report's spacing, if it has one for each of the ``ndim`` spatial axes."""
+def _scale(report, ndim, timed=False):
+    """The report's spacing, if it has one for each of the ``ndim`` axes (after a T
+    axis, scale 1, when ``timed``)."""
     spacing = report.get("spacing")
-    if isinstance(spacing, list) and len(spacing) == ndim:
-        return {"scale": tuple(float(s) for s in spacing)}
+    if isinstance(spacing, list) and len(spacing) == ndim - timed:
+        return {"scale": (1.0,) * timed + tuple(float(s) for s in spacing)}
     return {}
 
 
 def _read(path, channels):
     from ..io.images import read_image
 
-    return read_image(path, max_pixels=np.iinfo(np.int64).max, allow_channels=channels)
+    return read_image(path, max_pixels=np.iinfo(np.int64).max, allow_channels=channels,
+                      allow_time=True)
 
 
 def _labels_layer(path, stem, report, report_path):
     classes = sorted(report["classes"], key=lambda c: int(c["label"]))
     k = len(classes)
-    pixels = _read(path, False).pixels
-    if pixels.ndim not in (2, 3):
-        raise EmsegError(f"{path} has shape {pixels.shape}; emseg labels are 2-D or 3-D")
+    image = _read(path, False)
+    pixels, timed = image.pixels, image.time_points is not None
+    if image.is_color or pixels.ndim - timed not in (2, 3):
+        raise EmsegError(f"{path} has shape {pixels.shape}; emseg labels are 2-D or 3-D"
+                         + (" at each time point" if timed else ""))
     top = float(np.max(pixels)) if pixels.size else 0.0
     if top > k or float(np.min(pixels)) < 0 or not np.array_equal(pixels, np.rint(pixels)):
         raise EmsegError(f"{path} holds values outside 0..{k}, the labels {report_path} "
@@ -144,7 +151,7 @@ def _labels_layer(path, stem, report, report_path):
         "fraction": [None] + [c.get("fraction") for c in classes],
     }
     keywords = {"name": f"{os.path.basename(stem)} labels", "colormap": colormap,
-                "features": features, **_scale(report, labels.ndim)}
+                "features": features, **_scale(report, labels.ndim, timed)}
     return labels, keywords, "labels"
 
 
@@ -153,20 +160,23 @@ def _map_layers(path, stem, suffix, report, report_path):
     k = len(classes)
     image = _read(path, True)
     maps = image.pixels
-    if image.channels:  # a 4-D NIfTI: (Z, Y, X, K)
+    timed = image.time_points is not None
+    if image.channels:  # the class as C (a hyperstack), or a 4-D NIfTI: (Z, Y, X, K)
         maps = np.moveaxis(maps, -1, 0)
-    if image.is_color or maps.ndim < 3 or maps.shape[0] % k:
+    if image.is_color or maps.ndim < 3 or maps.shape[0] % k or (
+            image.channels and maps.shape[0] != k):
         raise EmsegError(f"{path} has shape {image.pixels.shape}, not one map per class of "
                          f"the {k} {report_path} lists; are they from the same run?")
-    maps = maps.reshape(k, -1, *maps.shape[-2:])  # pages (K * Z, H, W) -> (K, Z, H, W)
-    if maps.shape[1] == 1:
-        maps = maps[:, 0]
+    if not image.channels:  # plain pages (K * Z, H, W) -> (K, Z, H, W)
+        maps = maps.reshape(k, -1, *maps.shape[-2:])
+        if maps.shape[1] == 1:
+            maps = maps[:, 0]
     if maps.dtype == np.uint8:  # probability x 255 (--posteriors-dtype uint8)
         maps = maps.astype(np.float32) / np.float32(255)
     else:
         maps = maps.astype(np.float32, copy=False)
     what = _KINDS[suffix][1]
-    scale = _scale(report, maps.ndim - 1)
+    scale = _scale(report, maps.ndim - 1, timed)
     layers = []
     for info, data in zip(classes, maps, strict=True):
         colormap = {"colors": [[0.0, 0.0, 0.0, 1.0], list(_rgba(info))],

@@ -400,7 +400,7 @@ def _fit_settings(options):
 def _fit(items, rows, todo, options, jobs, scheduler, max_samples, progress):
     """Merge the pixel summaries of ``items[todo]`` and fit; mark unusable ones failed."""
     from ..image.model import DEFAULT_MAX_SAMPLES, fit_summary
-    from .run import fit_options
+    from .steps import fit_options
 
     tasks = [SummaryTask(_task_path(items[i].path, scheduler), options, i, len(todo),
                          max_samples) for i in todo]

@@ -47,6 +47,12 @@ _OUTPUT_SUFFIXES = (  # every name run.output_paths gives, but the report
     "_restored.tif",
     "_restored.nii.gz",
     "_report.html",
+    # with --ome
+    "_labels.ome.tif",
+    "_posteriors.ome.tif",
+    "_pve.ome.tif",
+    "_bias.ome.tif",
+    "_restored.ome.tif",
 )
 _OWN_SUFFIXES = _OUTPUT_SUFFIXES + ("_report.json",)
 _TEMP = re.compile(r"\.[0-9a-f]{8}\.tmp$")

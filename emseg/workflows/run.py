@@ -13,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .._shared.errors import EmsegError
 from .._shared.version import __version__
+from .steps import (file_stem, journal_path, output_writer, posteriors_dtype, segment_source,
+                    write_all)
 
 
 @dataclass
@@ -42,6 +45,8 @@ class RunOptions:
     bias: bool = False  # estimate a bias field inside EM; write it and the restored image
     bias_fwhm: float | None = None  # its smoothness in mm (None: the library's default)
     html: bool = False  # also write <stem>_report.html (emseg.workflows.html)
+    ome: bool = False  # TIFF outputs as OME-TIFF (<stem>_labels.ome.tif...), not ImageJ
+    shared_model: bool = False  # a time series: one model fitted over all time points
 
     def __post_init__(self):
         if self.tol is None:  # the CLI's "not given"
@@ -53,17 +58,8 @@ class RunOptions:
         return asdict(self)
 
 
-def file_stem(path):
-    """``photo.png`` -> ``photo``; ``t1.nii.gz`` -> ``t1``; a DICOM folder -> its name."""
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem if not Path(path).is_dir() else name
-
-
 def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, pve=False,
-                 objects=False, bias=False, html=False):
+                 objects=False, bias=False, html=False, ome=False):
     """The files :func:`segment_file` writes for input ``path`` into folder ``out``.
 
     Labels are a PNG for an image, a multi-page TIFF for a stack, and with ``nifti``
@@ -74,11 +70,13 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, pve=F
     ``prob`` and ``pve`` maps); objects a CSV table. With ``bias``, the bias field and
     the restored image (the input divided by it): NIfTI with ``nifti``, else float32
     TIFF (one page per slice and channel). With ``html``, the HTML report, one page.
+    With ``ome`` (and not ``nifti``) the TIFF outputs are named ``.ome.tif``.
     :func:`output_writer` writes each image in its format.
     """
     stem = file_stem(path)
     out = Path(out)
-    labels_ext = "nii.gz" if nifti else ("tif" if stack else "png")
+    tif = "ome.tif" if ome and not nifti else "tif"
+    labels_ext = "nii.gz" if nifti else (tif if stack else "png")
     targets = {
         "labels": out / f"{stem}_labels.{labels_ext}",
         "overlay": out / f"{stem}_overlay.png",
@@ -88,27 +86,17 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, pve=F
     if nifti:
         targets["label_descriptions"] = out / f"{stem}_labels.txt"
     if posteriors:
-        targets["posteriors"] = out / f"{stem}_posteriors.{'nii.gz' if nifti else 'tif'}"
+        targets["posteriors"] = out / f"{stem}_posteriors.{'nii.gz' if nifti else tif}"
     if pve:
-        targets["pve"] = out / f"{stem}_pve.{'nii.gz' if nifti else 'tif'}"
+        targets["pve"] = out / f"{stem}_pve.{'nii.gz' if nifti else tif}"
     if objects:
         targets["objects"] = out / f"{stem}_objects.csv"
     if bias:
         for name in ("bias", "restored"):
-            targets[name] = out / f"{stem}_{name}.{'nii.gz' if nifti else 'tif'}"
+            targets[name] = out / f"{stem}_{name}.{'nii.gz' if nifti else tif}"
     if html:
         targets["html"] = out / f"{stem}_report.html"
     return targets
-
-
-def journal_path(path, out):
-    """The hidden file :func:`segment_file` writes in ``out`` before the first output of
-    input ``path`` and removes after its report: the names of the outputs it is writing.
-
-    While it exists (an interrupted run), it and the report are the proof that files
-    with those names are emseg's own, so a batch rerun may replace them and nothing else.
-    """
-    return Path(out) / f".{file_stem(path)}_outputs.json"
 
 
 def segment_file(path, out, options=None, *, overwrite=False, model=None):
@@ -127,11 +115,25 @@ def segment_file(path, out, options=None, *, overwrite=False, model=None):
     with that model instead of fitting one; the options' model settings (classes,
     colour space...) are then not used, and the report records the model under
     ``shared_model``.
+
+    A TIFF with time points (T) is segmented one time point after another, by
+    :func:`emseg.workflows.timeseries.segment_series` (``options.shared_model``: one
+    model fitted over all of them first).
     """
     options = options or RunOptions()
     start = time.perf_counter()
     source = _read(path, out, options, overwrite)
-    seg = _segment(source, options, model)
+    if source.image.time_points is not None:
+        from .timeseries import segment_series
+
+        return segment_series(source, options, overwrite=overwrite, model=model, start=start)
+    if options.shared_model:
+        raise EmsegError(
+            f"{source.path} has no time points (T axis): --shared-model in emseg run fits "
+            "one model over the time points of a time series; for several files use "
+            "emseg batch --shared-model"
+        )
+    seg = segment_source(source, options, model)
     written = []  # the files this call has written so far
     try:
         wrote = _write_outputs(source, seg, options, overwrite, written)
@@ -173,46 +175,21 @@ def _read(path, out, options, overwrite):
         path = path[0]
     else:
         image = io.read_image(path, max_pixels=options.max_pixels,
-                              allow_channels=options.channels)
-    targets = output_paths(path, out, posteriors=options.posteriors, stack=image.is_stack,
+                              allow_channels=options.channels, allow_time=True)
+    if options.ome and image.affine is not None:
+        raise EmsegError(f"{path} has NIfTI outputs, with its geometry; --ome is for TIFF "
+                         "outputs: leave it out")
+    targets = output_paths(path, out, posteriors=options.posteriors,
+                           stack=image.is_stack or image.time_points is not None,
                            nifti=image.affine is not None, pve=options.pve,
-                           objects=options.objects, bias=options.bias, html=options.html)
+                           objects=options.objects, bias=options.bias, html=options.html,
+                           ome=options.ome)
     io.check_writable(list(targets.values()), overwrite)
     mask = image.valid
     if options.mask_path is not None:
         user_mask = io.read_mask(options.mask_path, image.spatial_shape)
         mask = user_mask if mask is None else mask & user_mask
     return _Source(path, out, image, mask, targets, stamp, time.perf_counter() - clock)
-
-
-def _segment(source, options, model):
-    """Step 2 of :func:`segment_file`: fit and label (or label with ``model``)."""
-    from ..image.segmentation import segment
-
-    image = source.image
-    channel_axis = -1 if image.has_channel_axis else None
-    if model is not None:
-        return segment(image.pixels, model=model, mask=source.mask, channel_axis=channel_axis)
-    return segment(
-        image.pixels,
-        options.classes,
-        color_space=options.color_space,
-        spatial=options.spatial,
-        mask=source.mask,
-        covariance_type=options.covariance,
-        random_state=options.seed,
-        k_max=options.k_max,
-        max_iter=options.max_iter,
-        tol=options.tol,
-        channel_axis=channel_axis,
-        multichannel=image.channels,
-        beta=options.beta,
-        mrf=options.mrf,
-        neighbourhood=options.neighbourhood,
-        spacing=image.spacing,
-        bias=options.bias,
-        bias_fwhm=options.bias_fwhm,
-    )
 
 
 def _write_outputs(source, seg, options, overwrite, written):
@@ -250,7 +227,7 @@ def _write_outputs(source, seg, options, overwrite, written):
     io.write_json(journal, {"outputs": [p.name for p in source.targets.values()]},
                   overwrite=True)
     written.append(journal)
-    _write_all(writes, overwrite, written)
+    write_all(writes, overwrite, written)
     return _Written(render_seconds, time.perf_counter() - clock, colors, objects,
                     (overlay, segments))
 
@@ -264,65 +241,28 @@ def _writes(source, seg, options, overlay, segments, label_values):
     writes = [  # PNG encoding releases the GIL: large pictures are written side by side
         (io.write_png, targets["overlay"], overlay, {}),
         (io.write_png, targets["segments"], segments, {}),
-        output_writer(image, targets["labels"], label_values, labels=True),
+        output_writer(image, targets["labels"], label_values, labels=True, ome=options.ome),
     ]
     if "label_descriptions" in targets:  # coloured as the overlay
         writes.append((io.write_itksnap_labels, targets["label_descriptions"],
                        render.palette(seg.k), {}))
     if options.posteriors:
-        pages = render.posterior_pages(seg.posteriors, _posteriors_dtype(image, options))
-        writes.append(output_writer(image, targets["posteriors"], pages,
+        pages = render.posterior_pages(seg.posteriors, posteriors_dtype(image, options))
+        writes.append(output_writer(image, targets["posteriors"], pages, ome=options.ome,
                                     scale=1 / 255 if pages.dtype == np.uint8 else 1.0))
     if options.pve:
         from ..image.pve import partial_volumes
 
         pages = render.posterior_pages(partial_volumes(
             image.pixels, seg, channel_axis=-1 if image.has_channel_axis else None))
-        writes.append(output_writer(image, targets["pve"], pages))
+        writes.append(output_writer(image, targets["pve"], pages, ome=options.ome))
     if options.bias:
         for name in ("bias", "restored"):
             data = np.asarray(getattr(seg, name), dtype=np.float32)
             if image.has_channel_axis:  # channels first: one page (volume) per channel
                 data = np.moveaxis(data, -1, 0)
-            writes.append(output_writer(image, targets[name], data))
+            writes.append(output_writer(image, targets[name], data, ome=options.ome))
     return writes
-
-
-def _posteriors_dtype(image, options):
-    """The dtype posteriors are stored in: the option's, but float32 for float16 in
-    NIfTI, which has no 16-bit float type."""
-    if options.posteriors_dtype == "float16" and image.affine is not None:
-        return "float32"
-    return options.posteriors_dtype
-
-
-def output_writer(image, target, data, *, labels=False, scale=1.0):
-    """The write of ``data``, an output of ``image`` with its spatial shape, to
-    ``target``, as a :func:`_write_all` job ``(writer, target, data, keywords)``:
-    ``writer(target, data, overwrite=..., **keywords)``. ``data`` is integer labels
-    (``labels=True``) or float maps (``(K, ...)``, one per class or channel, or a single
-    map).
-
-    An input with geometry (``image.affine``: a NIfTI volume, a DICOM series) gets NIfTI
-    with that geometry (and the NIfTI label intent on labels); otherwise labels are a
-    PNG (for a stack an ImageJ TIFF stack, calibrated as the input) and maps a
-    multi-page TIFF of their dtype, deflate-compressed. ``scale``: what a stored value is worth (1/255 for
-    probabilities as uint8), kept in a NIfTI header's slope. The names to write them to
-    are :func:`output_paths`'s with ``nifti=image.affine is not None``.
-    """
-    from .. import io
-
-    if image.affine is not None:
-        keywords = {"like": image.nifti, "affine": image.affine, "labels": labels,
-                    "scale": scale}
-        return io.write_nifti, target, data, keywords
-    if labels and not image.is_stack:
-        return io.write_png, target, data, {}
-    if labels:  # an ImageJ stack with the input's calibration: Fiji opens it as one
-        return io.write_tiff_stack, target, data, {
-            "dtype": data.dtype, "imagej": True, "spacing": image.spacing,
-            "unit": image.unit}
-    return io.write_tiff_stack, target, data, {"dtype": data.dtype, "compress": True}
 
 
 @dataclass(frozen=True)
@@ -499,51 +439,6 @@ def _pictures(image, seg):
     return overlay, framed, render.montage(segments, captions=names), colors
 
 
-# From this many bytes of pictures on, writing them two at a time pays: measured with
-# emseg's allocator settings (emseg.workflows.processes), a 12-megapixel photo's three PNGs (84 MB)
-# took 119-130 ms in two threads against 153 ms in one; a 1-megapixel grey image's
-# (7 MB) no less time in one thread than in two, which also start and stop per image.
-_PARALLEL_WRITE_BYTES = 16 << 20
-
-
-def _write_all(writes, overwrite, written):
-    """Run the writes, two at a time when the pictures are large and this process may
-    use two or more threads (the compiled kernels' share of the cores: a batch worker
-    on a 2-core machine gets one, and writes one file after another); the first error,
-    if any, is raised after all finish. Each file written is appended to ``written``
-    as it is, so the caller can remove them if it stops before the report; when
-    interrupted, the writes already running are waited for first."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .._shared.compute import num_threads
-
-    def write(fn, target, data, kw):
-        fn(target, data, overwrite=overwrite, **kw)
-        written.append(target)
-
-    size = sum(np.asarray(data).nbytes for _, _, data, _ in writes)
-    if size < _PARALLEL_WRITE_BYTES or num_threads() < 2:
-        errors = []
-        for fn, target, data, kw in writes:
-            try:
-                write(fn, target, data, kw)
-            except Exception as exc:  # every write is attempted, as in the threads
-                errors.append(exc)
-        if errors:
-            raise errors[0]
-        return
-    pool = ThreadPoolExecutor(max_workers=2)
-    try:
-        futures = [pool.submit(write, *job) for job in writes]
-        for f in futures:
-            f.exception()  # wait for all (an interrupt lands here)
-    finally:
-        # then no thread writes a file after the caller has removed the others
-        pool.shutdown(wait=True, cancel_futures=True)
-    for f in futures:
-        f.result()
-
-
 def summarize_file(path, options=None, *, index=0, n_images=1, max_samples=None):
     """Read the image at ``path`` and return its :class:`~emseg.image.model.PixelSummary`
     for a shared fit (see :func:`emseg.image.model.summarize_image`)."""
@@ -566,15 +461,4 @@ def summarize_file(path, options=None, *, index=0, n_images=1, max_samples=None)
         n_images=n_images,
         max_samples=DEFAULT_MAX_SAMPLES if max_samples is None else max_samples,
         random_state=options.seed,
-    )
-
-
-def fit_options(options):
-    """The keywords of :func:`emseg.image.model.fit_summary` that ``options`` sets."""
-    return dict(
-        covariance_type=options.covariance,
-        random_state=options.seed,
-        k_max=options.k_max,
-        max_iter=options.max_iter,
-        tol=options.tol,
     )

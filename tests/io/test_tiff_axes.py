@@ -113,6 +113,50 @@ def test_time_points_are_refused(tmp_path, rng, axes, shape, words):
         io.read_image(tmp_path / "t.tif")
 
 
+@pytest.mark.parametrize("axes, shape", [("TZYX", (3, 4, 6, 7)), ("TYX", (5, 6, 7))])
+def test_time_points_are_read_when_asked(tmp_path, rng, axes, shape):
+    data = rng.integers(0, 4000, size=shape, dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "t.tif", data, imagej=True, resolution=(5.0, 4.0),
+                     metadata={"axes": axes, "spacing": 0.5, "unit": "micron",
+                               "finterval": 2.5})
+    img = io.read_image(tmp_path / "t.tif", allow_time=True)
+    assert img.time_points == shape[0] and img.interval == (2.5, "s")
+    assert img.is_stack == ("Z" in axes) and not img.channels and not img.is_color
+    np.testing.assert_array_equal(img.pixels, data)
+    assert img.spatial_shape == shape[1:]
+    np.testing.assert_allclose(img.spacing, (0.5, 0.25, 0.2) if "Z" in axes else (0.25, 0.2))
+    assert img.unit == "µm"
+    assert f"T: {shape[0]} time points (each segmented), 2.5 s apart" in img.axes
+    for t in range(shape[0]):
+        frame = img.frame(t)
+        assert frame.time_points is None and frame.spatial_shape == shape[1:]
+        np.testing.assert_array_equal(frame.pixels, data[t])
+        np.testing.assert_allclose(frame.spacing, img.spacing)
+
+
+def test_ome_tczyx_time_points_with_channels(tmp_path, rng):
+    data = rng.integers(0, 4000, size=(2, 3, 4, 6, 7), dtype=np.uint16)  # T, C, Z, Y, X
+    tifffile.imwrite(tmp_path / "t.ome.tif", data, ome=True, metadata={
+        "axes": "TCZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2, "PhysicalSizeZ": 1.0,
+        "TimeIncrement": 90, "TimeIncrementUnit": "ms"})
+    img = io.read_image(tmp_path / "t.ome.tif", allow_time=True)
+    assert img.time_points == 2 and img.channels and img.is_stack and not img.is_color
+    assert img.pixels.shape == (2, 4, 6, 7, 3) and img.spatial_shape == (4, 6, 7)
+    np.testing.assert_array_equal(img.pixels, np.moveaxis(data, 1, -1))
+    np.testing.assert_allclose(img.spacing, (1.0, 0.2, 0.2))
+    assert img.interval == (90.0, "ms") and img.unit == "µm"
+    assert img.frame(1).pixels.shape == (4, 6, 7, 3)
+    with pytest.raises(EmsegError, match="2 time points"):
+        io.read_image(tmp_path / "t.ome.tif")
+
+
+def test_time_points_count_against_the_pixel_limit(tmp_path, rng):
+    data = rng.integers(0, 255, size=(4, 6, 7), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "t.tif", data, imagej=True, metadata={"axes": "TYX"})
+    with pytest.raises(EmsegError, match="4 time points"):
+        io.read_image(tmp_path / "t.tif", max_pixels=100, allow_time=True)
+
+
 def test_channels_with_colour_samples_are_refused(tmp_path, rng):
     data = rng.integers(0, 255, size=(2, 6, 7, 3), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "c.tif", data, photometric="rgb", metadata={"axes": "CYXS"})
@@ -203,21 +247,6 @@ def test_labels_of_a_calibrated_stack_keep_the_calibration(tmp_path, rng):
         assert num / den == pytest.approx(5.0)
         labels = tif.asarray()
     assert set(np.unique(labels[:, :, :8])) == {1} and set(np.unique(labels[:, :, 8:])) == {2}
-
-
-def test_cli_refuses_time_points_in_one_line(tmp_path, rng):
-    from click.testing import CliRunner
-
-    from emseg.cli.main import main
-
-    data = rng.integers(0, 255, size=(2, 3, 6, 7), dtype=np.uint8)
-    tifffile.imwrite(tmp_path / "t.tif", data, imagej=True, metadata={"axes": "TZYX"})
-    result = CliRunner().invoke(main, ["run", str(tmp_path / "t.tif"), "-o", str(tmp_path)])
-    assert result.exit_code == 1
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "2 time points (T)" in lines[0]
-    assert "Traceback" not in result.output
-    assert not list(tmp_path.glob("t_*"))
 
 
 def test_read_channels_keeps_the_unit(tmp_path, rng):

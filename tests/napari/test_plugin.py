@@ -168,3 +168,69 @@ def test_the_widget_takes_a_layer_and_keeps_its_scale():
     np.testing.assert_array_equal(data, truth + 1)
     assert keywords["scale"] == (3.0, 1.0, 1.0)
     assert "bias" in keywords["name"]
+
+
+def _calibrated_stack(tmp_path, axes="ZYX", shape=(4, 16, 18)):
+    import tifffile
+
+    rng = np.random.default_rng(5)
+    truth = np.zeros(shape, np.int64)
+    truth[..., 6:] = 1
+    truth[..., 12:] = 2
+    data = (np.array([300.0, 1500.0, 3000.0])[truth] + rng.normal(0, 50, shape))
+    tifffile.imwrite(tmp_path / "cells.tif", data.astype(np.uint16), imagej=True,
+                     resolution=(5.0, 4.0),
+                     metadata={"axes": axes, "spacing": 0.5, "unit": "micron"})
+    return truth
+
+
+@pytest.mark.parametrize("ome", [False, True])
+def test_hyperstack_outputs_of_a_3d_tiff_open_with_the_calibration(tmp_path, ome):
+    truth = _calibrated_stack(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    segment_file(tmp_path / "cells.tif", out,
+                 RunOptions(classes=3, posteriors=True, pve=True, ome=ome))
+    ext = "ome.tif" if ome else "tif"
+    labels_path = str(out / f"cells_labels.{ext}")
+    ((labels, keywords, kind),) = get_reader(labels_path)(labels_path)
+    assert kind == "labels"
+    np.testing.assert_array_equal(labels, truth + 1)
+    assert keywords["scale"] == pytest.approx((0.5, 0.25, 0.2))
+    for name in ("posteriors", "pve"):
+        path = str(out / f"cells_{name}.{ext}")  # ZCYX: 4-D, the class as C
+        layers = get_reader(path)(path)
+        assert [t for _, _, t in layers] == ["image"] * 3
+        stack = np.stack([d for d, _, _ in layers])
+        assert stack.shape == (3, *truth.shape) and stack.dtype == np.float32
+        np.testing.assert_array_equal(stack.argmax(axis=0), truth)
+        np.testing.assert_allclose(stack.sum(axis=0), 1, atol=0.02)
+        for _, kw, _ in layers:
+            assert kw["scale"] == pytest.approx((0.5, 0.25, 0.2))
+
+
+def test_time_series_outputs_open_with_t_first(tmp_path):
+    truth = _calibrated_stack(tmp_path, "TZYX", (3, 2, 16, 18))
+    out = tmp_path / "out"
+    out.mkdir()
+    segment_file(tmp_path / "cells.tif", out,
+                 RunOptions(classes=3, shared_model=True, posteriors=True))
+    ((labels, keywords, kind),) = read_outputs(str(out / "cells_labels.tif"))
+    assert kind == "labels" and labels.shape == (3, 2, 16, 18)
+    np.testing.assert_array_equal(labels, truth + 1)
+    assert keywords["scale"] == pytest.approx((1.0, 0.5, 0.25, 0.2))
+    assert set(keywords["colormap"]) == {None, 0, 1, 2, 3}
+    layers = read_outputs(str(out / "cells_posteriors.tif"))  # TZCYX
+    assert len(layers) == 3
+    stack = np.stack([d for d, _, _ in layers])
+    assert stack.shape == (3, 3, 2, 16, 18)
+    np.testing.assert_array_equal(stack.argmax(axis=0), truth)
+    assert layers[0][1]["scale"] == pytest.approx((1.0, 0.5, 0.25, 0.2))
+
+
+def test_the_manifest_accepts_ome_outputs():
+    npe2 = pytest.importorskip("npe2")
+    text = resources.files("emseg.napari").joinpath("napari.yaml")
+    (reader,) = npe2.PluginManifest.from_file(str(text)).contributions.readers
+    for name in ("*_labels.ome.tif", "*_posteriors.ome.tif", "*_pve.ome.tif"):
+        assert name in reader.filename_patterns
