@@ -147,7 +147,8 @@ def _segment_frames(source, options, model):
     image = source.image
     n = image.time_points
     spatial = image.spatial_shape
-    shown = set(render.representative_slices(n).tolist())
+    # every time point up to nine, else nine spread from the first to the last
+    shown = set(np.linspace(0, n - 1, min(n, 9)).round().astype(int).tolist())
     gathered = None
     for t in range(n):
         frame = image.frame(t)

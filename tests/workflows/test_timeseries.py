@@ -188,7 +188,7 @@ def test_the_cli_segments_a_time_series(tmp_path, rng):
 
     from emseg.cli.main import main
 
-    data, truth = _series(rng, (3, 3, 16, 30))
+    data, truth = _series(rng, (4, 3, 16, 30))
     _write(tmp_path / "t.tif", data, "TZYX")
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["run", str(tmp_path / "t.tif"), "-o", str(out),
@@ -201,6 +201,9 @@ def test_the_cli_segments_a_time_series(tmp_path, rng):
     np.testing.assert_array_equal(tifffile.imread(out / "t_labels.ome.tif"), truth + 1)
     report = json.loads((out / "t_report.json").read_text())
     assert report["options"]["shared_model"] and report["options"]["ome"]
+    # the montage shows every time point, the first and last too: 2 x 2 tiles of 16 x 30
+    segments = io.read_image(out / "t_segments.png").pixels
+    assert segments.shape[:2] == (2 * 16 + 2, 2 * 30 + 2)
 
 
 def test_a_time_series_in_a_batch(tmp_path, rng):
