@@ -1,4 +1,4 @@
-"""Tests for emseg.io.tables (with its parts _table_header, _table_text, _table_arrow,
+"""Tests for emseg.io.tables (with its parts _table_header, _table_text, _table_pandas,
 table_writers): reading CSV/TSV/.npy tables, writing results."""
 
 import csv
@@ -9,6 +9,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
+import emseg.io._table_pandas as pandas_mod
 import emseg.io.table_writers as writers_mod
 import emseg.io.tables as table_mod
 from emseg import EmsegError
@@ -22,11 +23,12 @@ from emseg.io.tables import (
 from _helpers import float_bits as bits, write_text as write
 
 
-@pytest.fixture(params=["csv", "pyarrow"])
+@pytest.fixture(params=["csv", "pandas"])
 def both_paths(request, monkeypatch):
-    """Run the test through the csv module, then through pyarrow (every file large)."""
-    if request.param == "pyarrow":
-        pytest.importorskip("pyarrow")
+    """Run the test through the csv module, then through pandas (every file large)."""
+    if request.param == "pandas":
+        if not pandas_mod.available():
+            pytest.skip("pandas 3.1 or later is not installed")
         monkeypatch.setattr(table_mod, "LARGE_BYTES", 0)
     return request.param
 
@@ -76,7 +78,7 @@ def test_values_equal_python_float(tmp_path, monkeypatch):
     path = write(tmp_path, "v.csv", "a,b,c\n" + "\n".join(lines) + "\n")
     expected = np.array([float(v) for v in values]).reshape(-1, 3)
     np.testing.assert_array_equal(bits(read_table(path).X), bits(expected))
-    monkeypatch.setattr(table_mod, "LARGE_BYTES", 0)  # through pyarrow: the same bits
+    monkeypatch.setattr(table_mod, "LARGE_BYTES", 0)  # through pandas: the same bits
     np.testing.assert_array_equal(bits(read_table(path).X), bits(expected))
 
 
