@@ -9,8 +9,8 @@ from 3.1 every float is converted by fast_float (correctly rounded, like Python'
 ``float``); earlier versions' default converter is not always correctly rounded and
 their ``round_trip`` one reads ``nAn`` as a missing value.
 
-Handed back because of a byte in the body (looked for in each piece pandas reads, as
-it reads it; the checks below run only when the byte is there):
+Handed back because of a byte in the body (looked for first, in one pass over the
+file; the checks below run only when the byte is there):
 
 - a vertical tab or form feed (pandas skips them around a number; our blanks are
   space and tab);
@@ -43,12 +43,13 @@ import warnings
 import numpy as np
 
 from .._shared.errors import EmsegError
-from ._table_data import line_starts
+from ._table_data import in_threads, line_starts
 from ._table_text import BLANK, MISSING, MISSING_TOKENS, NUMBER_PATTERN, Codes, Scan, field_spans
 
 #: the bytes whose presence in the body needs a closer look: NUL, quote, CR, vertical
 #: tab, form feed, plus
 SPECIAL = b'\x00"\r\x0b\x0c+'
+_CHUNK = 1 << 18
 _NUMBER_OR_MISSING = re.compile(
     rf"[ \t]*(?:{NUMBER_PATTERN}|"
     + "|".join(re.escape(t) for t in MISSING_TOKENS if t)
@@ -66,48 +67,71 @@ def available():
     return version is not None and (int(version[1]), int(version[2])) >= (3, 1)
 
 
+def special_bytes(data, start, end):
+    """The :data:`SPECIAL` bytes (as ints) in ``data[start:end]`` (bytes or a memory
+    map): one pass over memory, a chunk at a time, each chunk searched for every byte
+    still missing while it is in the cache."""
+    wanted = [bytes((b,)) for b in SPECIAL]
+    found = set()
+    for a in range(start, end, _CHUNK):
+        b = min(a + _CHUNK, end)
+        for byte in [w for w in wanted if data.find(w, a, b) >= 0]:
+            found.add(byte[0])
+            wanted.remove(byte)
+        if not wanted:
+            break
+    return found
+
+
 class _Body:
-    """``data[start:end]`` as the file object pandas reads (it calls ``read(n)``);
-    ``found``: the :data:`SPECIAL` bytes (as ints) in what was read, looked for in
-    each piece as it is handed over (while it is in the cache)."""
+    """``data[start:end]`` as the file object pandas reads (it calls ``read(n)``)."""
 
     mode = "rb"
 
     def __init__(self, data, start, end):
         self._data, self._pos, self._end = data, start, end
-        self._wanted = [bytes((b,)) for b in SPECIAL]
-        self.found = set()
 
     def read(self, size=-1):
         stop = self._end if size is None or size < 0 else min(self._end, self._pos + size)
         chunk = bytes(self._data[self._pos : stop])
         self._pos = stop
-        if self._wanted:
-            for byte in [b for b in self._wanted if chunk.find(b) >= 0]:
-                self.found.add(byte[0])
-                self._wanted.remove(byte)
         return chunk
 
 
-def parse_body(data, body_start, body_end, delimiter, n_cols, numeric, texts, guess_text):
+def parse_body(path, data, body_start, body_end, delimiter, n_cols, numeric, texts,
+               guess_text):
     """``(n_rows, scans, codes)`` as :func:`emseg.io._table_text.parse_body`, or None
     to hand the table back. ``guess_text``: positions of ``numeric`` to read as text
     (their cells at the top of the file are not numbers); their scan is a text
     column's, or the table is handed back (as it is when the body holds a NUL: the
-    caller then says the file is binary)."""
+    caller then says the file is binary). ``data`` holds the bytes of the file at
+    ``path``. pandas reads the file itself (with a thread per core) when the header
+    is its first line and at most one line end follows the body; else ``data``'s
+    body, in one thread."""
+    special = special_bytes(data, body_start, body_end)
+    if not _plain_bytes(data, body_start, body_end, delimiter, special):
+        return None
     import pandas as pd
 
+    quoted = 34 in special
     names = [f"c{i}" for i in range(n_cols)]
     as_text = set(texts) | set(guess_text)
-    types = {names[j]: (object if j in as_text else np.float64)
-             for j in set(numeric) | set(texts)}
+    if len([j for j in numeric if j not in as_text]) == n_cols:
+        types = np.float64  # every column a number: one block
+    else:
+        types = {names[j]: (object if j in as_text else np.float64)
+                 for j in set(numeric) | set(texts)}
+    if data.find(b'"', 0, body_start) < 0 and bytes(data[body_end:]) in (b"", b"\n",
+                                                                         b"\r\n"):
+        source, skip = path, 1
+    else:
+        source, skip = _Body(data, body_start, body_end), 0
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)  # a long first row
         warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # columns not used
-        body = _Body(data, body_start, body_end)
         try:
             frame = pd.read_csv(
-                body, engine="c", sep=delimiter, header=None,
+                source, engine="c", sep=delimiter, header=None, skiprows=skip,
                 names=names, index_col=False, dtype=types, na_values=list(MISSING_TOKENS),
                 keep_default_na=False, skip_blank_lines=False, quotechar='"',
                 doublequote=True, escapechar=None, comment=None, skipinitialspace=False,
@@ -116,10 +140,6 @@ def parse_body(data, body_start, body_end, delimiter, n_cols, numeric, texts, gu
             )
         except (ValueError, pd.errors.ParserWarning):  # ParserError, UnicodeDecodeError
             return None
-    if body._pos != body_end or not _plain_bytes(data, body_start, body_end, delimiter,
-                                                 body.found):
-        return None
-    quoted = 34 in body.found
     n_rows = len(frame)
     if quoted and n_rows != _count_newlines(data, body_start, body_end) + 1:
         return None  # a quoted field over several lines
@@ -127,20 +147,19 @@ def parse_body(data, body_start, body_end, delimiter, n_cols, numeric, texts, gu
                                          quoted, frame[names[-1]]):
         return None
     scans = {}
-    for j in numeric:
-        column = frame[names[j]]
-        if j in guess_text:
-            if _looks_numeric_or_missing(column):
-                return None
-            scans[j] = Scan.not_numbers(None, has_number=False)
-            continue
-        values = column.to_numpy(dtype=np.float64, copy=False)
+    floats = [j for j in numeric if j not in guess_text]
+    values = [frame[names[j]].to_numpy(dtype=np.float64, copy=False) for j in floats]
+    for j, column, total in zip(floats, values, in_threads(np.sum, values)):
         n_missing = 0
-        if not np.isfinite(values.sum()):  # one pass when every value is finite
-            if np.isinf(values).any():
+        if not np.isfinite(total):  # one pass when every value is finite
+            if np.isinf(column).any():
                 return None  # the reader of reference names the cell
-            n_missing = int(np.count_nonzero(np.isnan(values)))
-        scans[j] = Scan([values], n_missing)
+            n_missing = int(np.count_nonzero(np.isnan(column)))
+        scans[j] = Scan([column], n_missing)
+    for j in guess_text:
+        if _looks_numeric_or_missing(frame[names[j]]):
+            return None
+        scans[j] = Scan.not_numbers(None, has_number=False)
     codes = {}
     for j in texts:
         found = _codes(frame[names[j]])

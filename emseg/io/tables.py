@@ -52,7 +52,7 @@ import numpy as np
 from .._shared.errors import EmsegError
 from . import _table_pandas, _table_text
 from ._table_header import all_numbers, read_header
-from ._table_data import Table, line, line_starts, read_bytes, stamp_of
+from ._table_data import Table, in_threads, line, line_starts, read_bytes, stamp_of
 from ._table_text import MISSING_TOKENS, field_spans
 from .atomic import reason
 from .table_writers import check_imputed_target, write_imputed, write_labels, write_states
@@ -327,7 +327,8 @@ def _read_text(path, columns, sequence_col, categorical):
 
 def _read_text_data(path, data, columns, sequence_col, categorical):
     fast = len(data) >= LARGE_BYTES and _table_pandas.available()
-    # pandas' path looks for NUL in the body as it reads it; the rest, here
+    # pandas' path looks for NUL in the body (with the bytes it must look for); the
+    # header, here
     header_end = data.find(b"\n") + 1 if fast else 0
     _check_not_binary(path, data, header_end or len(data))
     body_start, delimiter, header = read_header(path, data)
@@ -417,14 +418,23 @@ def _read_text_data(path, data, columns, sequence_col, categorical):
 
 def _assemble(n_rows, columns):
     """The C-ordered matrix of ``columns`` (each a list of consecutive pieces), copied
-    a block of rows at a time, which keeps the rows being written in the cache."""
+    a block of rows at a time, which keeps the rows being written in the cache; the
+    blocks of a large table are shared among threads."""
     X = np.empty((n_rows, len(columns)), dtype=np.float64)
     columns = [pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
                for pieces in columns]
-    for start in range(0, n_rows, _COPY_ROWS):
-        stop = start + _COPY_ROWS
-        for j, values in enumerate(columns):
-            X[start:stop, j] = values[start:stop]
+
+    def copy(rows):
+        for start in range(rows.start, rows.stop, _COPY_ROWS):
+            stop = min(start + _COPY_ROWS, rows.stop)
+            for j, values in enumerate(columns):
+                X[start:stop, j] = values[start:stop]
+
+    if n_rows < 8 * _COPY_ROWS:
+        copy(range(n_rows))
+    else:
+        half = n_rows // 2
+        in_threads(copy, [range(0, half), range(half, n_rows)])
     return X
 
 
@@ -439,8 +449,8 @@ def _parse(path, data, body_start, body_end, delimiter, n_cols, numeric, texts, 
         except EmsegError:
             guess = None  # the reader of reference says what is wrong
         if guess is not None:
-            found = _table_pandas.parse_body(data, body_start, body_end, delimiter, n_cols,
-                                             numeric, texts, guess)
+            found = _table_pandas.parse_body(path, data, body_start, body_end, delimiter,
+                                             n_cols, numeric, texts, guess)
             if found is not None:
                 return found
         _check_not_binary(path, data, len(data))
