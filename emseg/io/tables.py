@@ -71,7 +71,7 @@ __all__ = [
 #: a text table of this many bytes or more is read by pandas when it is installed
 #: (measured in benchmarks/README.md: below it the csv module is done before pandas
 #: is imported)
-LARGE_BYTES = 8 << 20
+LARGE_BYTES = 10 << 20
 _GUESS_BYTES = 1 << 16  # the top of a large file that says which columns are text
 _COPY_ROWS = 8192  # rows copied into X at a time
 
