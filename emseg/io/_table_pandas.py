@@ -50,7 +50,7 @@ from ._table_text import BLANK, MISSING, MISSING_TOKENS, NUMBER_PATTERN, Codes, 
 #: tab, form feed, plus
 SPECIAL = b'\x00"\r\x0b\x0c+'
 _CHUNK = 1 << 18
-_NUMBER_OR_MISSING = re.compile(
+_NUMBER_OR_MISSING = (  # compiled on first use
     rf"[ \t]*(?:{NUMBER_PATTERN}|"
     + "|".join(re.escape(t) for t in MISSING_TOKENS if t)
     + r")?[ \t]*"
@@ -259,7 +259,8 @@ def _looks_numeric_or_missing(column):
     values = pd.unique(column.dropna())
     if len(values) == 0:
         return True  # every cell missing: the reader of reference says so
-    return any(_NUMBER_OR_MISSING.fullmatch(v) for v in values)
+    pattern = re.compile(_NUMBER_OR_MISSING)
+    return any(pattern.fullmatch(v) for v in values)
 
 
 def _codes(column):
