@@ -245,6 +245,7 @@ def test_pandas_hands_back_what_it_reads_otherwise(tmp_path, reader):
         "a,b,c\n1,2,3\n4,5,6\n\n\n",  # blank lines at the end are not rows
         "a,b\n1e+300,-2E+5\n",  # + as an exponent's sign
         'a,b,c\n"1",2,"x"\n"",4,"y"\n',
+        '"a",b\n1,2\n3,4\n',  # a quoted header: the body is read from memory
     ]
     for text in plain:
         t = reader.read(write(tmp_path, "p.csv", text))
