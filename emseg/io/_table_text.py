@@ -2,8 +2,8 @@
 
 Private to the table reader (:func:`emseg.io.tables.read_table`). This is the reader of
 reference: every table can be read here, of any size (15-35 s per million rows of ten
-numbers on a busy 2-core machine, against about 2 s through pyarrow, see
-:mod:`emseg.io._table_arrow` and benchmarks/README.md); the pyarrow path only ever
+numbers on a busy 2-core machine, against under 1 s through pandas, see
+:mod:`emseg.io._table_pandas` and benchmarks/README.md); the pandas path only ever
 gives the same result faster, and hands a table it has any doubt about back to this
 one.
 

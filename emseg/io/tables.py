@@ -12,9 +12,10 @@ Reading
     in ``Table.X``. What a cell, a number and a missing cell are is written down in
     :mod:`emseg.io._table_text`. Text is read by the standard library's ``csv`` module
     (``_table_text``, the reader of reference, any size) or, for a file of
-    :data:`LARGE_BYTES` or more when pyarrow is installed (the ``tables`` extra), by
-    pyarrow's CSV reader (``_table_arrow``), which hands back any table it would not
-    read exactly as the reference does. Values equal Python's ``float`` of the text.
+    :data:`LARGE_BYTES` or more when pandas 3.1 or later is installed (the ``tables``
+    extra), by pandas' C reader (``_table_pandas``), which hands back any table it
+    would not read exactly as the reference does. Values equal Python's ``float`` of
+    the text.
     This module checks what they found and says what is wrong in one line; the
     :class:`Table` it returns is defined in ``_table_data``.
 
@@ -49,9 +50,9 @@ import time
 import numpy as np
 
 from .._shared.errors import EmsegError
-from . import _table_text
+from . import _table_pandas, _table_text
 from ._table_header import all_numbers, read_header
-from ._table_data import Table, line, line_starts, read_bytes, stamp_of
+from ._table_data import Table, in_threads, line, line_starts, read_bytes, stamp_of
 from ._table_text import MISSING_TOKENS, field_spans
 from .atomic import reason
 from .table_writers import check_imputed_target, write_imputed, write_labels, write_states
@@ -67,11 +68,12 @@ __all__ = [
     "write_states",
 ]
 
-#: a text table's body of this many bytes or more is read by pyarrow when it is
-#: installed (measured in benchmarks/README.md: below it the csv module is done before
-#: pyarrow is imported)
-LARGE_BYTES = 8 << 20
+#: a text table of this many bytes or more is read by pandas when it is installed
+#: (measured in benchmarks/README.md: below it the csv module is done before pandas
+#: is imported)
+LARGE_BYTES = 10 << 20
 _GUESS_BYTES = 1 << 16  # the top of a large file that says which columns are text
+_COPY_ROWS = 8192  # rows copied into X at a time
 
 
 # =========================================================================== reading
@@ -300,37 +302,35 @@ def _number_text(v):
 
 
 def _read_text(path, columns, sequence_col, categorical):
-    """A text table: read into memory, or for a large one that pyarrow will read,
-    through a memory map (pyarrow reads it in place; the bytes are loaded again only
-    if they are needed, by :attr:`Table.raw`)."""
-    if os.path.getsize(path) >= LARGE_BYTES:
-        from . import _table_arrow
-
-        if _table_arrow.available():
+    """A text table: read into memory, or for a large one that pandas will read,
+    through a memory map (the bytes are loaded again only if they are needed, by
+    :attr:`Table.raw`)."""
+    if os.path.getsize(path) >= LARGE_BYTES and _table_pandas.available():
+        try:
+            with open(path, "rb") as f:
+                stamp = stamp_of(path)
+                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as exc:
+            raise EmsegError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+                             ) from None
+        try:
+            table = _read_text_data(path, mapped, columns, sequence_col, categorical)
+        finally:
             try:
-                with open(path, "rb") as f:
-                    stamp = stamp_of(path)
-                    mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            except (OSError, ValueError) as exc:
-                raise EmsegError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
-                                 ) from None
-            try:
-                table = _read_text_data(path, mapped, columns, sequence_col, categorical)
-            finally:
-                try:
-                    mapped.close()
-                except BufferError:  # pragma: no cover - a view still held by a traceback
-                    pass
-            table._raw, table._stamp = None, stamp
-            return table
+                mapped.close()
+            except BufferError:  # pragma: no cover - a view still held by a traceback
+                pass
+        table._raw, table._stamp = None, stamp
+        return table
     return _read_text_data(path, read_bytes(path), columns, sequence_col, categorical)
 
 
 def _read_text_data(path, data, columns, sequence_col, categorical):
-    if data.find(b"\x00") >= 0:
-        raise EmsegError(
-            f"{path} is a binary file, not a text table; pass a CSV, TSV or .npy file"
-        )
+    fast = len(data) >= LARGE_BYTES and _table_pandas.available()
+    # pandas' path looks for NUL in the body (with the bytes it must look for); the
+    # header, here
+    header_end = data.find(b"\n") + 1 if fast else 0
+    _check_not_binary(path, data, header_end or len(data))
     body_start, delimiter, header = read_header(path, data)
     n_cols = len(header)
     body_end = len(data)
@@ -353,7 +353,7 @@ def _read_text_data(path, data, columns, sequence_col, categorical):
                 )
     texts = [i for i in (seq_i, cat_i) if i is not None]
     n_rows, scans, codes = _parse(path, data, body_start, body_end, delimiter, n_cols,
-                                  features, texts, default)
+                                  features, texts, default, fast)
 
     keep, skipped = [], []
     for col in features:
@@ -417,42 +417,74 @@ def _read_text_data(path, data, columns, sequence_col, categorical):
 
 
 def _assemble(n_rows, columns):
-    """The C-ordered matrix of ``columns`` (each a list of consecutive pieces). Pieces
-    that line up across columns (pyarrow's blocks) are copied a block of rows at a
-    time, which keeps the rows being written in the cache."""
+    """The C-ordered matrix of ``columns`` (each a list of consecutive pieces), copied
+    a block of rows at a time, which keeps the rows being written in the cache; the
+    rows of a large table are shared among threads."""
     X = np.empty((n_rows, len(columns)), dtype=np.float64)
-    sizes = [[piece.size for piece in pieces] for pieces in columns]
-    if all(s == sizes[0] for s in sizes):
-        start = 0
-        for k, size in enumerate(sizes[0] if sizes else []):
-            for j, pieces in enumerate(columns):
-                X[start : start + size, j] = pieces[k]
-            start += size
-        return X
-    for j, pieces in enumerate(columns):  # pragma: no cover - pieces always line up
-        X[:, j] = np.concatenate(pieces)
+    columns = [pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+               for pieces in columns]
+    block = _one_block(columns)
+    if block is not None:  # the rows of one (features, rows) array: its transpose
+        source = block.T
+
+        def copy(rows):
+            for start in range(rows.start, rows.stop, 4 * _COPY_ROWS):
+                stop = min(start + 4 * _COPY_ROWS, rows.stop)
+                X[start:stop] = source[start:stop]
+    else:
+        def copy(rows):
+            for start in range(rows.start, rows.stop, _COPY_ROWS):
+                stop = min(start + _COPY_ROWS, rows.stop)
+                for j, values in enumerate(columns):
+                    X[start:stop, j] = values[start:stop]
+
+    if n_rows < 8 * _COPY_ROWS:
+        copy(range(n_rows))
+    else:
+        half = n_rows // 2
+        in_threads(copy, [range(0, half), range(half, n_rows)])
     return X
 
 
-def _parse(path, data, body_start, body_end, delimiter, n_cols, numeric, texts, default):
-    """``(n_rows, scans, codes)`` of the body: by pyarrow for a large body when it is
-    installed and reads this table exactly, else by the csv module."""
-    if body_end - body_start >= LARGE_BYTES:
-        from . import _table_arrow
+def _one_block(columns):
+    """The C-ordered 2-D array whose rows are ``columns``, in order, or None."""
+    block = columns[0].base if columns else None
+    if not (isinstance(block, np.ndarray) and block.ndim == 2 and block.flags.c_contiguous
+            and block.shape == (len(columns), columns[0].size)):
+        return None
+    start = block.__array_interface__["data"][0]
+    for j, values in enumerate(columns):
+        if values.base is not block or (values.__array_interface__["data"][0]
+                                        != start + j * block.strides[0]):
+            return None
+    return block
 
-        if _table_arrow.available():
-            try:
-                guess = _guess_text(path, data, body_start, body_end, delimiter, n_cols,
-                                    numeric) if default else set()
-            except EmsegError:
-                guess = None  # the reader of reference says what is wrong
-            if guess is not None:
-                found = _table_arrow.parse_body(data, body_start, body_end, delimiter,
-                                                n_cols, numeric, texts, guess)
-                if found is not None:
-                    return found
+
+def _parse(path, data, body_start, body_end, delimiter, n_cols, numeric, texts, default,
+           fast):
+    """``(n_rows, scans, codes)`` of the body: by pandas when ``fast`` (a large file,
+    pandas installed) and it reads this table exactly, else by the csv module."""
+    if fast:
+        try:
+            guess = _guess_text(path, data, body_start, body_end, delimiter, n_cols,
+                                numeric) if default else set()
+        except EmsegError:
+            guess = None  # the reader of reference says what is wrong
+        if guess is not None:
+            found = _table_pandas.parse_body(path, data, body_start, body_end, delimiter,
+                                             n_cols, numeric, texts, guess)
+            if found is not None:
+                return found
+        _check_not_binary(path, data, len(data))
     return _table_text.parse_body(path, data, body_start, body_end, delimiter, n_cols,
                                   numeric, texts)
+
+
+def _check_not_binary(path, data, stop):
+    if data.find(b"\x00", 0, stop) >= 0:
+        raise EmsegError(
+            f"{path} is a binary file, not a text table; pass a CSV, TSV or .npy file"
+        )
 
 
 def _guess_text(path, data, body_start, body_end, delimiter, n_cols, numeric):

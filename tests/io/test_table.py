@@ -1,4 +1,4 @@
-"""Tests for emseg.io.tables (with its parts _table_header, _table_text, _table_arrow,
+"""Tests for emseg.io.tables (with its parts _table_header, _table_text, _table_pandas,
 table_writers): reading CSV/TSV/.npy tables, writing results."""
 
 import csv
@@ -9,6 +9,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
+import emseg.io._table_pandas as pandas_mod
 import emseg.io.table_writers as writers_mod
 import emseg.io.tables as table_mod
 from emseg import EmsegError
@@ -22,11 +23,12 @@ from emseg.io.tables import (
 from _helpers import float_bits as bits, write_text as write
 
 
-@pytest.fixture(params=["csv", "pyarrow"])
+@pytest.fixture(params=["csv", "pandas"])
 def both_paths(request, monkeypatch):
-    """Run the test through the csv module, then through pyarrow (every file large)."""
-    if request.param == "pyarrow":
-        pytest.importorskip("pyarrow")
+    """Run the test through the csv module, then through pandas (every file large)."""
+    if request.param == "pandas":
+        if not pandas_mod.available():
+            pytest.skip("pandas 3.1 or later is not installed")
         monkeypatch.setattr(table_mod, "LARGE_BYTES", 0)
     return request.param
 
@@ -76,8 +78,50 @@ def test_values_equal_python_float(tmp_path, monkeypatch):
     path = write(tmp_path, "v.csv", "a,b,c\n" + "\n".join(lines) + "\n")
     expected = np.array([float(v) for v in values]).reshape(-1, 3)
     np.testing.assert_array_equal(bits(read_table(path).X), bits(expected))
-    monkeypatch.setattr(table_mod, "LARGE_BYTES", 0)  # through pyarrow: the same bits
+    monkeypatch.setattr(table_mod, "LARGE_BYTES", 0)  # through pandas: the same bits
     np.testing.assert_array_equal(bits(read_table(path).X), bits(expected))
+
+
+def test_assemble_copies_columns_and_blocks_alike():
+    """X from separate columns, from the rows of one (features, rows) block (as pandas'
+    threaded reader gives them), small and large (shared among threads)."""
+    gen = np.random.default_rng(2)
+    for n in (5, 100_003):
+        block = gen.normal(size=(3, n))
+        want = np.ascontiguousarray(block.T)
+        for columns in ([[row] for row in block], [[row.copy()] for row in block],
+                        [[block[0][:7], block[0][7:]], [block[1]], [block[2]]]):
+            X = table_mod._assemble(n, columns)
+            assert X.flags.c_contiguous
+            np.testing.assert_array_equal(bits(X), bits(want))
+    assert table_mod._one_block([row for row in block]) is block
+    assert table_mod._one_block([block[1], block[0], block[2]]) is None
+
+
+@pytest.mark.skipif(not pandas_mod.available(), reason="pandas 3.1 or later is not installed")
+def test_a_large_file_through_pandas_threads_is_the_reference(tmp_path, monkeypatch):
+    """Over 5 MB pandas reads the file with several threads (in chunks of lines): the
+    same bits as the csv module, and a bad row still found."""
+    gen = np.random.default_rng(1)
+    X = gen.normal(size=(45_000, 8)) * 10.0 ** gen.integers(-8, 8, size=(45_000, 8))
+    X[gen.random(X.shape) < 0.01] = np.nan
+    lines = ["a,b,c,d,e,f,g,h"] + [
+        ",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in X]
+    path = write(tmp_path, "t.csv", "\n".join(lines) + "\n")
+    assert path.stat().st_size > 5 << 20
+    calls = []
+    real = pandas_mod.parse_body
+    monkeypatch.setattr(pandas_mod, "parse_body",
+                        lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(table_mod, "LARGE_BYTES", 1 << 20)
+    np.testing.assert_array_equal(bits(read_table(path).X), bits(X))
+    assert calls
+    lines[30_000] += ",1"
+    with pytest.raises(EmsegError, match="line 30001 .* has 9 fields but the header has 8"):
+        read_table(write(tmp_path, "t.csv", "\n".join(lines) + "\n"))
+    lines[30_000] = lines[30_000][:-2].rsplit(",", 1)[0]
+    with pytest.raises(EmsegError, match="line 30001 .* has 7 fields but the header has 8"):
+        read_table(write(tmp_path, "t.csv", "\n".join(lines) + "\n"))
 
 
 def test_problem_far_into_the_file(tmp_path, monkeypatch):
