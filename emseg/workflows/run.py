@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .._shared.errors import EmsegError
-from .._shared.version import __version__
-from .steps import (file_stem, journal_path, output_writer, posteriors_dtype, segment_source,
-                    write_all)
+from .steps import (file_stem, journal_path, output_writer, posteriors_dtype, report_head,
+                    segment_source, write_all)
 
 
 @dataclass
@@ -326,12 +325,7 @@ def _report(source, seg, options, model, wrote, start):
         "total": time.perf_counter() - start,
     }
     report = {
-        "emseg_version": __version__,
-        "input": str(source.path),
-        "input_file": source.stamp,
-        "shape": list(image.pixels.shape),
-        "dtype": str(image.pixels.dtype),
-        "options": options.to_dict(),
+        **report_head(source, options),
         "features": seg.features.to_dict(),
         "k": k,
         "bic_table": seg.bic_table,

@@ -12,7 +12,7 @@ import numpy as np
 from .._shared.errors import EmsegError
 
 __all__ = ["file_stem", "fit_options", "hyperstack_axes", "journal_path", "output_writer",
-           "posteriors_dtype", "segment_source", "write_all"]
+           "posteriors_dtype", "report_head", "segment_source", "write_all"]
 
 
 def file_stem(path):
@@ -125,6 +125,22 @@ def segment_source(source, options, model):
         bias=options.bias,
         bias_fwhm=options.bias_fwhm,
     )
+
+
+def report_head(source, options):
+    """The first entries of every report.json: emseg's version, the input (path, its
+    size and time stamp, shape, dtype) and the options."""
+    from .._shared.version import __version__
+
+    image = source.image
+    return {
+        "emseg_version": __version__,
+        "input": str(source.path),
+        "input_file": source.stamp,
+        "shape": list(image.pixels.shape),
+        "dtype": str(image.pixels.dtype),
+        "options": options.to_dict(),
+    }
 
 
 # From this many bytes of pictures on, writing them two at a time pays: measured with

@@ -31,7 +31,6 @@ import time
 import numpy as np
 
 from .._shared.errors import EmsegError
-from .._shared.version import __version__
 
 __all__ = ["segment_series"]
 
@@ -338,18 +337,15 @@ def _report(source, options, gathered, shared, model, fractions, means):
     from ..image import render
     from ..image.objects import object_counts
 
+    from .steps import report_head
+
     image, k, frames = source.image, gathered.k, gathered.frames
     pixels = np.array([f["pixels_segmented"] for f in frames], dtype=np.float64)
     log_likelihood = float(np.average([f["log_likelihood"] for f in frames],
                                       weights=np.maximum(pixels, 1)))
     palette = render.palette(k)
     report = {
-        "emseg_version": __version__,
-        "input": str(source.path),
-        "input_file": source.stamp,
-        "shape": list(image.pixels.shape),
-        "dtype": str(image.pixels.dtype),
-        "options": options.to_dict(),
+        **report_head(source, options),
         "features": gathered.features,
         "k": k,
         "bic_table": None,  # per time point, in time_points
