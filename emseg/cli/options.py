@@ -219,8 +219,8 @@ bias_options = _stack(
     click.option(
         "--bias-fwhm", type=FiniteFloatRange(min=0, min_open=True), default=None,
         metavar="MM",
-        help="Smoothness of the bias field: FWHM in mm (a pixel is 1 mm without a "
-        "voxel size) [default: 40].",
+        help="Smoothness of the bias field: FWHM in mm [default: 40]; in pixels for "
+        "a file without a voxel size [default: 40 per 256 pixels of its longest side].",
     ),
 )
 """Bias-field correction inside EM (emseg.image.bias)."""

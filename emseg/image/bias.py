@@ -76,6 +76,13 @@ with a 40 % field (field correlation with the truth / misclassification %, the i
 without a field giving 6.6 and 6.4 %): 2-D 256 x 256 at 1 mm, FWHM 20: 0.89 / 9.1,
 40: 0.985 / 7.5, 60: 0.975 / 7.6; 3-D 64 x 80 x 64 at 2 mm, 20: 0.93 / 7.8, 40: 0.96
 / 7.2, 60: 0.93 / 7.3. At 20 mm the field follows the tissue shapes (4 mm here) more.
+
+Without a voxel size (a PNG, a JPEG, an uncalibrated TIFF) a pixel's size in mm is
+unknown, and 40 pixels would be a smaller and smaller part of a larger picture: on a
+12-megapixel photo (4000 px wide) the field followed the picture's content down to
+the clip at 0.05 and took 22 s. So the default there is 40 px per 256 px of the longest
+side (:data:`REFERENCE_SIDE`; the 2-D phantom's proportion, 16 % of the side), and never
+less than 40 px: on that photo the field stays within 0.60 .. 1.28 and takes 1.4 s.
 """
 
 from dataclasses import dataclass
@@ -87,6 +94,7 @@ from .._shared.validation import check_int
 from .features import split_channels
 
 DEFAULT_FWHM = 40.0  # mm (see the module docstring)
+REFERENCE_SIDE = 256  # without a voxel size, the default FWHM is 40 px per 256 px
 _SIGMA_PER_FWHM = 1.0 / np.sqrt(8.0 * np.log(2.0))
 PRIOR_WEIGHT = 0.002  # the field's prior, in average data weights (module docstring)
 _MAX_HALVINGS = 3
@@ -114,11 +122,16 @@ class BiasField:
     fwhm: float
 
 
-def check_fwhm(fwhm):
-    """``fwhm`` (the bias field's smoothness in mm) as a float > 0, None meaning
-    :data:`DEFAULT_FWHM`; an :class:`~emseg.EmsegError` naming the value otherwise."""
+def check_fwhm(fwhm, shape=None, spacing=None):
+    """``fwhm`` (the bias field's smoothness in mm) as a float > 0; an
+    :class:`~emseg.EmsegError` naming the value otherwise. None means
+    :data:`DEFAULT_FWHM`, or, for an image of spatial ``shape`` without a voxel size
+    (``spacing`` None), :data:`DEFAULT_FWHM` pixels per :data:`REFERENCE_SIDE` pixels of
+    its longest side, at least :data:`DEFAULT_FWHM` (see the module docstring)."""
     if fwhm is None:
-        return DEFAULT_FWHM
+        if spacing is not None or shape is None:
+            return DEFAULT_FWHM
+        return DEFAULT_FWHM * max(1.0, max(shape) / REFERENCE_SIDE)
     try:
         value = float(fwhm)
     except (TypeError, ValueError):
@@ -152,7 +165,7 @@ def estimate_field(values, valid, posteriors, *, spacing=None, fwhm=None, max_it
     """
     values = np.asarray(values)
     shape = values.shape[:-1]
-    fwhm = check_fwhm(fwhm)
+    fwhm = check_fwhm(fwhm, shape, spacing)
     max_iter = check_int(max_iter, "max_iter", 1)
     sample, stride = _sample(shape, valid, spacing, fwhm)
     sub_valid = None if valid is None else np.asarray(valid, dtype=bool)[sample]
@@ -197,7 +210,7 @@ def field_sample(shape, valid=None, spacing=None, fwhm=None):
     """The slices (one per axis) of the voxels :func:`estimate_field` fits the field
     on, for an image of spatial ``shape`` (see the module docstring). Its
     ``posteriors`` may be given on these voxels only."""
-    return _sample(tuple(shape), valid, spacing, check_fwhm(fwhm))[0]
+    return _sample(tuple(shape), valid, spacing, check_fwhm(fwhm, tuple(shape), spacing))[0]
 
 
 def _sample(shape, valid, spacing, fwhm):

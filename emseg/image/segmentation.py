@@ -123,8 +123,8 @@ def segment(
     ``beta``, ``k="auto"`` and the rest as asked; "auto" chooses K again on it).
     With ``beta``, the field is refitted once to the MRF's posteriors.
     ``bias_fwhm``: the field's smoothness in mm (FWHM; default
-    :data:`emseg.image.bias.DEFAULT_FWHM`, 40), with ``spacing`` in mm (a pixel is 1 mm
-    without it). The result's ``bias`` is the field (float32, the spatial shape, plus a
+    :data:`emseg.image.bias.DEFAULT_FWHM`, 40), with ``spacing`` in mm; without
+    ``spacing`` in pixels, default 40 per 256 pixels of the longest side (at least 40). The result's ``bias`` is the field (float32, the spatial shape, plus a
     last axis of one field per channel for colour or multichannel input; mean 1 inside
     the mask, 1 outside) and ``restored`` the image divided by it (float32, the input's
     shape and channels; alpha and the pixels outside the mask as they were).
@@ -208,9 +208,9 @@ def _with_bias(image, k, fwhm, channel_axis, multichannel, mask, spacing, fit, s
     20 (field correlation 0.90 against 0.85)."""
     from .bias import check_fwhm, estimate_field, field_sample, restore
 
-    fwhm = check_fwhm(fwhm)
     clock = time.perf_counter()
     values, _, alpha = split_channels(image, channel_axis, multichannel)
+    fwhm = check_fwhm(fwhm, values.shape[:-1], spacing)
     valid = valid_pixels(values.shape[:-1], alpha, mask, values)
     # the field is fitted on a subsample of the voxels: so is the fit that starts it
     sample = field_sample(values.shape[:-1], valid, spacing, fwhm)

@@ -205,6 +205,21 @@ def test_the_prior_only_matters_where_the_data_say_little(case_2d):
     assert np.abs(with_prior.field - without.field)[mask].max() < 0.01
 
 
+def test_default_fwhm_scales_with_the_picture_without_a_voxel_size():
+    from emseg.image.bias import check_fwhm
+
+    assert check_fwhm(None) == DEFAULT_FWHM
+    assert check_fwhm(None, (160, 160)) == DEFAULT_FWHM  # never below 40 px
+    assert check_fwhm(None, (3000, 4000)) == DEFAULT_FWHM * 4000 / 256
+    assert check_fwhm(None, (3000, 4000), spacing=(0.1, 0.1)) == DEFAULT_FWHM  # in mm
+    assert check_fwhm(12.5, (3000, 4000)) == 12.5
+    image, _, mask, _ = phantom((96, 96), 0.4)
+    wide = np.tile(image, (1, 8))  # 96 x 768 pixels, no spacing: 120 px
+    assert emseg.segment(wide, 3, mask=np.tile(mask, (1, 8)), bias=True).bias_fit["fwhm"] == 120
+    seg = emseg.segment(wide, 3, mask=np.tile(mask, (1, 8)), bias=True, spacing=(1.0, 1.0))
+    assert seg.bias_fit["fwhm"] == DEFAULT_FWHM
+
+
 def test_3d_volume_and_estimate_field_directly():
     image, truth, mask, field = phantom((32, 40, 32), 0.4, spacing=(4.0, 4.0, 4.0))
     first = emseg.segment(image, 3, mask=mask)
