@@ -38,9 +38,9 @@ field from following the image's content. Without it, skimage's ``camera`` (no b
 field, no mask, FWHM 40 px) drove the field to 0.13 .. 1.36 in steps of up to 0.8 per
 iteration, along a path so unstable that the float32 rounding of the same picture
 stored as ``float32 x 0.1`` changed the field by 0.5 and half the labels. With the
-prior the field stays within 0.86 .. 1.13 (at 40 px) and every stored copy of 14 of skimage's
-pictures (uint8, uint16 x 257, float32 x 0.1, x 1e-3, x 7.3) gives the same field to
-1e-4; the phantoms of ``benchmarks/bench_bias.py`` are unchanged to 0.04 points of
+prior the field stays within 0.86 .. 1.13 (at 40 px) and every stored copy of 14 of
+skimage's pictures (uint8, uint16 x 257, float32 x 0.1, x 1e-3, x 7.3) gives the same
+field to 1e-4; the phantoms of ``benchmarks/bench_bias.py`` are unchanged to 0.04 points of
 misclassification (weights 0.005 and 0.05 cost 0.05 and 0.27 points on the 2-D phantom
 with a 40 % field). See benchmarks/README.md, "bias=True and storage".
 
