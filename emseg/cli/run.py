@@ -31,7 +31,8 @@ STOPPED = ("the outputs of the image being segmented were removed; those of the 
 @click.option(
     "--shared-model", is_flag=True,
     help="For a time series (a TIFF with a T axis): fit one model over all time points, "
-    "then label each with it, so a label means the same at every time.",
+    "then label each with it, so a label means the same at every time; the model is "
+    "written as <stem>_model.json (for emseg apply).",
 )
 @opt.max_pixels
 @opt.output_options

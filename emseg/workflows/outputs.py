@@ -47,6 +47,7 @@ _OUTPUT_SUFFIXES = (  # every name run.output_paths gives, but the report
     "_restored.tif",
     "_restored.nii.gz",
     "_report.html",
+    "_model.json",  # a time series' shared model (run --shared-model)
     # with --ome
     "_labels.ome.tif",
     "_posteriors.ome.tif",

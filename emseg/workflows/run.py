@@ -58,7 +58,7 @@ class RunOptions:
 
 
 def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, pve=False,
-                 objects=False, bias=False, html=False, ome=False):
+                 objects=False, bias=False, html=False, ome=False, model=False):
     """The files :func:`segment_file` writes for input ``path`` into folder ``out``.
 
     Labels are a PNG for an image, a multi-page TIFF for a stack, and with ``nifti``
@@ -69,7 +69,8 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, pve=F
     ``prob`` and ``pve`` maps); objects a CSV table. With ``bias``, the bias field and
     the restored image (the input divided by it): NIfTI with ``nifti``, else float32
     TIFF (one page per slice and channel). With ``html``, the HTML report, one page.
-    With ``ome`` (and not ``nifti``) the TIFF outputs are named ``.ome.tif``.
+    With ``ome`` (and not ``nifti``) the TIFF outputs are named ``.ome.tif``. With
+    ``model`` (a time series' shared model), the model, JSON, for ``emseg apply``.
     :func:`output_writer` writes each image in its format.
     """
     stem = file_stem(path)
@@ -95,6 +96,8 @@ def output_paths(path, out, *, posteriors=False, stack=False, nifti=False, pve=F
             targets[name] = out / f"{stem}_{name}.{'nii.gz' if nifti else tif}"
     if html:
         targets["html"] = out / f"{stem}_report.html"
+    if model:
+        targets["model"] = out / f"{stem}_model.json"
     return targets
 
 
@@ -182,7 +185,8 @@ def _read(path, out, options, overwrite):
                            stack=image.is_stack or image.time_points is not None,
                            nifti=image.affine is not None, pve=options.pve,
                            objects=options.objects, bias=options.bias, html=options.html,
-                           ome=options.ome)
+                           ome=options.ome,
+                           model=options.shared_model and image.time_points is not None)
     io.check_writable(list(targets.values()), overwrite)
     mask = image.valid
     if options.mask_path is not None:

@@ -319,6 +319,8 @@ def _write(source, options, gathered, shared, model, overwrite, written, start,
         from ..io.records import write_columns
 
         writes.append((write_columns, targets["objects"], gathered.objects, {}))
+    if "model" in targets and model is None:  # fitted here: kept for emseg apply
+        writes.append((io.write_json, targets["model"], shared.to_dict(), {}))
     write_all(writes, overwrite, written)
     write_seconds = time.perf_counter() - clock
 

@@ -197,13 +197,20 @@ def test_the_cli_segments_a_time_series(tmp_path, rng):
     assert len(result.output.strip().splitlines()) == 1 and "K=3" in result.output
     assert {p.name for p in out.iterdir()} == {
         "t_labels.ome.tif", "t_posteriors.ome.tif", "t_overlay.png", "t_segments.png",
-        "t_report.json"}
+        "t_report.json", "t_model.json"}
     np.testing.assert_array_equal(tifffile.imread(out / "t_labels.ome.tif"), truth + 1)
     report = json.loads((out / "t_report.json").read_text())
     assert report["options"]["shared_model"] and report["options"]["ome"]
     # the montage shows every time point, the first and last too: 2 x 2 tiles of 16 x 30
     segments = io.read_image(out / "t_segments.png").pixels
     assert segments.shape[:2] == (2 * 16 + 2, 2 * 30 + 2)
+    # the shared model is kept: emseg apply labels the series with it as the run did
+    again = tmp_path / "again"
+    result = CliRunner().invoke(main, ["apply", str(out / "t_model.json"),
+                                       str(tmp_path / "t.tif"), "-o", str(again)])
+    assert result.exit_code == 0, result.output
+    applied = next(again.rglob("t_labels.tif"))
+    np.testing.assert_array_equal(tifffile.imread(applied), truth + 1)
 
 
 def test_a_time_series_in_a_batch(tmp_path, rng):
