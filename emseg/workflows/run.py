@@ -15,7 +15,7 @@ import numpy as np
 
 from .._shared.errors import EmsegError
 from .steps import (file_stem, journal_path, output_writer, posteriors_dtype, report_head,
-                    segment_source, write_all)
+                    segment_source, slice_pictures, write_all)
 
 
 @dataclass
@@ -422,15 +422,7 @@ def _pictures(image, seg):
     slices = render.representative_slices(labels.shape[0])
     if image.channels:
         pixels = pixels[..., 0]
-    valid = labels > 0
-    shown = pixels[slices]
-    display = [render.to_display(p, valid=v if v.any() else None)
-               for p, v in zip(shown, valid[slices])]
-    colors = render.class_colors(np.stack(display), labels[slices], k)
-    width = render.boundary_width(labels.shape[1:])
-    overlays = [render.overlay(d, lab, k, boundary_width=width)
-                for d, lab in zip(display, labels[slices])]
-    segments = [render.segments(lab, colors) for lab in labels[slices]]
+    overlays, segments, colors = slice_pictures(pixels[slices], labels[slices], k)
     names = [f"z={z}" for z in slices]
     overlay = render.montage(overlays, captions=names)
     framed = with_legend(overlay, render.palette(k), seg.mean_values, seg.fractions)

@@ -12,7 +12,7 @@ import numpy as np
 from .._shared.errors import EmsegError
 
 __all__ = ["file_stem", "fit_options", "hyperstack_axes", "journal_path", "output_writer",
-           "posteriors_dtype", "report_head", "segment_source", "write_all"]
+           "posteriors_dtype", "report_head", "segment_source", "slice_pictures", "write_all"]
 
 
 def file_stem(path):
@@ -141,6 +141,24 @@ def report_head(source, options):
         "dtype": str(image.pixels.dtype),
         "options": options.to_dict(),
     }
+
+
+def slice_pictures(pixels, labels, k):
+    """``(overlays, segments, colors)`` of 2-D slices: ``pixels`` and ``labels`` are
+    sequences of slices (grey or RGB, and their labels, 0 outside the mask). Each slice
+    is shown on display values stretched over its labelled pixels, with boundaries as
+    wide as a slice's size asks; ``colors`` (each class's mean display colour over all
+    the slices) fill the segments."""
+    from ..image import render
+
+    valid = [lab > 0 for lab in labels]
+    display = [render.to_display(p, valid=v if v.any() else None)
+               for p, v in zip(pixels, valid)]
+    colors = render.class_colors(np.stack(display), np.stack(labels), k)
+    width = render.boundary_width(labels[0].shape)
+    overlays = [render.overlay(d, lab, k, boundary_width=width)
+                for d, lab in zip(display, labels)]
+    return overlays, [render.segments(lab, colors) for lab in labels], colors
 
 
 # From this many bytes of pictures on, writing them two at a time pays: measured with

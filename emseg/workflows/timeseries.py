@@ -244,7 +244,7 @@ def _add_objects(gathered, t, seg, frame, options):
 def _frame_pictures(frame, seg):
     """The overlay and segments of one time point: the image itself, or the middle
     slice of a volume."""
-    from ..image import render
+    from .steps import slice_pictures
 
     pixels, labels = frame.pixels, seg.labels
     if frame.is_stack:
@@ -252,12 +252,8 @@ def _frame_pictures(frame, seg):
         pixels, labels = pixels[middle], labels[middle]
     if frame.channels:
         pixels = pixels[..., 0]  # the first channel, as the overlay of one image
-    valid = labels > 0
-    display = render.to_display(pixels, valid=valid if valid.any() else None)
-    colors = render.class_colors(display, labels, seg.k)
-    overlay = render.overlay(display, labels, seg.k,
-                             boundary_width=render.boundary_width(labels.shape))
-    return overlay, render.segments(labels, colors)
+    overlays, segments, _ = slice_pictures([pixels], [labels], seg.k)
+    return overlays[0], segments[0]
 
 
 def _frame_entry(t, seg, model):
