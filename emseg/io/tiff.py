@@ -390,14 +390,20 @@ def calibration(tif, page):
     return spacing, unit
 
 
-def _ome_calibration(xml):
+def _ome_pixels(xml):
+    """The first ``Pixels`` element of OME-XML (its sizes, units, time increment), or
+    None when the XML does not parse or has none."""
     import xml.etree.ElementTree as ET
 
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
-        return None, None
-    pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+        return None
+    return next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+
+
+def _ome_calibration(xml):
+    pixels = _ome_pixels(xml)
     if pixels is None:
         return None, None
     sizes, units = {}, {}
@@ -451,14 +457,7 @@ def frame_interval(tif):
     ``TimeIncrementUnit`` (seconds when unnamed)."""
     value, unit = None, "s"
     if tif.is_ome:
-        import xml.etree.ElementTree as ET
-
-        try:
-            root = ET.fromstring(tif.ome_metadata)
-        except ET.ParseError:
-            return None
-        pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"),
-                      None)
+        pixels = _ome_pixels(tif.ome_metadata)
         if pixels is not None:
             value = pixels.get("TimeIncrement")
             unit = pixels.get("TimeIncrementUnit") or "s"
